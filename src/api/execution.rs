@@ -1,0 +1,199 @@
+//! `Execution`: one run of one Playbook, and everything observed while it ran.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::{LocalRef, Phase, PlaybookSpec, schema};
+
+/// One run of a Playbook: created by `kubectl apply`, `playbook-operator run`, or an
+/// alert through a Trigger. The controller runs its steps as Jobs and records their
+/// outputs in status.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "stackpulse.io",
+    version = "v1",
+    kind = "Execution",
+    namespaced,
+    status = "ExecutionStatus",
+    shortname = "pbx",
+    category = "stackpulse",
+    printcolumn = r#"{"name":"PLAYBOOK","type":"string","jsonPath":".spec.playbookRef.name"}"#,
+    printcolumn = r#"{"name":"PHASE","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"STEP","type":"string","jsonPath":".status.currentStep"}"#,
+    printcolumn = r#"{"name":"SEVERITY","type":"string","jsonPath":".status.severity"}"#,
+    printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionSpec {
+    /// The Playbook to run, in the Execution's namespace. Its spec is copied into
+    /// status when the run starts; later edits of the Playbook do not change this run.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("playbookRef cannot change: create a new Execution"))]
+    pub playbook_ref: LocalRef,
+    /// Values for the playbook's params, e.g. `{"Namespace": "prod"}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::any_object")]
+    pub params: Option<serde_json::Value>,
+    /// The alert that started this run, as the webhook received it; templates read it
+    /// as `.alert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::any_object")]
+    pub alert: Option<serde_json::Value>,
+    /// The Trigger that created this run, when an alert did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger_ref: Option<LocalRef>,
+    /// Who asked for this run. Set by the API server's admission policy from the
+    /// authenticated user; what a client writes here is not trusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+    /// Approvals of steps that require one (`playbook-operator approve EXECUTION STEP`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub approvals: Vec<ApprovalRecord>,
+    /// Set to true to stop the run: running Jobs are deleted and the phase becomes Cancelled.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancel: bool,
+}
+
+/// One person's approval of one step.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalRecord {
+    /// Id of the step approved.
+    pub step: String,
+    /// Who approved: the API server's authenticated user name (checked by admission).
+    pub user: String,
+    /// When the approval was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<Time>,
+}
+
+/// Phase of a whole Execution.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ExecutionPhase {
+    /// Accepted, no step started yet.
+    #[default]
+    Pending,
+    /// At least one step is running or about to.
+    Running,
+    /// A step waits for someone to approve it.
+    WaitingApproval,
+    /// Every step that ran succeeded (or failed with continueOnError).
+    Succeeded,
+    /// A step failed, or the run could not start (see status.message).
+    Failed,
+    /// Stopped by `spec.cancel`.
+    Cancelled,
+}
+
+impl ExecutionPhase {
+    /// True for Succeeded, Failed and Cancelled: nothing changes any more.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+}
+
+/// What the controller observed and decided for one Execution.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionStatus {
+    /// Pending, Running, WaitingApproval, Succeeded, Failed or Cancelled.
+    #[serde(default)]
+    pub phase: ExecutionPhase,
+    /// Why the run is in this phase, for a person (e.g. the failing step's message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Severity set by the playbook's `severity` template or a step output `severity`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<String>,
+    /// Id of the step running or waiting now (the STEP column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_step: Option<String>,
+    /// When the first step was started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    /// When the run reached its final phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
+    /// The playbook spec this run executes, copied at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::any_object")]
+    pub playbook: Option<PlaybookSpec>,
+    /// One entry per step run (per attempt-series and per foreach item).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepStatus>,
+    /// Standard conditions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// State of one step.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StepState {
+    /// Not started: waiting for the steps it depends on.
+    #[default]
+    Pending,
+    /// Its Job exists and the container has not ended.
+    Running,
+    /// Waiting for a retry's backoff to pass.
+    Retrying,
+    /// Waiting for an approval.
+    WaitingApproval,
+    /// The container exited 0 and the output parsed.
+    Succeeded,
+    /// The last attempt failed (see message and exitCode).
+    Failed,
+    /// Not run: its `when` rendered false, or it was in a skipped block.
+    Skipped,
+    /// Stopped by `spec.cancel`.
+    Cancelled,
+}
+
+impl StepState {
+    /// True when the step will not change again.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Skipped | Self::Cancelled)
+    }
+}
+
+/// What happened to one step (one foreach item of it, when in a loop).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StepStatus {
+    /// The step's id; for a foreach item `ID[INDEX]`.
+    pub id: String,
+    /// The step's incident phase.
+    #[serde(default)]
+    pub phase: Phase,
+    /// Pending, Running, Retrying, WaitingApproval, Succeeded, Failed, Skipped or Cancelled.
+    #[serde(default)]
+    pub state: StepState,
+    /// Attempt number, from 1.
+    #[serde(default)]
+    pub attempt: u32,
+    /// The Job of the current attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_name: Option<String>,
+    /// When the current attempt started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    /// When the step ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
+    /// Exit code of the step container's last attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Why the step is in this state (skip reason, failure, parse error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The parsed output (bounded; see `outputsTruncated`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::any_object")]
+    pub outputs: Option<serde_json::Value>,
+    /// True when the output was larger than the status budget and was cut.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub outputs_truncated: bool,
+}

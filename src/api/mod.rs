@@ -1,0 +1,34 @@
+//! The `stackpulse.io/v1` API: the four custom resources and nothing else.
+//!
+//! Types only: no client, no runtime, no I/O. The CRD YAML in `crds/` is generated
+//! from these types (`playbook-operator crd`), so the doc comments here are what
+//! `kubectl explain` shows; keep them useful to someone reading them at 3 a.m.
+
+mod execution;
+mod playbook;
+mod runner;
+mod schema;
+mod trigger;
+
+pub use execution::*;
+pub use playbook::*;
+pub use runner::*;
+pub use trigger::*;
+
+use kube::CustomResourceExt;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+
+/// The API group of every resource of this operator.
+pub const GROUP: &str = "stackpulse.io";
+
+/// Every CRD this operator serves, in the order `playbook-operator crd` prints them.
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    vec![Playbook::crd(), Execution::crd(), Trigger::crd(), Runner::crd()]
+}
+
+/// Reference to another object in the same namespace, by name.
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+pub struct LocalRef {
+    /// Name of the referenced object, in the same namespace as the referring one.
+    pub name: String,
+}

@@ -1,0 +1,7 @@
+//! The pure core: everything between reading a resource and writing one.
+//!
+//! Nothing here holds a client, a runtime or a socket (a test keeps it so): the
+//! controller observes the cluster, calls these functions, and applies their result.
+
+pub mod parse;
+pub mod template;

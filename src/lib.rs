@@ -1,0 +1,8 @@
+//! playbook-operator: incident-response playbooks as Kubernetes resources.
+//!
+//! `api` holds the CRD types, `engine` the pure core (templates, output parsers, the
+//! step planner, Job building, the StackPulse converter, lint). Neither may touch a
+//! client, a runtime or the network; the shell around them does the I/O.
+
+pub mod api;
+pub mod engine;

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Build the pinned control-plane binaries (versions.env) from the Go module proxy into
+# a cache directory outside the repo, keyed on the pins:
+#   ${PLAYBOOK_OPERATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/playbook-operator}/k8s-<version>-<pin hash>/bin
+# A binary that is already there is skipped, so a warm run takes about a second.
+# Prints the bin dir on stdout (last line); progress goes to stderr.
+#
+# Usage: tests/cluster/build.sh [--print-bin-dir]
+#   --print-bin-dir   only print where the binaries are (or would be), build nothing.
+set -euo pipefail
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
+
+BIN_DIR="$(cluster_bin_dir)"
+if [[ "${1:-}" == "--print-bin-dir" ]]; then
+  printf '%s\n' "$BIN_DIR"
+  exit 0
+fi
+
+# Tools build.sh and up.sh need besides go (present on the polyglot image; a new
+# Debian machine gets them from apt-get).
+ensure_tools openssl:openssl curl:curl sha256sum:coreutils
+
+command -v go >/dev/null || die "go is not on PATH (Go >= 1.26 is needed; it is not installable from apt here)"
+
+# Each entry: NAME  KIND  WHAT
+#   k8s  -> `go build` of k8s.io/kubernetes/cmd/NAME in gomod/kubernetes
+#   etcd -> `go build` of the etcd server in gomod/etcd
+#   install -> `go install WHAT@version`
+K8S_LDFLAGS=""
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  minor="${KUBERNETES_VERSION#v*.}"; minor="${minor%%.*}"
+  major="${KUBERNETES_VERSION#v}"; major="${major%%.*}"
+  K8S_LDFLAGS+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
+  K8S_LDFLAGS+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+done
+
+binaries=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok helm alertmanager)
+
+missing=()
+for b in "${binaries[@]}"; do [[ -x "$BIN_DIR/$b" ]] || missing+=("$b"); done
+if ((${#missing[@]} == 0)); then
+  log "all ${#binaries[@]} binaries present in $BIN_DIR (pins unchanged)"
+  printf '%s\n' "$BIN_DIR"
+  exit 0
+fi
+
+log "building ${missing[*]} into $BIN_DIR"
+log "a cold build of everything takes ~10 minutes on 2 cores (and ~8 GB of Go module/build cache); later runs reuse it"
+mkdir -p "$BIN_DIR"
+
+# -trimpath: reproducible, no local paths in binaries. -mod=readonly: build exactly the
+# committed go.mod/go.sum (update-gomod.sh is the only thing that changes them).
+# CGO off: none of these need it, and it spares a C toolchain on a new machine.
+export CGO_ENABLED=0
+common_flags="-trimpath -buildvcs=false"
+
+build_one() {
+  local name="$1" tmp="$BIN_DIR/.$1.tmp.$$"
+  case "$name" in
+    kube-apiserver | kube-controller-manager | kube-scheduler | kubectl)
+      (cd "$CLUSTER_SCRIPTS_DIR/gomod/kubernetes" &&
+        GOFLAGS="$common_flags -mod=readonly" go build -ldflags "-s -w $K8S_LDFLAGS" \
+          -o "$tmp" "k8s.io/kubernetes/cmd/$name")
+      ;;
+    etcd)
+      (cd "$CLUSTER_SCRIPTS_DIR/gomod/etcd" &&
+        GOFLAGS="$common_flags -mod=readonly" go build -ldflags "-s -w" -o "$tmp" go.etcd.io/etcd/server/v3)
+      ;;
+    kwok) go_install "$tmp" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "" ;;
+    helm) go_install "$tmp" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
+      "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" ;;
+    alertmanager) go_install "$tmp" "github.com/prometheus/alertmanager/cmd/alertmanager@$ALERTMANAGER_VERSION" \
+      "-X github.com/prometheus/common/version.Version=${ALERTMANAGER_VERSION#v}" ;;
+    *) die "unknown binary $name" ;;
+  esac
+  mv -f "$tmp" "$BIN_DIR/$name" # atomic: a concurrent build or up.sh never sees half a file
+}
+
+# `go install pkg@version` builds with that module's own go.mod/go.sum (checked against
+# the checksum database through the proxy), i.e. reproducibly for a fixed version.
+go_install() {
+  local out="$1" what="$2" ldflags="$3" gobin
+  gobin="$(mktemp -d "$BIN_DIR/.gobin.XXXXXX")"
+  GOFLAGS="$common_flags" GOBIN="$gobin" go install -ldflags "-s -w $ldflags" "$what"
+  mv -f "$gobin"/* "$out"
+  rm -rf "$gobin"
+}
+
+total_start=$SECONDS
+i=0
+for b in "${binaries[@]}"; do
+  i=$((i + 1))
+  if [[ -x "$BIN_DIR/$b" ]]; then
+    log "[$i/${#binaries[@]}] $b: present, skipped"
+    continue
+  fi
+  start=$SECONDS
+  log "[$i/${#binaries[@]}] $b: building..."
+  if ! build_one "$b"; then
+    rm -f "$BIN_DIR/.$b.tmp.$$"
+    die "building $b failed (see the go output above)"
+  fi
+  log "[$i/${#binaries[@]}] $b: built in $((SECONDS - start)) s"
+done
+
+# Record what was built with what, for people debugging a cache dir.
+{
+  cat "$CLUSTER_SCRIPTS_DIR/versions.env"
+  echo "# built with $(go version) on $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+} >"$BIN_DIR/../versions.env"
+log "done in $((SECONDS - total_start)) s: $BIN_DIR"
+printf '%s\n' "$BIN_DIR"
