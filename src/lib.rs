@@ -5,4 +5,5 @@
 //! client, a runtime or the network; the shell around them does the I/O.
 
 pub mod api;
+pub mod cli;
 pub mod engine;

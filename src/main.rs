@@ -1,5 +1,7 @@
-fn main() {
-    for crd in playbook_operator::api::crds() {
-        println!("---\n{}", serde_yaml::to_string(&crd).unwrap());
-    }
+//! The `playbook-operator` binary: one command per job (see `playbook-operator --help`).
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    playbook_operator::cli::main()
 }

@@ -69,7 +69,9 @@ pub struct ApprovalRecord {
 }
 
 /// Phase of a whole Execution.
-#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
 pub enum ExecutionPhase {
     /// Accepted, no step started yet.
     #[default]
@@ -131,7 +133,9 @@ pub struct ExecutionStatus {
 }
 
 /// State of one step.
-#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
 pub enum StepState {
     /// Not started: waiting for the steps it depends on.
     #[default]
@@ -155,7 +159,10 @@ pub enum StepState {
 impl StepState {
     /// True when the step will not change again.
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed | Self::Skipped | Self::Cancelled)
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Skipped | Self::Cancelled
+        )
     }
 }
 

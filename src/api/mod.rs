@@ -15,19 +15,26 @@ pub use playbook::*;
 pub use runner::*;
 pub use trigger::*;
 
-use kube::CustomResourceExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
 
 /// The API group of every resource of this operator.
 pub const GROUP: &str = "stackpulse.io";
 
 /// Every CRD this operator serves, in the order `playbook-operator crd` prints them.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![Playbook::crd(), Execution::crd(), Trigger::crd(), Runner::crd()]
+    vec![
+        Playbook::crd(),
+        Execution::crd(),
+        Trigger::crd(),
+        Runner::crd(),
+    ]
 }
 
 /// Reference to another object in the same namespace, by name.
-#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[derive(
+    serde::Serialize, serde::Deserialize, Clone, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
 pub struct LocalRef {
     /// Name of the referenced object, in the same namespace as the referring one.
     pub name: String,

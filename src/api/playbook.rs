@@ -84,7 +84,9 @@ pub struct Param {
 }
 
 /// Kind of a playbook parameter.
-#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ParamType {
     /// Plain text.
@@ -99,7 +101,20 @@ pub enum ParamType {
 }
 
 /// The phase of incident handling a step belongs to.
-#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    schemars::JsonSchema,
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     /// Add context: environment and application data, customer impact, severity.
@@ -270,7 +285,9 @@ pub struct Approval {
 /// Repeat a step or block once per item.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("[has(self.path), has(self.range), has(self.items)].filter(x, x).size() == 1").message("foreach needs exactly one of path, range and items"))]
+// `items` holds untyped values, which CEL cannot see: lint and the planner check
+// that exactly one source is set; the API server can still refuse the common mix-up.
+#[x_kube(validation = Rule::new("!(has(self.path) && has(self.range))").message("foreach takes one of path, range and items, not several"))]
 pub struct ForEach {
     /// A path to a list or map in the template context, as StackPulse writes it:
     /// `pods`, `$.get-pods.items`, `.steps.get-pods.outputs.items`.

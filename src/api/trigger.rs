@@ -74,6 +74,7 @@ pub struct AlertMatch {
     pub labels: BTreeMap<String, String>,
     /// Label matchers in Alertmanager style.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
     pub matchers: Vec<LabelMatcher>,
     /// `firing` or `resolved`; unset matches both.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -87,10 +88,29 @@ pub struct LabelMatcher {
     /// The label name.
     pub name: String,
     /// `=`, `!=`, `=~` (the value is a regular expression, anchored), or `!~`.
-    #[x_kube(validation = Rule::new("self in ['=', '!=', '=~', '!~']").message("op must be one of =, !=, =~, !~"))]
-    pub op: String,
+    pub op: MatchOp,
     /// The value or regular expression.
     pub value: String,
+}
+
+/// How a label matcher compares.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
+pub enum MatchOp {
+    /// The label equals the value.
+    #[default]
+    #[serde(rename = "=")]
+    Equal,
+    /// The label differs from the value (or is absent).
+    #[serde(rename = "!=")]
+    NotEqual,
+    /// The label matches the regular expression (anchored at both ends).
+    #[serde(rename = "=~")]
+    Matches,
+    /// The label does not match the regular expression.
+    #[serde(rename = "!~")]
+    NotMatches,
 }
 
 /// Status of an alert.

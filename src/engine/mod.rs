@@ -3,5 +3,10 @@
 //! Nothing here holds a client, a runtime or a socket (a test keeps it so): the
 //! controller observes the cluster, calls these functions, and applies their result.
 
+pub mod context;
+pub mod convert;
+pub mod job;
+pub mod lint;
 pub mod parse;
+pub mod plan;
 pub mod template;

@@ -13,15 +13,37 @@ impl std::fmt::Display for ParseError {
 }
 impl std::error::Error for ParseError {}
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Builtin { Json, Raw, Yaml, Kv, RedisInfo, Regex, Lines, Table }
+pub enum Builtin {
+    Json,
+    Raw,
+    Yaml,
+    Kv,
+    RedisInfo,
+    Regex,
+    Lines,
+    Table,
+}
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ParserKind { Builtin(Builtin), Image(String) }
+pub enum ParserKind {
+    Builtin(Builtin),
+    Image(String),
+}
 pub fn kind(p: &OutputParser) -> ParserKind {
-    if p.name == "json" { ParserKind::Builtin(Builtin::Json) } else { ParserKind::Image(p.name.clone()) }
+    if p.name == "json" {
+        ParserKind::Builtin(Builtin::Json)
+    } else {
+        ParserKind::Image(p.name.clone())
+    }
 }
 pub fn validate(_p: &OutputParser) -> Result<(), ParseError> {
     Ok(())
 }
-pub fn parse_output(_p: &OutputParser, raw: &str, _end_marker: Option<&str>) -> Result<Value, ParseError> {
-    serde_json::from_str(raw).map_err(|e| ParseError { message: e.to_string() })
+pub fn parse_output(
+    _p: &OutputParser,
+    raw: &str,
+    _end_marker: Option<&str>,
+) -> Result<Value, ParseError> {
+    serde_json::from_str(raw).map_err(|e| ParseError {
+        message: e.to_string(),
+    })
 }

@@ -22,15 +22,13 @@ ensure_tools openssl:openssl curl:curl sha256sum:coreutils
 
 command -v go >/dev/null || die "go is not on PATH (Go >= 1.26 is needed; it is not installable from apt here)"
 
-# Each entry: NAME  KIND  WHAT
-#   k8s  -> `go build` of k8s.io/kubernetes/cmd/NAME in gomod/kubernetes
-#   etcd -> `go build` of the etcd server in gomod/etcd
-#   install -> `go install WHAT@version`
+# Version stamping for the Kubernetes binaries (what /version and `kubectl version`
+# report); without it they say v0.0.0-master+$Format:%H$ and kubectl fails to parse it.
+k8s_major="${KUBERNETES_VERSION#v}" k8s_major="${k8s_major%%.*}"
+k8s_minor="${KUBERNETES_VERSION#v*.}" k8s_minor="${k8s_minor%%.*}"
 K8S_LDFLAGS=""
 for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-  minor="${KUBERNETES_VERSION#v*.}"; minor="${minor%%.*}"
-  major="${KUBERNETES_VERSION#v}"; major="${major%%.*}"
-  K8S_LDFLAGS+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
+  K8S_LDFLAGS+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=$k8s_major -X $pkg.gitMinor=$k8s_minor"
   K8S_LDFLAGS+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
 done
 
@@ -45,7 +43,7 @@ if ((${#missing[@]} == 0)); then
 fi
 
 log "building ${missing[*]} into $BIN_DIR"
-log "a cold build of everything takes ~10 minutes on 2 cores (and ~8 GB of Go module/build cache); later runs reuse it"
+log "a cold build of everything takes ~10 minutes on 2 idle cores (15 on a busy machine; ~6 GB of Go module and build cache); later runs reuse it"
 mkdir -p "$BIN_DIR"
 
 # -trimpath: reproducible, no local paths in binaries. -mod=readonly: build exactly the
@@ -54,36 +52,45 @@ mkdir -p "$BIN_DIR"
 export CGO_ENABLED=0
 common_flags="-trimpath -buildvcs=false"
 
+# Each step ends in `|| return 1`: build_one runs inside `if !`, where bash ignores
+# `set -e`.
 build_one() {
   local name="$1" tmp="$BIN_DIR/.$1.tmp.$$"
   case "$name" in
     kube-apiserver | kube-controller-manager | kube-scheduler | kubectl)
       (cd "$CLUSTER_SCRIPTS_DIR/gomod/kubernetes" &&
         GOFLAGS="$common_flags -mod=readonly" go build -ldflags "-s -w $K8S_LDFLAGS" \
-          -o "$tmp" "k8s.io/kubernetes/cmd/$name")
+          -o "$tmp" "k8s.io/kubernetes/cmd/$name") || return 1
       ;;
     etcd)
       (cd "$CLUSTER_SCRIPTS_DIR/gomod/etcd" &&
-        GOFLAGS="$common_flags -mod=readonly" go build -ldflags "-s -w" -o "$tmp" go.etcd.io/etcd/server/v3)
+        GOFLAGS="$common_flags -mod=readonly" go build -ldflags "-s -w" \
+          -o "$tmp" go.etcd.io/etcd/server/v3) || return 1
       ;;
-    kwok) go_install "$tmp" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "" ;;
-    helm) go_install "$tmp" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
-      "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" ;;
-    alertmanager) go_install "$tmp" "github.com/prometheus/alertmanager/cmd/alertmanager@$ALERTMANAGER_VERSION" \
-      "-X github.com/prometheus/common/version.Version=${ALERTMANAGER_VERSION#v}" ;;
+    kwok) go_install "$tmp" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "" || return 1 ;;
+    helm)
+      go_install "$tmp" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
+        "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" || return 1
+      ;;
+    alertmanager)
+      go_install "$tmp" "github.com/prometheus/alertmanager/cmd/alertmanager@$ALERTMANAGER_VERSION" \
+        "-X github.com/prometheus/common/version.Version=${ALERTMANAGER_VERSION#v}" || return 1
+      ;;
     *) die "unknown binary $name" ;;
   esac
-  mv -f "$tmp" "$BIN_DIR/$name" # atomic: a concurrent build or up.sh never sees half a file
+  # Atomic: a concurrent build or up.sh never sees half a file.
+  mv -f "$tmp" "$BIN_DIR/$name" || return 1
 }
 
 # `go install pkg@version` builds with that module's own go.mod/go.sum (checked against
 # the checksum database through the proxy), i.e. reproducibly for a fixed version.
 go_install() {
-  local out="$1" what="$2" ldflags="$3" gobin
-  gobin="$(mktemp -d "$BIN_DIR/.gobin.XXXXXX")"
-  GOFLAGS="$common_flags" GOBIN="$gobin" go install -ldflags "-s -w $ldflags" "$what"
-  mv -f "$gobin"/* "$out"
+  local out="$1" what="$2" ldflags="$3" gobin rc=0
+  gobin="$(mktemp -d "$BIN_DIR/.gobin.XXXXXX")" || return 1
+  GOFLAGS="$common_flags" GOBIN="$gobin" go install -ldflags "-s -w $ldflags" "$what" &&
+    mv -f "$gobin"/* "$out" || rc=1
   rm -rf "$gobin"
+  return "$rc"
 }
 
 total_start=$SECONDS

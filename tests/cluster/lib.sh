@@ -28,6 +28,10 @@ cluster_bin_dir() {
   fi
 }
 
+# Marker file in every state dir up.sh creates; nothing else is ever deleted.
+STATE_MARKER=".playbook-operator-cluster"
+export STATE_MARKER
+
 # State of a running cluster (kubeconfigs, certs, logs, pids, etcd data).
 cluster_state_dir() {
   printf '%s\n' "${PLAYBOOK_OPERATOR_CLUSTER_DIR:-/tmp/playbook-operator-cluster-${USER:-$(id -un)}}"

@@ -1,0 +1,35 @@
+# The two commands a newcomer needs are `make demo` and `make test`; the rest are
+# their parts. Everything the tests need is built or installed by these targets.
+SHELL := /bin/bash
+CARGO ?= cargo
+
+# Integration tests whose file name ends in `e2e` need the local control plane;
+# every other test target is pure and runs without a cluster.
+E2E_TESTS  := $(basename $(notdir $(wildcard tests/*e2e.rs)))
+UNIT_TESTS := $(filter-out $(E2E_TESTS),$(basename $(notdir $(wildcard tests/*.rs))))
+
+.PHONY: all build test check fmt unit crds demo bench
+
+all: build
+
+build:
+	$(CARGO) build --release --locked
+
+## test: formatting, lints, unit tests, then the end-to-end tests on the local control plane.
+test: check unit test-e2e
+
+check:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test --locked --lib --bins $(addprefix --test ,$(UNIT_TESTS))
+
+fmt:
+	$(CARGO) fmt --all
+
+## crds: regenerate crds/ from the API types (a test fails when they drift).
+crds:
+	$(CARGO) run --quiet --locked -- crd --out-dir crds
+
+include tests/cluster/cluster.mk

@@ -1,0 +1,41 @@
+//! `playbook-operator crd`: the CRDs as YAML, on stdout or one file per CRD.
+//!
+//! `crds/` is this command's output (`make crds`); `tests/crds_in_sync.rs` fails when
+//! the checked-in files drift from the types.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+/// Each CRD as (file name, YAML document), e.g. `playbooks.stackpulse.io.yaml`.
+pub fn files() -> anyhow::Result<Vec<(String, String)>> {
+    crate::api::crds()
+        .into_iter()
+        .map(|crd| {
+            let name = crd.metadata.name.clone().unwrap_or_default();
+            Ok((format!("{name}.yaml"), serde_yaml::to_string(&crd)?))
+        })
+        .collect()
+}
+
+pub fn run(out_dir: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let files = files()?;
+    match out_dir {
+        None => {
+            for (_, yaml) in &files {
+                print!("---\n{yaml}");
+            }
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            for (name, yaml) in &files {
+                let path = dir.join(name);
+                std::fs::write(&path, yaml)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                eprintln!("wrote {}", path.display());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,67 @@
+//! The command line: parses arguments and hands each subcommand to its module.
+//!
+//! Offline commands (`crd`, `lint`, `convert`, `render`) need no cluster.
+//! Exit codes: 0 success, 1 the input has problems (reported on stderr), 2 usage.
+
+mod convert;
+pub mod crd;
+mod lint;
+mod render;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Incident-response playbooks as Kubernetes resources.
+#[derive(Parser, Debug)]
+#[command(name = "playbook-operator", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the CustomResourceDefinitions (what `crds/` holds) as YAML.
+    Crd {
+        /// Write one file per CRD into this directory instead of printing.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<std::path::PathBuf>,
+    },
+    /// Check playbook files offline: schema, templates, step references, cycles,
+    /// parsers. Exit 1 when there is an error; warnings alone pass.
+    Lint {
+        /// Files to check (canonical resources or StackPulse dialect).
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
+    /// Turn StackPulse-dialect Playbook and Trigger files into canonical resources
+    /// (stdout); what changed is listed on stderr.
+    Convert {
+        /// Files to convert.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
+    /// Print, as YAML, the Jobs the first steps of an Execution would create
+    /// (secrets as references); skipped or waiting steps are listed on stderr.
+    Render(render::Args),
+}
+
+/// Parse the command line, run the subcommand, and turn its outcome into an exit code:
+/// 0 success, 1 the input has problems (reported on stderr), 2 usage errors (clap).
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Crd { out_dir } => crd::run(out_dir.as_deref()),
+        Command::Lint { files } => lint::run(&files),
+        Command::Convert { files } => convert::run(&files),
+        Command::Render(args) => render::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,477 @@
+//! Job building: one rendered step attempt + its Runner → one `batch/v1` Job.
+//!
+//! Pipeline: the planner (`engine::plan`) renders a ready step with [`render_step`]
+//! and calls [`build_job`]; the controller creates the Job it returns, and `render`
+//! prints it. Everything Job-specific lives here (and in the controller's observer),
+//! so a Runner option to run steps as bare Pods only has to change this file.
+//!
+//! Secrets never appear as values: `engine::template::render_env_with` turns
+//! `{{ secret "KEY" }}` into `$(VAR)` plus a reference, and this file defines `VAR`
+//! with a `secretKeyRef` before anything that expands it.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar, EnvVarSource,
+    PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile,
+    SecretEnvSource, SecretKeySelector, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use sha2::{Digest, Sha256};
+
+use crate::api::{EnvFrom, RunnerSpec, Step};
+use crate::engine::context::InstanceId;
+use crate::engine::template::{self, Rendered, SecretNames, SecretRef, TemplateError};
+
+/// Label with the Execution's name (hashed when it is not a valid label value).
+pub const LABEL_EXECUTION: &str = "stackpulse.io/execution";
+/// Label with the Execution's uid: always a valid value, so the controller selects by it.
+pub const LABEL_EXECUTION_UID: &str = "stackpulse.io/execution-uid";
+pub const LABEL_PLAYBOOK: &str = "stackpulse.io/playbook";
+/// Label with the step's path (`step` or `block.step`), without the foreach item.
+pub const LABEL_STEP: &str = "stackpulse.io/step";
+pub const LABEL_INDEX: &str = "stackpulse.io/index";
+pub const LABEL_ATTEMPT: &str = "stackpulse.io/attempt";
+/// Annotation with the full `status.steps[].id` (`notify[2]`), which labels cannot hold.
+pub const ANNOTATION_STEP_ID: &str = "stackpulse.io/step-id";
+/// The one container of a step pod; the controller reads its log and exit state.
+pub const CONTAINER: &str = "step";
+/// The Secret `{{ secret "KEY" }}` reads when neither the template nor the Runner names one.
+pub const DEFAULT_SECRET: &str = "playbook-secrets";
+
+/// A step with every template rendered: what its Job will run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RenderedStep {
+    pub image: String,
+    pub command: Option<Vec<String>>,
+    pub args: Option<Vec<String>>,
+    /// In the playbook's order (sorted by name, as `Step.env` is a map).
+    pub env: Vec<(String, Rendered)>,
+    pub env_from: Vec<EnvFrom>,
+    pub resources: Option<ResourceRequirements>,
+    pub timeout_seconds: Option<i64>,
+}
+
+/// A template of a step that did not render.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("step '{step}': {field}: {error}")]
+pub struct RenderError {
+    pub step: String,
+    /// `command[0]`, `args[1]` or `env NAME`.
+    pub field: String,
+    pub error: TemplateError,
+}
+
+/// Renders the templates of a step (command, args, env values) against a context.
+///
+/// Command and args go through `render_arg`: Kubernetes expands `$(VAR)` there too,
+/// so what data prints is escaped, and `secret` is refused (argv is visible to every
+/// process on the node). Env values share one [`SecretNames`], so a secret used twice
+/// is one variable. The image is not a template: alert data must never pick the
+/// image a step runs.
+pub fn render_step(step: &Step, ctx: &serde_json::Value) -> Result<RenderedStep, RenderError> {
+    let err = |field: String| {
+        move |error| RenderError {
+            step: step.id.clone(),
+            field,
+            error,
+        }
+    };
+    let list = |name: &str, items: &Option<Vec<String>>| {
+        let Some(items) = items else { return Ok(None) };
+        let rendered = items
+            .iter()
+            .enumerate()
+            .map(|(i, src)| template::render_arg(src, ctx).map_err(err(format!("{name}[{i}]"))));
+        rendered.collect::<Result<Vec<_>, _>>().map(Some)
+    };
+    let mut names = SecretNames::new();
+    let mut env = Vec::with_capacity(step.env.len());
+    for (name, src) in &step.env {
+        let rendered = template::render_env_with(src, ctx, &mut names);
+        env.push((name.clone(), rendered.map_err(err(format!("env {name}")))?));
+    }
+    Ok(RenderedStep {
+        image: step.image.trim().to_string(),
+        command: list("command", &step.command)?,
+        args: list("args", &step.args)?,
+        env,
+        env_from: step.env_from.clone(),
+        resources: step.resources.clone(),
+        timeout_seconds: step.timeout_seconds,
+    })
+}
+
+/// Everything a step attempt's Job is made of.
+#[derive(Clone, Debug)]
+pub struct JobInput<'a> {
+    pub execution: &'a str,
+    pub namespace: &'a str,
+    /// The Execution's uid, for the owner reference (the Job is garbage collected with it).
+    pub uid: &'a str,
+    pub playbook: &'a str,
+    pub instance: &'a InstanceId,
+    /// From 1.
+    pub attempt: u32,
+    pub step: &'a RenderedStep,
+    /// The step's Runner, or `RunnerSpec::default()` when the step uses the built-in one.
+    pub runner: &'a RunnerSpec,
+}
+
+/// Why a rendered step cannot become a Job.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobError {
+    #[error("step '{0}' has no image: set image (or make the entry a block with steps)")]
+    NoImage(String),
+    #[error("step '{step}': env {name} is also the name of a secret reference: rename the env var")]
+    EnvClash { step: String, name: String },
+    #[error("step '{step}': secret variable {name} refers to two different secrets")]
+    SecretClash { step: String, name: String },
+}
+
+impl JobError {
+    /// A bounded label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::NoImage(_) => "no_image",
+            Self::EnvClash { .. } => "env_clash",
+            Self::SecretClash { .. } => "secret_clash",
+        }
+    }
+}
+
+/// Builds the Job of one step attempt. Pure: same input, same Job, same name.
+pub fn build_job(input: &JobInput) -> Result<Job, JobError> {
+    let step = input.step;
+    let id = input.instance.to_string();
+    if step.image.is_empty() {
+        return Err(JobError::NoImage(id));
+    }
+    let name = job_name(
+        input.execution,
+        &input.instance.path(),
+        input.instance.index,
+        input.attempt,
+    );
+
+    let mut labels = BTreeMap::from([
+        (LABEL_EXECUTION.to_string(), label_value(input.execution)),
+        (LABEL_EXECUTION_UID.to_string(), label_value(input.uid)),
+        (LABEL_PLAYBOOK.to_string(), label_value(input.playbook)),
+        (LABEL_STEP.to_string(), label_value(&input.instance.path())),
+        (LABEL_ATTEMPT.to_string(), input.attempt.to_string()),
+    ]);
+    if let Some(i) = input.instance.index {
+        labels.insert(LABEL_INDEX.to_string(), i.to_string());
+    }
+    // Ours go last: a Runner must not be able to hide a pod from the controller's watch.
+    let mut pod_labels = input.runner.labels.clone();
+    pod_labels.extend(labels.clone());
+    let mut job_labels = labels;
+    job_labels.insert(
+        "app.kubernetes.io/managed-by".into(),
+        "playbook-operator".into(),
+    );
+    let step_annotation = BTreeMap::from([(ANNOTATION_STEP_ID.to_string(), id.clone())]);
+    let mut pod_annotations = input.runner.annotations.clone();
+    pod_annotations.extend(step_annotation.clone());
+
+    let runner = input.runner;
+    let container = Container {
+        name: CONTAINER.into(),
+        image: Some(step.image.clone()),
+        command: step.command.clone(),
+        args: step.args.clone(),
+        env: Some(env_vars(&id, step, runner)?).filter(|e| !e.is_empty()),
+        env_from: Some(env_from(&step.env_from)).filter(|e| !e.is_empty()),
+        resources: step.resources.clone().or_else(|| runner.resources.clone()),
+        security_context: Some(
+            runner
+                .security_context
+                .clone()
+                .unwrap_or_else(restricted_container),
+        ),
+        // A failing step's last log lines become the termination message, which the
+        // controller puts in the step's status message.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        // The root filesystem is read-only by default; scripts still need a /tmp.
+        volume_mounts: Some(vec![VolumeMount {
+            name: "tmp".into(),
+            mount_path: "/tmp".into(),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    let pod = PodSpec {
+        containers: vec![container],
+        restart_policy: Some("Never".into()),
+        service_account_name: runner.service_account_name.clone(),
+        // Only a Runner that names a service account gives steps API credentials.
+        automount_service_account_token: Some(runner.service_account_name.is_some()),
+        // Service links would add FOO_PORT-style variables that clash with step env.
+        enable_service_links: Some(false),
+        node_selector: Some(runner.node_selector.clone()).filter(|m| !m.is_empty()),
+        tolerations: Some(runner.tolerations.clone()).filter(|t| !t.is_empty()),
+        affinity: runner.affinity.clone(),
+        image_pull_secrets: Some(runner.image_pull_secrets.clone()).filter(|s| !s.is_empty()),
+        security_context: Some(
+            runner
+                .pod_security_context
+                .clone()
+                .unwrap_or_else(restricted_pod),
+        ),
+        volumes: Some(vec![Volume {
+            name: "tmp".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    };
+    Ok(Job {
+        metadata: ObjectMeta {
+            name: Some(name),
+            namespace: Some(input.namespace.to_string()),
+            labels: Some(job_labels),
+            annotations: Some(step_annotation),
+            owner_references: Some(vec![OwnerReference {
+                api_version: format!("{}/v1", crate::api::GROUP),
+                kind: "Execution".into(),
+                name: input.execution.to_string(),
+                uid: input.uid.to_string(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            }]),
+            ..Default::default()
+        },
+        spec: Some(JobSpec {
+            // The controller retries, as a new Job, so every attempt's output is kept.
+            backoff_limit: Some(0),
+            active_deadline_seconds: step.timeout_seconds,
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(pod_annotations),
+                    ..Default::default()
+                }),
+                spec: Some(pod),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    })
+}
+
+/// The env of the step container: the secret variables first (Kubernetes expands
+/// `$(VAR)` only from variables defined earlier), then the step's own env.
+fn env_vars(id: &str, step: &RenderedStep, runner: &RunnerSpec) -> Result<Vec<EnvVar>, JobError> {
+    let secret_source = |r: &SecretRef| EnvVarSource {
+        secret_key_ref: Some(SecretKeySelector {
+            name: r
+                .secret
+                .clone()
+                .or_else(|| runner.secret_name.clone())
+                .unwrap_or_else(|| DEFAULT_SECRET.into()),
+            key: r.key.clone(),
+            optional: None,
+        }),
+        ..Default::default()
+    };
+    // An env value that is exactly one secret gets the reference itself: no extra variable.
+    let direct = |r: &Rendered| match r.secrets.as_slice() {
+        [(var, secret)] if r.text == format!("$({var})") => Some(secret.clone()),
+        _ => None,
+    };
+    let mut secret_vars: BTreeMap<String, SecretRef> = BTreeMap::new();
+    let mut need = |rendered: &Rendered| -> Result<(), JobError> {
+        for (var, secret) in &rendered.secrets {
+            match secret_vars.get(var) {
+                Some(known) if known != secret => {
+                    return Err(JobError::SecretClash {
+                        step: id.to_string(),
+                        name: var.clone(),
+                    });
+                }
+                _ => secret_vars.insert(var.clone(), secret.clone()),
+            };
+        }
+        Ok(())
+    };
+    for (_, rendered) in step.env.iter().filter(|(_, r)| direct(r).is_none()) {
+        need(rendered)?;
+    }
+    if let Some((name, _)) = step
+        .env
+        .iter()
+        .find(|(name, _)| secret_vars.contains_key(name))
+    {
+        return Err(JobError::EnvClash {
+            step: id.to_string(),
+            name: name.clone(),
+        });
+    }
+    let mut env: Vec<EnvVar> = secret_vars
+        .iter()
+        .map(|(var, r)| EnvVar {
+            name: var.clone(),
+            value: None,
+            value_from: Some(secret_source(r)),
+        })
+        .collect();
+    for (name, rendered) in &step.env {
+        env.push(match direct(rendered) {
+            Some(r) => EnvVar {
+                name: name.clone(),
+                value: None,
+                value_from: Some(secret_source(&r)),
+            },
+            None => EnvVar {
+                name: name.clone(),
+                value: Some(rendered.text.clone()),
+                value_from: None,
+            },
+        });
+    }
+    Ok(env)
+}
+
+fn env_from(sources: &[EnvFrom]) -> Vec<EnvFromSource> {
+    let secret = |name: &String| EnvFromSource {
+        secret_ref: Some(SecretEnvSource {
+            name: name.clone(),
+            optional: None,
+        }),
+        ..Default::default()
+    };
+    sources
+        .iter()
+        .flat_map(|s| {
+            s.secret_ref
+                .iter()
+                .chain(s.integration_ref.iter())
+                .map(secret)
+        })
+        .collect()
+}
+
+/// The pod security context when the Runner sets none (restricted Pod Security Standard).
+fn restricted_pod() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            localhost_profile: None,
+        }),
+        ..Default::default()
+    }
+}
+
+/// The container security context when the Runner sets none.
+fn restricted_container() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            add: None,
+        }),
+        ..Default::default()
+    }
+}
+
+const HASH_LEN: usize = 8;
+const MAX_NAME: usize = 63;
+
+fn short_hash(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0]);
+    }
+    h.finalize()
+        .iter()
+        .take(HASH_LEN / 2)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Lowercase DNS-label characters only, no leading or trailing '-'.
+fn dns_part(s: &str, max: usize) -> String {
+    let mapped: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .take(max)
+        .collect();
+    let trimmed = mapped.trim_matches('-');
+    if trimmed.is_empty() {
+        "x".into()
+    } else {
+        trimmed.to_string()
+    }
+}
+
+/// The name of a step attempt's Job: `EXECUTION-STEP[-INDEX]-ATTEMPT-HASH`, a DNS
+/// label of at most 63 characters.
+///
+/// The hash (of the exact execution, step, index and attempt) is always there:
+/// names are namespace-wide, and without it execution `a-b` step `c` and execution
+/// `a` step `b-c` would share a Job, which the controller would adopt as its own.
+/// When too long, the execution and step parts are cut, never the index and
+/// attempt, so the Jobs of one step stay distinct by their readable part alone.
+pub fn job_name(execution: &str, step: &str, index: Option<u32>, attempt: u32) -> String {
+    let index_text = index.map(|i| i.to_string()).unwrap_or_default();
+    let hash = short_hash(&[execution, step, &index_text, &attempt.to_string()]);
+    let suffix = match index {
+        Some(i) => format!("-{i}-{attempt}-{hash}"),
+        None => format!("-{attempt}-{hash}"),
+    };
+    let room = MAX_NAME - suffix.len() - 1;
+    let (e, s) = (dns_part(execution, MAX_NAME), dns_part(step, MAX_NAME));
+    let (e_max, s_max) = if e.len() + s.len() <= room {
+        (e.len(), s.len())
+    } else if e.len() <= room / 2 {
+        (e.len(), room - e.len())
+    } else if s.len() <= room - room / 2 {
+        (room - s.len(), s.len())
+    } else {
+        (room / 2, room - room / 2)
+    };
+    format!("{}-{}{suffix}", dns_part(&e, e_max), dns_part(&s, s_max))
+}
+
+/// `s` if it is a valid label value; otherwise a valid one ending in a hash of `s`.
+pub fn label_value(s: &str) -> String {
+    let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    let ends_ok = |c: Option<char>| c.is_none_or(|c| c.is_ascii_alphanumeric());
+    if s.len() <= MAX_NAME
+        && s.chars().all(valid_char)
+        && ends_ok(s.chars().next())
+        && ends_ok(s.chars().last())
+    {
+        return s.to_string();
+    }
+    let kept: String = s
+        .chars()
+        .map(|c| if valid_char(c) { c } else { '-' })
+        .collect();
+    let kept = kept.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+    let mut cut: String = kept.chars().take(MAX_NAME - HASH_LEN - 1).collect();
+    while cut.ends_with(|c: char| !c.is_ascii_alphanumeric()) {
+        cut.pop();
+    }
+    let hash = short_hash(&[s]);
+    if cut.is_empty() {
+        hash
+    } else {
+        format!("{cut}-{hash}")
+    }
+}
+
+#[cfg(test)]
+mod tests;

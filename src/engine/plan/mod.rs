@@ -1,0 +1,462 @@
+//! The step planner: from what an Execution's status says and what the cluster
+//! shows, the complete next status and the side effects that make it true.
+//!
+//! Pipeline: the controller observes (Execution, its Jobs summarised as
+//! [`ObservedJob`], the step log of a container that just ended, the Runners), calls
+//! [`plan`] (pure: `now` is an argument), then applies the [`Plan`] in this order:
+//! status (server-side apply), Job creates (409 = already mine), Job deletes,
+//! Events. `lint` and the Playbook reconciler use [`validate_graph`].
+//!
+//! Crash safety comes from the shape, not from care at call sites: the planner is a
+//! function of status + observations, Job names are deterministic per attempt, so
+//! running it again after a crash anywhere re-emits exactly what is missing (a
+//! Running step whose Job is not observed gets its CreateJob again; a Job no step
+//! owns any more gets a DeleteJob again) and never a second Job for one attempt.
+//!
+//! Decisions a reader would ask about:
+//! - A failed step (without `continueOnError`) fails the run: nothing new starts,
+//!   pending and waiting steps become Skipped ("not run: step 'X' failed"), a step
+//!   waiting for a retry is not retried, and steps already running in other DAG
+//!   branches are let finish (their outputs are kept) before the phase is Failed.
+//! - Phase WaitingApproval means some step waits and none is running.
+//! - A step without `runner` uses the Runner named `default` if there is one, else
+//!   the built-in defaults; a step naming a Runner that does not exist fails.
+//! - A final Execution plans nothing, except deleting Jobs still running (so a
+//!   crash between writing "Cancelled" and deleting its Jobs heals).
+
+mod expand;
+mod graph;
+mod output;
+mod settle;
+mod step;
+
+#[cfg(test)]
+mod scenario;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use serde_json::{Map, Value};
+
+use crate::api::{
+    ExecutionPhase, ExecutionSpec, ExecutionStatus, PlaybookSpec, RunnerSpec, StepState, StepStatus,
+};
+use crate::engine::context::{self, ExecutionMeta, InstanceId};
+
+pub use graph::validate_graph;
+
+/// The Execution being planned, as its metadata says.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ExecutionRef {
+    pub name: String,
+    pub namespace: String,
+    pub uid: String,
+    pub generation: Option<i64>,
+    /// Link to the run in a UI, when one is configured (`.execution.url`).
+    pub url: Option<String>,
+}
+
+/// Everything the planner may know. The controller fills it from its caches.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PlanInput {
+    pub execution: ExecutionRef,
+    pub spec: ExecutionSpec,
+    /// The current status (`Default` for a new Execution).
+    pub status: ExecutionStatus,
+    /// The live Playbook's spec. Read only while `status.playbook` is empty: it becomes
+    /// the snapshot the run executes, whatever later edits do.
+    pub playbook: Option<PlaybookSpec>,
+    /// The step Jobs of this Execution (and only those), by name.
+    pub jobs: BTreeMap<String, ObservedJob>,
+    /// The Runners of the Execution's namespace, by name.
+    pub runners: BTreeMap<String, RunnerSpec>,
+    pub limits: Limits,
+}
+
+/// What the controller saw of one step Job and its pod.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ObservedJob {
+    /// The `step` container has terminated (from the pod watch; do not wait for the Job).
+    pub terminated: Option<Terminated>,
+    /// The Job failed without the container reporting an end (e.g. `DeadlineExceeded`,
+    /// the pod was evicted or never started).
+    pub failed: Option<JobFailure>,
+    /// The Job has a deletionTimestamp: do not ask to delete it again.
+    pub deleting: bool,
+    /// The container log. Read it (bounded, `limitBytes`) when `terminated` is set and
+    /// the status still shows this Job as a Running step's; the planner waits until
+    /// it is `Read` or `Unreadable`.
+    pub log: StepLog,
+}
+
+/// How the step container ended.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Terminated {
+    pub exit_code: i32,
+    /// `Completed`, `Error`, `OOMKilled`, …
+    pub reason: Option<String>,
+    /// The termination message (with `FallbackToLogsOnError`, the log's last lines).
+    pub message: Option<String>,
+    pub finished_at: Option<Timestamp>,
+}
+
+/// A Job-level failure (a `Failed` condition).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobFailure {
+    pub reason: String,
+    pub message: String,
+}
+
+/// The log of an ended step container, as far as the controller got.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum StepLog {
+    /// Not read yet.
+    #[default]
+    NotRead,
+    Read(String),
+    /// Reading failed for good (pod gone, …): the attempt fails with this reason.
+    Unreadable(String),
+}
+
+/// Bounds on what a run writes into its status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Most bytes of one step's parsed output kept in status (JSON text).
+    pub step_output_bytes: usize,
+    /// Most bytes of all steps' outputs together: with the playbook snapshot and the
+    /// messages, the Execution stays well under etcd's 1.5 MB object limit.
+    pub total_output_bytes: usize,
+    /// Most bytes of a failed container's log tail quoted in its step message.
+    pub message_log_bytes: usize,
+    /// Most step entries a run may expand to (foreach items × steps).
+    pub max_steps: usize,
+}
+
+impl Default for Limits {
+    /// 32 KiB per step (8× Tekton's 4 KiB result, enough for a parsed `INFO` or a
+    /// pod list), 512 KiB per run, 512 bytes of log in a message, 1000 step entries.
+    fn default() -> Self {
+        Self {
+            step_output_bytes: 32 * 1024,
+            total_output_bytes: 512 * 1024,
+            message_log_bytes: 512,
+            max_steps: 1000,
+        }
+    }
+}
+
+/// What to do next. Apply `status` first, then the intents in order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    /// The complete new status.
+    pub status: ExecutionStatus,
+    /// Job creates first, then deletes, then events.
+    pub intents: Vec<Intent>,
+    /// Plan again after this long even if nothing changes (a retry's backoff, a
+    /// timeout, a Playbook that does not exist yet).
+    pub requeue_after: Option<Duration>,
+}
+
+/// One side effect for the controller.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Intent {
+    /// Create this Job; AlreadyExists means an earlier plan created it: fine.
+    CreateJob(Box<Job>),
+    /// Delete this Job (foreground or background; NotFound is fine).
+    DeleteJob { name: String },
+    /// Record a Kubernetes Event on the Execution: one per real transition.
+    Event {
+        type_: EventType,
+        reason: String,
+        message: String,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    Normal,
+    Warning,
+}
+
+/// Plans the next step of one Execution. Pure and deterministic: the same input and
+/// `now` give the same plan.
+pub fn plan(input: &PlanInput, now: Timestamp) -> Plan {
+    let mut planner = Planner::new(input, now);
+    planner.run();
+    planner.finish()
+}
+
+/// The Jobs whose log the planner is waiting for: the current Jobs of Running steps.
+/// The controller reads a Job's log (once, bounded) when it is in this set and its
+/// container has terminated, and passes it as [`ObservedJob::log`].
+pub fn awaiting_output(status: &ExecutionStatus) -> BTreeSet<&str> {
+    let running = status
+        .steps
+        .iter()
+        .filter(|s| s.state == StepState::Running);
+    running.filter_map(|s| s.job_name.as_deref()).collect()
+}
+
+/// The state of one planning run. Submodules add methods: `step` (one step's
+/// life), `expand` (entries, blocks, loops), `settle` (phase, severity, cancel).
+struct Planner<'a> {
+    input: &'a PlanInput,
+    /// Whole seconds: what a `metav1.Time` keeps, so what is compared is what is stored.
+    now: i64,
+    st: ExecutionStatus,
+    /// `st.steps[i]` parsed, kept in step with it.
+    ids: Vec<InstanceId>,
+    pb: Rc<PlaybookSpec>,
+    graph: Rc<graph::Graph>,
+    params: Map<String, Value>,
+    creates: Vec<Job>,
+    created: BTreeSet<String>,
+    events: Vec<Intent>,
+    requeue: Option<i64>,
+}
+
+impl<'a> Planner<'a> {
+    fn new(input: &'a PlanInput, now: Timestamp) -> Self {
+        let st = input.status.clone();
+        let ids = st
+            .steps
+            .iter()
+            .map(|s| InstanceId::parse(&s.id).unwrap_or_else(|| InstanceId::top(&s.id, None)))
+            .collect();
+        Self {
+            input,
+            now: now.as_second(),
+            st,
+            ids,
+            pb: Rc::default(),
+            graph: Rc::default(),
+            params: Map::new(),
+            creates: Vec::new(),
+            created: BTreeSet::new(),
+            events: Vec::new(),
+            requeue: None,
+        }
+    }
+
+    fn run(&mut self) {
+        self.st.observed_generation = self
+            .input
+            .execution
+            .generation
+            .or(self.st.observed_generation);
+        if self.st.phase.is_final() {
+            return;
+        }
+        if self.input.spec.cancel {
+            self.cancel();
+            return;
+        }
+        if self.st.playbook.is_none() && !self.begin_run() {
+            return;
+        }
+        let Some(pb) = self.st.playbook.clone() else {
+            return;
+        };
+        self.pb = Rc::new(pb);
+        // The snapshot was checked when the run started; checking again is cheap and
+        // gives the dependency lists.
+        match graph::Graph::new(&self.pb) {
+            Ok(g) => self.graph = Rc::new(g),
+            Err(errors) => {
+                return self.fail_run(format!("invalid playbook: {}", errors.join("; ")));
+            }
+        }
+        let meta = self.meta();
+        match context::resolve_params(
+            &self.pb.params,
+            self.input.spec.params.as_ref(),
+            &meta,
+            self.input.spec.alert.as_ref(),
+        ) {
+            Ok(params) => self.params = params,
+            Err(e) => return self.fail_run(e.to_string()),
+        }
+        // Each pass moves steps forward only, so this ends; the cap is a guard
+        // against a bug turning into a hung controller.
+        let cap = 4 * self.input.limits.max_steps + 16;
+        for _ in 0..cap {
+            if !self.pass() {
+                break;
+            }
+        }
+        self.severity();
+        self.settle();
+    }
+
+    /// Takes the snapshot and starts the run. False when there is nothing more to plan.
+    fn begin_run(&mut self) -> bool {
+        let Some(pb) = &self.input.playbook else {
+            let name = &self.input.spec.playbook_ref.name;
+            self.st.message = Some(format!(
+                "waiting for Playbook '{name}' in namespace {}",
+                self.input.execution.namespace
+            ));
+            self.requeue_in(10);
+            return false;
+        };
+        self.st.playbook = Some(pb.clone());
+        self.st.phase = ExecutionPhase::Running;
+        self.st.started_at = Some(time(self.now));
+        self.st.message = None;
+        if let Err(errors) = validate_graph(pb) {
+            self.fail_run(format!("invalid playbook: {}", errors.join("; ")));
+            return false;
+        }
+        self.st.steps = expand::initial_steps(pb);
+        self.reindex();
+        true
+    }
+
+    /// One sweep over every step: observe, retry, approve, start what is ready.
+    /// True when anything changed, so another sweep may find more to do.
+    fn pass(&mut self) -> bool {
+        let mut changed = false;
+        for i in 0..self.st.steps.len() {
+            if self.st.steps[i].state == StepState::Running {
+                changed |= self.observe(i);
+            }
+        }
+        if self.failing().is_some() {
+            return self.stop_pending() || changed;
+        }
+        for i in 0..self.st.steps.len() {
+            changed |= match self.st.steps[i].state {
+                StepState::Retrying => self.retry_if_due(i),
+                StepState::WaitingApproval => self.check_approval(i),
+                _ => false,
+            };
+        }
+        let graph = Rc::clone(&self.graph);
+        for (e, deps) in graph.deps.iter().enumerate() {
+            if deps.iter().all(|&d| self.entry_final(d)) && !self.entry_final(e) {
+                changed |= self.advance_entry(e);
+            }
+        }
+        changed
+    }
+
+    fn finish(self) -> Plan {
+        // A Job that is still running but is no Running step's current attempt (timed
+        // out, cancelled, or left over from a crash) is deleted.
+        let current: BTreeSet<&str> = self
+            .st
+            .steps
+            .iter()
+            .filter(|s| s.state == StepState::Running)
+            .filter_map(|s| s.job_name.as_deref())
+            .collect();
+        let deletes = self.input.jobs.iter().filter(|(name, job)| {
+            !current.contains(name.as_str())
+                && !job.deleting
+                && job.terminated.is_none()
+                && job.failed.is_none()
+        });
+        let deletes: Vec<Intent> = deletes
+            .map(|(name, _)| Intent::DeleteJob { name: name.clone() })
+            .collect();
+        let mut intents: Vec<Intent> = self
+            .creates
+            .into_iter()
+            .map(|j| Intent::CreateJob(Box::new(j)))
+            .collect();
+        intents.extend(deletes);
+        intents.extend(self.events);
+        let requeue_after = self
+            .requeue
+            .map(|s| Duration::from_secs(s.max(1).unsigned_abs()));
+        Plan {
+            status: self.st,
+            intents,
+            requeue_after,
+        }
+    }
+
+    // ---- helpers shared by the submodules ----
+
+    fn reindex(&mut self) {
+        self.ids = self
+            .st
+            .steps
+            .iter()
+            .map(|s| InstanceId::parse(&s.id).unwrap_or_else(|| InstanceId::top(&s.id, None)))
+            .collect();
+    }
+
+    fn meta(&self) -> ExecutionMeta {
+        let e = &self.input.execution;
+        ExecutionMeta {
+            uid: e.uid.clone(),
+            name: e.name.clone(),
+            namespace: e.namespace.clone(),
+            url: e.url.clone(),
+            started_at: self.st.started_at.clone(),
+            phase: self.st.phase,
+            playbook: self.input.spec.playbook_ref.name.clone(),
+        }
+    }
+
+    /// The template context over the given steps' statuses.
+    fn context_over(&self, steps: &[StepStatus]) -> Value {
+        context::build(
+            &self.meta(),
+            &self.params,
+            self.input.spec.alert.as_ref(),
+            steps,
+        )
+    }
+
+    /// Positions in `st.steps` of an entry's instances.
+    fn instances_of(&self, entry: usize) -> Vec<usize> {
+        let id = &self.pb.steps[entry].step.id;
+        (0..self.ids.len())
+            .filter(|&i| self.ids[i].entry() == id)
+            .collect()
+    }
+
+    /// An entry is final when all its instances are (an unexpanded loop is not).
+    fn entry_final(&self, entry: usize) -> bool {
+        self.instances_of(entry)
+            .iter()
+            .all(|&i| self.st.steps[i].state.is_final())
+    }
+
+    fn event(&mut self, type_: EventType, reason: &str, message: String) {
+        self.events.push(Intent::Event {
+            type_,
+            reason: reason.to_string(),
+            message,
+        });
+    }
+
+    fn requeue_in(&mut self, seconds: i64) {
+        self.requeue = Some(self.requeue.map_or(seconds, |r| r.min(seconds)));
+    }
+
+    fn create(&mut self, job: Job) {
+        if let Some(name) = job.metadata.name.clone()
+            && self.created.insert(name)
+        {
+            self.creates.push(job);
+        }
+    }
+}
+
+/// A whole-second `metav1.Time`.
+fn time(seconds: i64) -> Time {
+    Time(Timestamp::from_second(seconds).unwrap_or(Timestamp::UNIX_EPOCH))
+}
+
+fn seconds(t: &Time) -> i64 {
+    t.0.as_second()
+}

@@ -1,0 +1,439 @@
+//! Test helper: a playbook, a pretend cluster and a clock, so planner tests read
+//! as stories ("a runs, exits 1, is retried after 10 s") instead of as structs.
+//!
+//! The pretend cluster does what the controller and API server would: it stores
+//! each plan's status, creates the Jobs asked for (observed at once, running),
+//! removes deleted ones, and lets a test end a step's container with a code and log.
+//! [`Case`] and [`Act`] turn such stories into table rows; [`run_all`] runs a table.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::jiff::Timestamp;
+use serde_json::Value;
+
+use pretty_assertions::assert_eq;
+
+use super::{ExecutionRef, Intent, ObservedJob, Plan, PlanInput, StepLog, Terminated, plan};
+use crate::api::{
+    Approval, ApprovalRecord, ExecutionPhase, ExecutionSpec, ForEach, LocalRef, OutputParser,
+    Param, Phase, PlaybookSpec, PlaybookStep, Retries, RunnerSpec, Step, StepStatus,
+};
+
+/// Builds one entry of `spec.steps` (or of a block).
+#[derive(Clone, Debug)]
+pub struct S(pub PlaybookStep);
+
+pub fn step(id: &str) -> S {
+    S(PlaybookStep {
+        step: Step {
+            id: id.into(),
+            image: format!("example.com/{id}:1"),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+}
+
+/// A block entry (a `when` group or, with `foreach`, a loop over several steps).
+pub fn block(id: &str, steps: Vec<S>) -> S {
+    let mut b = step(id);
+    b.0.step.image.clear();
+    b.0.steps = Some(steps.into_iter().map(|s| s.0.step).collect());
+    b
+}
+
+impl S {
+    fn fe(mut self, f: impl FnOnce(&mut ForEach)) -> Self {
+        f(self.0.foreach.get_or_insert_with(Default::default));
+        self
+    }
+    pub fn when(mut self, w: &str) -> Self {
+        self.0.step.when = Some(w.into());
+        self
+    }
+    pub fn after(mut self, deps: &[&str]) -> Self {
+        self.0.step.depends_on = Some(deps.iter().map(|d| d.to_string()).collect());
+        self
+    }
+    pub fn retries(mut self, limit: u32, backoff_seconds: u32) -> Self {
+        self.0.step.retries = Some(Retries {
+            limit,
+            backoff_seconds,
+        });
+        self
+    }
+    pub fn timeout(mut self, seconds: i64) -> Self {
+        self.0.step.timeout_seconds = Some(seconds);
+        self
+    }
+    pub fn continue_on_error(mut self) -> Self {
+        self.0.step.continue_on_error = true;
+        self
+    }
+    pub fn approval(mut self) -> Self {
+        self.0.step.approval = Some(Approval { required: true });
+        self
+    }
+    pub fn runner(mut self, name: &str) -> Self {
+        self.0.step.runner = Some(name.into());
+        self
+    }
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.0.step.env.insert(name.into(), value.into());
+        self
+    }
+    pub fn parser(mut self, name: &str) -> Self {
+        self.0.step.output_parser = Some(OutputParser {
+            name: name.into(),
+            ..Default::default()
+        });
+        self
+    }
+    pub fn phase(mut self, phase: Phase) -> Self {
+        self.0.step.phase = phase;
+        self
+    }
+    pub fn foreach_path(self, path: &str) -> Self {
+        self.fe(|f| f.path = Some(path.into()))
+    }
+    pub fn foreach_range(self, from: i64, to: i64) -> Self {
+        self.fe(|f| f.range = Some(vec![from, to]))
+    }
+    pub fn foreach_items(self, items: Vec<Value>) -> Self {
+        self.fe(|f| f.items = Some(items))
+    }
+    pub fn break_when(self, t: &str) -> Self {
+        self.fe(|f| f.break_when = Some(t.into()))
+    }
+    pub fn item_when(self, t: &str) -> Self {
+        self.fe(|f| f.when = Some(t.into()))
+    }
+    pub fn parallel(self, n: u32) -> Self {
+        self.fe(|f| f.parallelism = Some(n))
+    }
+}
+
+pub const T0: i64 = 1_700_000_000;
+
+pub struct Scenario {
+    pub input: PlanInput,
+    pub now: i64,
+    pub last: Option<Plan>,
+    /// Every Job name ever created, in order.
+    pub created: Vec<String>,
+    /// The last Job created for each name, to look inside.
+    pub jobs: BTreeMap<String, Job>,
+}
+
+impl Scenario {
+    pub fn new(steps: Vec<S>) -> Self {
+        let playbook = PlaybookSpec {
+            steps: steps.into_iter().map(|s| s.0).collect(),
+            ..Default::default()
+        };
+        let input = PlanInput {
+            execution: ExecutionRef {
+                name: "run-1".into(),
+                namespace: "prod".into(),
+                uid: "uid-1".into(),
+                generation: Some(1),
+                url: None,
+            },
+            spec: ExecutionSpec {
+                playbook_ref: LocalRef { name: "pb".into() },
+                requested_by: Some("alice".into()),
+                ..Default::default()
+            },
+            playbook: Some(playbook),
+            ..Default::default()
+        };
+        Self {
+            input,
+            now: T0,
+            last: None,
+            created: vec![],
+            jobs: BTreeMap::new(),
+        }
+    }
+
+    pub fn with(mut self, f: impl FnOnce(&mut PlanInput)) -> Self {
+        f(&mut self.input);
+        self
+    }
+
+    pub fn runner(self, name: &str) -> Self {
+        self.with(|i| {
+            i.runners.insert(name.into(), RunnerSpec::default());
+        })
+    }
+
+    pub fn declare(self, param: Param) -> Self {
+        self.with(|i| {
+            i.playbook
+                .iter_mut()
+                .for_each(|p| p.params.push(param.clone()))
+        })
+    }
+
+    /// Plans, checks the planner's promises, and applies the plan like the controller.
+    pub fn plan(&mut self) -> &Plan {
+        let now = Timestamp::from_second(self.now).unwrap_or(Timestamp::UNIX_EPOCH);
+        let plan = plan(&self.input, now);
+        assert_eq!(plan, super::plan(&self.input, now), "same input, same plan");
+        self.input.status = plan.status.clone();
+        for intent in &plan.intents {
+            match intent {
+                Intent::CreateJob(job) => {
+                    let name = job.metadata.name.clone().unwrap_or_default();
+                    assert!(
+                        !self.input.jobs.contains_key(&name),
+                        "CreateJob {name} while it is observed"
+                    );
+                    self.input.jobs.insert(name.clone(), ObservedJob::default());
+                    self.created.push(name.clone());
+                    self.jobs.insert(name, (**job).clone());
+                }
+                Intent::DeleteJob { name } => {
+                    self.input.jobs.remove(name);
+                }
+                Intent::Event { .. } => {}
+            }
+        }
+        self.last = Some(plan);
+        self.last.as_ref().expect("just set")
+    }
+
+    pub fn status_of(&self, id: &str) -> StepStatus {
+        self.input
+            .status
+            .steps
+            .iter()
+            .find(|s| s.id == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no step '{id}' in status"))
+    }
+
+    /// Ends the container of a step's current attempt.
+    pub fn exit(&mut self, id: &str, code: i32, log: &str) {
+        let name = self
+            .status_of(id)
+            .job_name
+            .unwrap_or_else(|| panic!("step '{id}' has no Job"));
+        let job = self.input.jobs.entry(name).or_default();
+        job.terminated = Some(Terminated {
+            exit_code: code,
+            reason: Some(if code == 0 { "Completed" } else { "Error" }.into()),
+            finished_at: Timestamp::from_second(self.now).ok(),
+            ..Default::default()
+        });
+        job.log = StepLog::Read(log.into());
+    }
+
+    /// Forgets a step's Job, as if the controller crashed before creating it.
+    pub fn lose_job(&mut self, id: &str) {
+        let name = self.status_of(id).job_name.unwrap_or_default();
+        self.input.jobs.remove(&name);
+    }
+
+    pub fn approve(&mut self, step: &str, user: &str) {
+        self.input.spec.approvals.push(ApprovalRecord {
+            step: step.into(),
+            user: user.into(),
+            at: None,
+        });
+    }
+
+    /// `a=Running b=Pending`, in status order.
+    pub fn states(&self) -> String {
+        let steps = &self.input.status.steps;
+        steps
+            .iter()
+            .map(|s| format!("{}={:?}", s.id, s.state))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn intents(&self) -> &[Intent] {
+        self.last.as_ref().map_or(&[], |p| p.intents.as_slice())
+    }
+
+    /// Reasons of the last plan's Events.
+    pub fn events(&self) -> Vec<String> {
+        let reasons = self.intents().iter().filter_map(|i| match i {
+            Intent::Event { reason, .. } => Some(reason.clone()),
+            _ => None,
+        });
+        reasons.collect()
+    }
+
+    pub fn creates(&self) -> Vec<String> {
+        let names = self.intents().iter().filter_map(|i| match i {
+            Intent::CreateJob(job) => job.metadata.name.clone(),
+            _ => None,
+        });
+        names.collect()
+    }
+
+    pub fn deletes(&self) -> Vec<String> {
+        let names = self.intents().iter().filter_map(|i| match i {
+            Intent::DeleteJob { name } => Some(name.clone()),
+            _ => None,
+        });
+        names.collect()
+    }
+
+    /// The env of the Job of a step's current attempt, name → value.
+    pub fn job_env(&self, id: &str) -> BTreeMap<String, String> {
+        let name = self.status_of(id).job_name.unwrap_or_default();
+        let job = self
+            .jobs
+            .get(&name)
+            .unwrap_or_else(|| panic!("no Job {name}"));
+        let pod = job.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+        let env = pod
+            .and_then(|p| p.containers[0].env.clone())
+            .unwrap_or_default();
+        env.into_iter()
+            .map(|e| (e.name, e.value.unwrap_or_default()))
+            .collect()
+    }
+}
+
+#[derive(Debug)]
+pub enum Act {
+    Plan,
+    /// Ends a step's current container: id, exit code, log.
+    Exit(&'static str, i32, &'static str),
+    Wait(i64),
+    Approve(&'static str, &'static str),
+    Cancel,
+    /// The step's Job vanishes (the controller died before creating it).
+    Lose(&'static str),
+    States(&'static str),
+    PhaseIs(ExecutionPhase),
+    Events(&'static [&'static str]),
+    Creates(usize),
+    Deletes(usize),
+    Requeue(Option<u64>),
+    /// A step's message contains this.
+    Msg(&'static str, &'static str),
+    /// The Execution's message contains this.
+    RunMsg(&'static str),
+    Attempt(&'static str, u32),
+    /// The last plan created exactly the step's current Job again.
+    Recreated(&'static str),
+    Severity(Option<&'static str>),
+    Truncated(&'static str),
+    /// The env var of the step's current Job has this value.
+    Env(&'static str, &'static str, &'static str),
+}
+
+pub struct Case {
+    pub name: &'static str,
+    pub scenario: Scenario,
+    pub script: Vec<Act>,
+}
+
+pub fn case(name: &'static str, steps: Vec<S>, script: Vec<Act>) -> Case {
+    Case {
+        name,
+        scenario: Scenario::new(steps),
+        script,
+    }
+}
+
+fn run(case: Case) {
+    use Act::*;
+    let Case {
+        name,
+        mut scenario,
+        script,
+    } = case;
+    let mut lost = false;
+    for (n, act) in script.iter().enumerate() {
+        let at = format!(
+            "case '{name}', act {n} {act:?}\nstates: {}",
+            scenario.states()
+        );
+        let s = &mut scenario;
+        match *act {
+            Plan => {
+                s.plan();
+            }
+            Exit(id, code, log) => s.exit(id, code, log),
+            Wait(seconds) => s.now += seconds,
+            Approve(step, user) => s.approve(step, user),
+            Cancel => s.input.spec.cancel = true,
+            Lose(id) => {
+                lost = true;
+                s.lose_job(id);
+            }
+            States(want) => assert_eq!(s.states(), want, "{at}"),
+            PhaseIs(phase) => assert_eq!(s.input.status.phase, phase, "{at}"),
+            Events(want) => assert_eq!(s.events(), want, "{at}"),
+            Creates(count) => assert_eq!(s.creates().len(), count, "{at}"),
+            Deletes(count) => assert_eq!(s.deletes().len(), count, "{at}"),
+            Requeue(secs) => {
+                let got = s
+                    .last
+                    .as_ref()
+                    .and_then(|p| p.requeue_after)
+                    .map(|d| d.as_secs());
+                assert_eq!(got, secs, "{at}");
+            }
+            Msg(id, want) => {
+                let got = s.status_of(id).message.unwrap_or_default();
+                assert!(got.contains(want), "{at}\nmessage: {got}");
+            }
+            RunMsg(want) => {
+                let got = s.input.status.message.clone().unwrap_or_default();
+                assert!(got.contains(want), "{at}\nmessage: {got}");
+            }
+            Attempt(id, attempt) => assert_eq!(s.status_of(id).attempt, attempt, "{at}"),
+            Recreated(id) => assert_eq!(
+                s.creates(),
+                vec![s.status_of(id).job_name.unwrap_or_default()],
+                "{at}"
+            ),
+            Severity(want) => assert_eq!(s.input.status.severity.as_deref(), want, "{at}"),
+            Truncated(id) => assert!(s.status_of(id).outputs_truncated, "{at}"),
+            Env(id, var, want) => assert_eq!(
+                s.job_env(id).get(var).map(String::as_str),
+                Some(want),
+                "{at}"
+            ),
+        }
+    }
+    if !lost {
+        let mut names = scenario.created.clone();
+        names.sort();
+        names.dedup();
+        assert_eq!(
+            names.len(),
+            scenario.created.len(),
+            "case '{name}': a Job name was created twice"
+        );
+    }
+}
+
+/// Runs every case, reporting all failures at once.
+pub fn run_all(cases: impl Iterator<Item = Case>) {
+    let mut failures = Vec::new();
+    for c in cases {
+        let name = c.name;
+        if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(c))) {
+            let text = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .unwrap_or_else(|| format!("{name}: panicked"));
+            failures.push(text);
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} case(s) failed:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}

@@ -1,0 +1,502 @@
+//! One step's life in the planner: start (when, approval, runner, Job), observe
+//! its Job, retry with backoff, time out, succeed with parsed output, or fail.
+//!
+//! Every method here changes one `status.steps[i]` and says whether it did, so the
+//! planner's sweep knows when to look again; Events are emitted only on those
+//! changes, which is what makes them one per real transition.
+
+use serde_json::Value;
+
+use super::{EventType, Planner, StepLog, Terminated, output, seconds, time};
+use crate::api::{OutputParser, RunnerSpec, Step, StepState};
+use crate::engine::context::InstanceId;
+use crate::engine::job::{self, JobInput};
+use crate::engine::parse::{self, ParserKind};
+use crate::engine::template;
+
+/// In the message of a step whose retry was called off because another step failed.
+pub(super) const NOT_RETRIED: &str = "; not retried: step '";
+
+/// Longest wait between two attempts.
+const MAX_BACKOFF_SECONDS: i64 = 3600;
+
+/// The wait before attempt `failed + 1`: `base * 2^(failed-1)`, at most an hour.
+pub(super) fn backoff(base: u32, failed: u32) -> i64 {
+    let factor = 1_i64
+        .checked_shl(failed.saturating_sub(1))
+        .unwrap_or(i64::MAX);
+    i64::from(base)
+        .saturating_mul(factor)
+        .min(MAX_BACKOFF_SECONDS)
+}
+
+enum Approval {
+    Granted(String),
+    /// The message to show, and whether it reports an ignored self-approval.
+    Waiting(String, bool),
+}
+
+impl Planner<'_> {
+    /// The spec of an instance's step, from the snapshot.
+    pub(super) fn step_spec(&self, iid: &InstanceId) -> Option<Step> {
+        let entry = &self.pb.steps[*self.graph.index.get(iid.entry())?];
+        match (&iid.block, &entry.steps) {
+            (Some(_), Some(steps)) => steps.iter().find(|s| s.id == iid.step).cloned(),
+            (None, None) => Some(entry.step.clone()),
+            _ => None,
+        }
+    }
+
+    /// The context an instance's templates see: the run's, plus its foreach item.
+    pub(super) fn context_for(&self, iid: &InstanceId) -> Result<Value, String> {
+        let mut ctx = self.context_over(&self.st.steps);
+        if let Some(index) = iid.index {
+            let entry = *self
+                .graph
+                .index
+                .get(iid.entry())
+                .ok_or_else(|| format!("step '{iid}' is not in the playbook"))?;
+            self.add_item(&mut ctx, entry, index)?;
+        }
+        Ok(ctx)
+    }
+
+    /// The step that failed the run: the first one that failed without
+    /// `continueOnError`, not counting steps only stopped because of it (their
+    /// message says "not retried").
+    pub(super) fn failing(&self) -> Option<usize> {
+        let failed: Vec<usize> = (0..self.st.steps.len())
+            .filter(|&i| {
+                self.st.steps[i].state == StepState::Failed
+                    && !self
+                        .step_spec(&self.ids[i])
+                        .is_some_and(|s| s.continue_on_error)
+            })
+            .collect();
+        let stopped = |i: &usize| {
+            self.st.steps[*i]
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains(NOT_RETRIED))
+        };
+        failed
+            .iter()
+            .find(|i| !stopped(i))
+            .or(failed.first())
+            .copied()
+    }
+
+    /// A ready instance leaves Pending: skipped by `when`, waiting for approval,
+    /// failed, or running.
+    pub(super) fn start(&mut self, i: usize) -> bool {
+        if self.failing().is_some() {
+            return false;
+        }
+        let iid = self.ids[i].clone();
+        let Some(step) = self.step_spec(&iid) else {
+            self.fail_step(
+                i,
+                format!("step '{iid}' is not in the playbook snapshot"),
+                None,
+            );
+            return true;
+        };
+        if let Some(when) = &step.when {
+            let verdict = self.context_for(&iid).and_then(|ctx| {
+                template::render_condition(when, &ctx)
+                    .map_err(|e| format!("step '{iid}': when: {e}"))
+            });
+            match verdict {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.skip(i, format!("when rendered false: {when}"));
+                    self.event(
+                        EventType::Normal,
+                        "StepSkipped",
+                        format!("step '{iid}' skipped: when rendered false: {when}"),
+                    );
+                    return true;
+                }
+                Err(message) => {
+                    self.fail_step(i, message, None);
+                    return true;
+                }
+            }
+        }
+        if step.approval.as_ref().is_some_and(|a| a.required) {
+            match self.approval(&iid) {
+                Approval::Granted(note) => self.launch(i, 1, Some(note)),
+                Approval::Waiting(message, _) => {
+                    self.st.steps[i].state = StepState::WaitingApproval;
+                    self.st.steps[i].message = Some(message.clone());
+                    self.event(
+                        EventType::Normal,
+                        "WaitingApproval",
+                        format!("step '{iid}': {message}"),
+                    );
+                }
+            }
+            return true;
+        }
+        self.launch(i, 1, None);
+        true
+    }
+
+    /// Creates attempt `attempt` of instance `i` and marks it Running.
+    fn launch(&mut self, i: usize, attempt: u32, note: Option<String>) {
+        let iid = self.ids[i].clone();
+        let job = match self.job_for(&iid, attempt) {
+            Ok(job) => job,
+            Err(message) => return self.fail_step(i, message, None),
+        };
+        let name = job.metadata.name.clone().unwrap_or_default();
+        let s = &mut self.st.steps[i];
+        s.state = StepState::Running;
+        s.attempt = attempt;
+        s.job_name = Some(name.clone());
+        s.started_at = Some(time(self.now));
+        s.finished_at = None;
+        s.exit_code = None;
+        s.message = note.clone();
+        self.create(job);
+        let mut message = format!("step '{iid}' started: Job {name}");
+        if attempt > 1 {
+            message.push_str(&format!(" (attempt {attempt})"));
+        }
+        if let Some(note) = note {
+            message.push_str(&format!(", {note}"));
+        }
+        self.event(EventType::Normal, "StepStarted", message);
+    }
+
+    /// The Job of one attempt, rendered against the context as it is now. Deterministic,
+    /// so rebuilding it after a crash gives the same Job under the same name.
+    fn job_for(
+        &self,
+        iid: &InstanceId,
+        attempt: u32,
+    ) -> Result<k8s_openapi::api::batch::v1::Job, String> {
+        let step = self
+            .step_spec(iid)
+            .ok_or_else(|| format!("step '{iid}' is not in the playbook snapshot"))?;
+        let ctx = self.context_for(iid)?;
+        let runner = self.runner_for(&step, &ctx)?;
+        let rendered = job::render_step(&step, &ctx).map_err(|e| e.to_string())?;
+        let e = &self.input.execution;
+        let input = JobInput {
+            execution: &e.name,
+            namespace: &e.namespace,
+            uid: &e.uid,
+            playbook: &self.input.spec.playbook_ref.name,
+            instance: iid,
+            attempt,
+            step: &rendered,
+            runner: &runner,
+        };
+        job::build_job(&input).map_err(|e| e.to_string())
+    }
+
+    /// The step's Runner. The name may be a template (StackPulse `spd` params name
+    /// one); runners are looked up in the Execution's namespace only.
+    fn runner_for(&self, step: &Step, ctx: &Value) -> Result<RunnerSpec, String> {
+        let Some(name) = &step.runner else {
+            return Ok(self
+                .input
+                .runners
+                .get("default")
+                .cloned()
+                .unwrap_or_default());
+        };
+        let name = if name.contains("{{") {
+            template::render(name, ctx).map_err(|e| format!("step '{}': runner: {e}", step.id))?
+        } else {
+            name.clone()
+        };
+        self.input.runners.get(name.trim()).cloned().ok_or_else(|| {
+            format!(
+                "runner '{}' not found in namespace {}: create it or set the step's runner",
+                name.trim(),
+                self.input.execution.namespace
+            )
+        })
+    }
+
+    /// Looks at a Running instance's Job.
+    pub(super) fn observe(&mut self, i: usize) -> bool {
+        let iid = self.ids[i].clone();
+        let Some(step) = self.step_spec(&iid) else {
+            return false;
+        };
+        let name = self.st.steps[i].job_name.clone().unwrap_or_default();
+        let job = self.input.jobs.get(&name);
+        if let Some(t) = job.and_then(|j| j.terminated.as_ref()) {
+            let log = job.map(|j| j.log.clone()).unwrap_or_default();
+            return self.ended(i, &step, t, &log);
+        }
+        let started = self.st.steps[i]
+            .started_at
+            .as_ref()
+            .map_or(self.now, seconds);
+        let timed_out = |elapsed: i64| step.timeout_seconds.is_some_and(|t| elapsed >= t);
+        if let Some(f) = job.and_then(|j| j.failed.as_ref()) {
+            let message = match (f.reason.as_str(), step.timeout_seconds) {
+                ("DeadlineExceeded", Some(t)) => format!("timed out after {t}s"),
+                _ => format!("Job failed: {}: {}", f.reason, f.message),
+            };
+            self.attempt_failed(i, message, None, self.now);
+            return true;
+        }
+        if timed_out(self.now - started) {
+            let message = format!(
+                "timed out after {}s",
+                step.timeout_seconds.unwrap_or_default()
+            );
+            self.attempt_failed(i, message, None, self.now);
+            return true;
+        }
+        if let Some(t) = step.timeout_seconds {
+            self.requeue_in(started + t - self.now);
+        }
+        if job.is_none() {
+            // Status says Running but the Job is not there: the controller stopped
+            // between writing status and creating it (or the cache lags; 409 then).
+            let attempt = self.st.steps[i].attempt.max(1);
+            match self.job_for(&iid, attempt) {
+                Ok(job) => self.create(job),
+                Err(message) => {
+                    self.fail_step(i, message, None);
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// The container of the current attempt has ended.
+    fn ended(&mut self, i: usize, step: &Step, t: &Terminated, log: &StepLog) -> bool {
+        let at = t.finished_at.map_or(self.now, |f| f.as_second());
+        let limits = &self.input.limits;
+        if t.exit_code != 0 {
+            let message = output::exit_message(t, log, limits.message_log_bytes);
+            self.attempt_failed(i, message, Some(t.exit_code), at);
+            return true;
+        }
+        let text = match log {
+            StepLog::NotRead => return false,
+            StepLog::Unreadable(reason) => {
+                self.attempt_failed(
+                    i,
+                    format!("exit code 0, but the log could not be read: {reason}"),
+                    Some(0),
+                    at,
+                );
+                return true;
+            }
+            StepLog::Read(text) => text,
+        };
+        let parser = step.output_parser.clone().unwrap_or_else(|| OutputParser {
+            name: "json".into(),
+            ..Default::default()
+        });
+        if let ParserKind::Image(image) = parse::kind(&parser) {
+            let message = format!(
+                "outputParser '{image}' is an image parser, which this controller cannot run yet: use a built-in parser (json, raw, yaml, kv, redis-info, regex, lines, table)"
+            );
+            self.fail_step(i, message, Some(0));
+            return true;
+        }
+        // The marker is only known here when it is literal; a templated one is rare
+        // and the parser falls back to the default marker or the whole output.
+        let marker = step
+            .env
+            .get("SP_END_MARKER")
+            .filter(|m| !m.contains("{{"))
+            .map(String::as_str);
+        match parse::parse_output(&parser, text, marker) {
+            Ok(value) => {
+                let used = output::used_bytes(&self.st.steps);
+                let budget = limits
+                    .step_output_bytes
+                    .min(limits.total_output_bytes.saturating_sub(used));
+                let (outputs, truncated) = output::bound(value, budget, limits.step_output_bytes);
+                let iid = self.ids[i].clone();
+                let s = &mut self.st.steps[i];
+                s.state = StepState::Succeeded;
+                s.exit_code = Some(0);
+                s.finished_at = Some(time(at));
+                s.outputs = Some(outputs);
+                s.outputs_truncated = truncated;
+                let note = if truncated {
+                    " (output truncated to fit the status budget)"
+                } else {
+                    ""
+                };
+                self.event(
+                    EventType::Normal,
+                    "StepSucceeded",
+                    format!("step '{iid}' succeeded{note}"),
+                );
+            }
+            Err(e) => self.attempt_failed(i, format!("output: {e}"), Some(0), at),
+        }
+        true
+    }
+
+    /// An attempt failed: retry after the backoff if the step allows, else fail it.
+    fn attempt_failed(&mut self, i: usize, message: String, exit_code: Option<i32>, at: i64) {
+        let iid = self.ids[i].clone();
+        let retries = self
+            .step_spec(&iid)
+            .and_then(|s| s.retries)
+            .unwrap_or_default();
+        let attempt = self.st.steps[i].attempt.max(1);
+        if attempt > retries.limit {
+            return self.fail_step(i, message, exit_code);
+        }
+        let due = at + backoff(retries.backoff_seconds, attempt);
+        let s = &mut self.st.steps[i];
+        s.state = StepState::Retrying;
+        s.exit_code = exit_code;
+        // While Retrying, finishedAt is when the failed attempt ended: the backoff counts from it.
+        s.finished_at = Some(time(at));
+        s.message = Some(format!(
+            "attempt {attempt} failed: {message}; retrying at {}",
+            time(due).0
+        ));
+        let text = format!(
+            "step '{iid}': attempt {attempt} failed: {message}; attempt {} at {}",
+            attempt + 1,
+            time(due).0
+        );
+        self.event(EventType::Warning, "StepRetrying", text);
+        self.requeue_in(due - self.now);
+    }
+
+    /// Starts the next attempt of a Retrying instance once its backoff has passed.
+    pub(super) fn retry_if_due(&mut self, i: usize) -> bool {
+        let iid = self.ids[i].clone();
+        let retries = self
+            .step_spec(&iid)
+            .and_then(|s| s.retries)
+            .unwrap_or_default();
+        let attempt = self.st.steps[i].attempt.max(1);
+        let ended = self.st.steps[i]
+            .finished_at
+            .as_ref()
+            .map_or(self.now, seconds);
+        let due = ended + backoff(retries.backoff_seconds, attempt);
+        if self.now < due {
+            self.requeue_in(due - self.now);
+            return false;
+        }
+        self.launch(i, attempt + 1, None);
+        true
+    }
+
+    /// The step failed for good (its attempts are spent, or retrying cannot help).
+    pub(super) fn fail_step(&mut self, i: usize, message: String, exit_code: Option<i32>) {
+        let iid = self.ids[i].clone();
+        let goes_on = self.step_spec(&iid).is_some_and(|s| s.continue_on_error);
+        let s = &mut self.st.steps[i];
+        let message = if s.attempt > 1 {
+            format!("{message} (after {} attempts)", s.attempt)
+        } else {
+            message
+        };
+        s.state = StepState::Failed;
+        s.exit_code = exit_code.or(s.exit_code);
+        s.finished_at = Some(time(self.now));
+        s.message = Some(message.clone());
+        let note = if goes_on {
+            " (continueOnError: the playbook goes on)"
+        } else {
+            ""
+        };
+        self.event(
+            EventType::Warning,
+            "StepFailed",
+            format!("step '{iid}' failed: {message}{note}"),
+        );
+    }
+
+    pub(super) fn skip(&mut self, i: usize, message: String) {
+        let s = &mut self.st.steps[i];
+        s.state = StepState::Skipped;
+        s.finished_at = Some(time(self.now));
+        s.message = Some(message);
+    }
+
+    /// A step waiting for approval: start it once someone other than the requester
+    /// approved it.
+    pub(super) fn check_approval(&mut self, i: usize) -> bool {
+        let iid = self.ids[i].clone();
+        match self.approval(&iid) {
+            Approval::Granted(note) => {
+                self.launch(i, 1, Some(note));
+                true
+            }
+            Approval::Waiting(message, self_approved) => {
+                if self.st.steps[i].message.as_deref() == Some(message.as_str()) {
+                    return false;
+                }
+                if self_approved {
+                    self.event(
+                        EventType::Warning,
+                        "ApprovalIgnored",
+                        format!("step '{iid}': {message}"),
+                    );
+                }
+                self.st.steps[i].message = Some(message);
+                true
+            }
+        }
+    }
+
+    /// An approval names the instance (`restart[2]`), its path (`blk.restart`) or the
+    /// step id (`restart`, which approves every item of a loop).
+    fn approval(&self, iid: &InstanceId) -> Approval {
+        let names = [iid.to_string(), iid.path(), iid.step.clone()];
+        let spec = &self.input.spec;
+        let requester = spec
+            .requested_by
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty());
+        let matching = || spec.approvals.iter().filter(|a| names.contains(&a.step));
+        let by_other = |user: &str| !user.trim().is_empty() && Some(user.trim()) != requester;
+        if let Some(a) = matching().find(|a| by_other(&a.user)) {
+            return Approval::Granted(format!("approved by {}", a.user.trim()));
+        }
+        let command = format!(
+            "playbook-operator approve {} {iid}",
+            self.input.execution.name
+        );
+        match (requester, matching().next()) {
+            (Some(r), Some(_)) => Approval::Waiting(
+                format!(
+                    "approval by '{r}' ignored: whoever requested a run cannot approve its steps; someone else must run: {command}"
+                ),
+                true,
+            ),
+            (Some(r), None) => Approval::Waiting(
+                format!("waiting for approval by someone other than '{r}': {command}"),
+                false,
+            ),
+            (None, _) => Approval::Waiting(format!("waiting for approval: {command}"), false),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff;
+
+    #[test]
+    fn backoff_doubles_and_caps_at_an_hour() {
+        let waits: Vec<i64> = (1..=4).map(|n| backoff(10, n)).collect();
+        assert_eq!(waits, vec![10, 20, 40, 80]);
+        assert_eq!(backoff(3600, 2), 3600);
+        assert_eq!(backoff(1, 200), 3600);
+        assert_eq!(backoff(0, 3), 0);
+    }
+}

@@ -1,0 +1,553 @@
+//! The planner's semantics as a table of stories: each case is a playbook and a
+//! script of what happens in the cluster and what the planner must then decide.
+//!
+//! Cases marked "(template)" need the real template engine (`.key`, `.value`).
+
+use pretty_assertions::assert_eq;
+use serde_json::json;
+
+use super::scenario::Act::*;
+use super::scenario::{Case, Scenario, block, case, run_all, step};
+use super::{Intent, ObservedJob};
+use crate::api::ExecutionPhase::{Cancelled, Failed, Pending, Running, Succeeded, WaitingApproval};
+use crate::api::{Param, Phase};
+
+const BIG_OUTPUT: &str = concat!(
+    r#"{"small": 1, "big": ""#,
+    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+    r#""}"#
+);
+
+fn cases() -> Vec<Case> {
+    vec![
+        case(
+            "sequential",
+            vec![step("a"), step("b")],
+            vec![
+                Plan,
+                States("a=Running b=Pending"),
+                PhaseIs(Running),
+                Events(&["StepStarted"]),
+                Creates(1),
+                Exit("a", 0, r#"{"x": 1}"#),
+                Plan,
+                States("a=Succeeded b=Running"),
+                Events(&["StepSucceeded", "StepStarted"]),
+                Exit("b", 0, "{}"),
+                Plan,
+                States("a=Succeeded b=Succeeded"),
+                PhaseIs(Succeeded),
+                Events(&["StepSucceeded", "ExecutionSucceeded"]),
+                RunMsg("2 steps succeeded, 0 skipped"),
+                Plan,
+                Events(&[]),
+                Creates(0),
+            ],
+        ),
+        case(
+            "DAG: independent steps run together, a join waits for both",
+            vec![
+                step("a"),
+                step("b").after(&[]),
+                step("c").after(&["a", "b"]),
+                step("d"),
+            ],
+            vec![
+                Plan,
+                States("a=Running b=Running c=Pending d=Pending"),
+                Creates(2),
+                Exit("b", 0, "{}"),
+                Plan,
+                States("a=Running b=Succeeded c=Pending d=Pending"),
+                Exit("a", 0, "{}"),
+                Plan,
+                States("a=Succeeded b=Succeeded c=Running d=Pending"),
+            ],
+        ),
+        case(
+            "when false skips the step, the next one runs",
+            vec![step("a").when("false"), step("b")],
+            vec![
+                Plan,
+                States("a=Skipped b=Running"),
+                Msg("a", "when rendered false: false"),
+                Events(&["StepSkipped", "StepStarted"]),
+            ],
+        ),
+        case(
+            "a group whose when is false skips all its steps",
+            vec![
+                block("g", vec![step("x"), step("y")]).when("false"),
+                step("c"),
+            ],
+            vec![
+                Plan,
+                States("g.x=Skipped g.y=Skipped c=Running"),
+                Msg("g.y", "block 'g': when rendered false: false"),
+            ],
+        ),
+        case(
+            "a group whose when holds runs its steps in order",
+            vec![
+                block("g", vec![step("x"), step("y")]).when("true"),
+                step("c"),
+            ],
+            vec![
+                Plan,
+                States("g.x=Running g.y=Pending c=Pending"),
+                Exit("g.x", 0, "{}"),
+                Plan,
+                States("g.x=Succeeded g.y=Running c=Pending"),
+            ],
+        ),
+        case(
+            "foreach over a list from a step's output, one item after the other",
+            vec![
+                step("list"),
+                step("each").foreach_path("$.list.pods"),
+                step("after"),
+            ],
+            vec![
+                Plan,
+                Exit("list", 0, r#"{"pods": ["p1", "p2"]}"#),
+                Plan,
+                States("list=Succeeded each[0]=Running each[1]=Pending after=Pending"),
+                Exit("each[0]", 0, r#"{"n": 0}"#),
+                Plan,
+                States("list=Succeeded each[0]=Succeeded each[1]=Running after=Pending"),
+                Exit("each[1]", 0, r#"{"n": 1}"#),
+                Plan,
+                States("list=Succeeded each[0]=Succeeded each[1]=Succeeded after=Running"),
+            ],
+        ),
+        case(
+            "(template) foreach renders each item into the step's env",
+            vec![
+                step("list"),
+                step("each")
+                    .foreach_path("pods")
+                    .env("POD", "{{ .value }}/{{ .key }}"),
+            ],
+            vec![
+                Plan,
+                Exit("list", 0, r#"{"pods": ["p1", "p2"]}"#),
+                Plan,
+                Env("each[0]", "POD", "p1/0"),
+                Exit("each[0]", 0, "{}"),
+                Plan,
+                Env("each[1]", "POD", "p2/1"),
+            ],
+        ),
+        case(
+            "(template) foreach over a range ends on break",
+            vec![step("n").foreach_range(0, 4).break_when("{{ eq .key 1 }}")],
+            vec![
+                Plan,
+                States("n[0]=Running n[1]=Pending n[2]=Pending n[3]=Pending"),
+                Exit("n[0]", 0, "{}"),
+                Plan,
+                States("n[0]=Succeeded n[1]=Running n[2]=Pending n[3]=Pending"),
+                Exit("n[1]", 0, "{}"),
+                Plan,
+                States("n[0]=Succeeded n[1]=Succeeded n[2]=Skipped n[3]=Skipped"),
+                Msg("n[3]", "ended by break after item 1"),
+                PhaseIs(Succeeded),
+            ],
+        ),
+        case(
+            "foreach over a range with a break that holds at once",
+            vec![step("n").foreach_range(5, 8).break_when("true"), step("b")],
+            vec![
+                Plan,
+                States("n[0]=Running n[1]=Pending n[2]=Pending b=Pending"),
+                Exit("n[0]", 0, "{}"),
+                Plan,
+                States("n[0]=Succeeded n[1]=Skipped n[2]=Skipped b=Running"),
+                Events(&["StepSucceeded", "StepSkipped", "StepStarted"]),
+            ],
+        ),
+        case(
+            "foreach: parallelism, per-item when, no items",
+            vec![
+                step("p").foreach_range(0, 3).parallel(2),
+                step("w")
+                    .foreach_items(vec![json!("a"), json!("b")])
+                    .item_when("false")
+                    .after(&[]),
+                step("z").foreach_items(vec![]).after(&[]),
+            ],
+            vec![
+                Plan,
+                States(
+                    "p[0]=Running p[1]=Running p[2]=Pending w[0]=Skipped w[1]=Skipped z=Skipped",
+                ),
+            ],
+        ),
+        case(
+            "a looped block runs its steps per item",
+            vec![
+                block("per", vec![step("x"), step("y")])
+                    .foreach_items(vec![json!("a"), json!("b")]),
+            ],
+            vec![
+                Plan,
+                States("per[0].x=Running per[0].y=Pending per[1].x=Pending per[1].y=Pending"),
+                Exit("per[0].x", 0, "{}"),
+                Plan,
+                Exit("per[0].y", 0, "{}"),
+                Plan,
+                States("per[0].x=Succeeded per[0].y=Succeeded per[1].x=Running per[1].y=Pending"),
+            ],
+        ),
+        case(
+            "a loop over a path that is not there fails, naming it",
+            vec![step("list"), step("each").foreach_path("$.list.podz")],
+            vec![
+                Plan,
+                Exit("list", 0, r#"{"pods": []}"#),
+                Plan,
+                States("list=Succeeded each=Failed"),
+                Msg(
+                    "each",
+                    "foreach 'each': '$.list.podz' not found: no 'podz' in '.list' (there: pods)",
+                ),
+                PhaseIs(Failed),
+            ],
+        ),
+        case(
+            "retry with backoff, then success",
+            vec![step("a").retries(2, 10)],
+            vec![
+                Plan,
+                Attempt("a", 1),
+                Exit("a", 1, "boom"),
+                Plan,
+                States("a=Retrying"),
+                Msg("a", "attempt 1 failed: exit code 1: boom"),
+                Events(&["StepRetrying"]),
+                Requeue(Some(10)),
+                Wait(5),
+                Plan,
+                States("a=Retrying"),
+                Creates(0),
+                Events(&[]),
+                Requeue(Some(5)),
+                Wait(5),
+                Plan,
+                States("a=Running"),
+                Attempt("a", 2),
+                Creates(1),
+                Exit("a", 1, "boom"),
+                Plan,
+                Requeue(Some(20)),
+                Wait(20),
+                Plan,
+                Attempt("a", 3),
+                Exit("a", 0, "{}"),
+                Plan,
+                States("a=Succeeded"),
+                PhaseIs(Succeeded),
+            ],
+        ),
+        case(
+            "a step running past its timeout is stopped and fails the run",
+            vec![step("a").timeout(30), step("b")],
+            vec![
+                Plan,
+                Requeue(Some(30)),
+                Wait(31),
+                Plan,
+                States("a=Failed b=Skipped"),
+                Msg("a", "timed out after 30s"),
+                Msg("b", "not run: step 'a' failed"),
+                Deletes(1),
+                PhaseIs(Failed),
+                RunMsg("step 'a' failed: timed out after 30s"),
+                Events(&["StepFailed", "ExecutionFailed"]),
+            ],
+        ),
+        case(
+            "a timed-out attempt is retried at once without backoff",
+            vec![step("a").timeout(30).retries(1, 0)],
+            vec![
+                Plan,
+                Wait(30),
+                Plan,
+                States("a=Running"),
+                Attempt("a", 2),
+                Deletes(1),
+                Creates(1),
+            ],
+        ),
+        case(
+            "continueOnError: the step fails, the run goes on and succeeds",
+            vec![step("a").continue_on_error(), step("b")],
+            vec![
+                Plan,
+                Exit("a", 2, "oops"),
+                Plan,
+                States("a=Failed b=Running"),
+                PhaseIs(Running),
+                Exit("b", 0, "{}"),
+                Plan,
+                PhaseIs(Succeeded),
+                RunMsg("1 steps succeeded, 0 skipped, 1 failed with continueOnError"),
+            ],
+        ),
+        case(
+            "a failure in a DAG lets the other running branch finish",
+            vec![
+                step("a"),
+                step("b").after(&[]),
+                step("c").after(&["a", "b"]),
+            ],
+            vec![
+                Plan,
+                Exit("a", 1, ""),
+                Plan,
+                States("a=Failed b=Running c=Skipped"),
+                PhaseIs(Running),
+                Exit("b", 0, r#"{"kept": true}"#),
+                Plan,
+                States("a=Failed b=Succeeded c=Skipped"),
+                PhaseIs(Failed),
+            ],
+        ),
+        case(
+            "a failure calls off another step's retry and is still the reason named",
+            vec![step("r").retries(3, 60), step("a").after(&[])],
+            vec![
+                Plan,
+                Exit("r", 1, "flaky"),
+                Plan,
+                States("r=Retrying a=Running"),
+                Exit("a", 1, "broken"),
+                Plan,
+                States("r=Failed a=Failed"),
+                Msg(
+                    "r",
+                    "attempt 1 failed: exit code 1: flaky; not retried: step 'a' failed",
+                ),
+                RunMsg("step 'a' failed: exit code 1: broken"),
+                PhaseIs(Failed),
+            ],
+        ),
+        case(
+            "approval: waits, ignores the requester, runs after someone else approves",
+            vec![step("a").approval(), step("b")],
+            vec![
+                Plan,
+                States("a=WaitingApproval b=Pending"),
+                PhaseIs(WaitingApproval),
+                Events(&["WaitingApproval"]),
+                Creates(0),
+                Msg("a", "playbook-operator approve run-1 a"),
+                Plan,
+                Events(&[]),
+                Approve("a", "alice"),
+                Plan,
+                States("a=WaitingApproval b=Pending"),
+                Msg("a", "approval by 'alice' ignored"),
+                Events(&["ApprovalIgnored"]),
+                Plan,
+                Events(&[]),
+                Approve("a", "bob"),
+                Plan,
+                States("a=Running b=Pending"),
+                PhaseIs(Running),
+                Msg("a", "approved by bob"),
+                Events(&["StepStarted"]),
+            ],
+        ),
+        case(
+            "cancel deletes the running Job and cancels what is left",
+            vec![step("a"), step("b")],
+            vec![
+                Plan,
+                Cancel,
+                Plan,
+                States("a=Cancelled b=Cancelled"),
+                PhaseIs(Cancelled),
+                Deletes(1),
+                Events(&["ExecutionCancelled"]),
+                Plan,
+                Events(&[]),
+                Deletes(0),
+            ],
+        ),
+        case(
+            "crash: a Running step whose Job is missing gets the same Job again",
+            vec![step("a").retries(1, 0)],
+            vec![
+                Plan,
+                Lose("a"),
+                Plan,
+                Recreated("a"),
+                Events(&[]),
+                States("a=Running"),
+                Attempt("a", 1),
+            ],
+        ),
+        case(
+            "a missing runner fails the step with what to do",
+            vec![step("a").runner("prod")],
+            vec![
+                Plan,
+                States("a=Failed"),
+                Msg(
+                    "a",
+                    "runner 'prod' not found in namespace prod: create it or set the step's runner",
+                ),
+                PhaseIs(Failed),
+                Creates(0),
+            ],
+        ),
+        case(
+            "output that does not parse fails the step",
+            vec![step("a")],
+            vec![
+                Plan,
+                Exit("a", 0, "no json here"),
+                Plan,
+                States("a=Failed"),
+                Msg("a", "output: "),
+            ],
+        ),
+        case(
+            "an image parser is refused with what to use instead",
+            vec![step("a").parser("example.com/parsers/custom:1")],
+            vec![
+                Plan,
+                Exit("a", 0, "{}"),
+                Plan,
+                States("a=Failed"),
+                Msg("a", "is an image parser"),
+            ],
+        ),
+        Case {
+            name: "output over the budget is cut, marked, and still Succeeded",
+            scenario: Scenario::new(vec![step("a"), step("b")])
+                .with(|i| i.limits.step_output_bytes = 300),
+            script: vec![
+                Plan,
+                Exit("a", 0, BIG_OUTPUT),
+                Plan,
+                States("a=Succeeded b=Running"),
+                Truncated("a"),
+            ],
+        },
+        case(
+            "an invalid playbook fails the run, naming the cycle",
+            vec![step("a").after(&["b"]), step("b").after(&["a"])],
+            vec![
+                Plan,
+                PhaseIs(Failed),
+                RunMsg("invalid playbook: dependsOn cycle: a → b → a"),
+                Creates(0),
+            ],
+        ),
+        case(
+            "severity from a step output once the enrich steps are done",
+            vec![step("a"), step("fix").phase(Phase::Remediate)],
+            vec![
+                Plan,
+                Severity(None),
+                Exit("a", 0, r#"{"severity": "critical"}"#),
+                Plan,
+                Severity(Some("critical")),
+            ],
+        ),
+    ]
+}
+
+#[test]
+fn planner_scenarios() {
+    run_all(
+        cases()
+            .into_iter()
+            .filter(|c| !c.name.starts_with("(template)")),
+    );
+}
+
+/// The cases whose templates read `.key`/`.value`: they need the real template engine.
+#[test]
+fn planner_scenarios_with_templates() {
+    run_all(
+        cases()
+            .into_iter()
+            .filter(|c| c.name.starts_with("(template)")),
+    );
+}
+
+#[test]
+fn scenarios_with_special_inputs() {
+    let mut s = Scenario::new(vec![step("a")]).runner("prod").with(|i| {
+        i.playbook
+            .iter_mut()
+            .for_each(|p| p.steps[0].step.runner = Some("prod".into()))
+    });
+    s.plan();
+    assert_eq!(s.states(), "a=Running");
+
+    let mut s = Scenario::new(vec![step("a")]).declare(Param {
+        name: "Port".into(),
+        required: true,
+        ..Default::default()
+    });
+    s.plan();
+    assert_eq!(s.input.status.phase, Failed);
+    assert!(
+        s.input
+            .status
+            .message
+            .clone()
+            .unwrap_or_default()
+            .contains("required param 'Port' is missing")
+    );
+
+    let mut s = Scenario::new(vec![step("a")]).with(|i| i.playbook = None);
+    let plan = s.plan();
+    assert_eq!(plan.requeue_after.map(|d| d.as_secs()), Some(10));
+    assert_eq!(
+        (s.input.status.phase, s.input.status.message.as_deref()),
+        (Pending, Some("waiting for Playbook 'pb' in namespace prod"))
+    );
+}
+
+/// The controller may die after writing status and before creating Jobs: planning
+/// again from that status creates the same Jobs, under the same names, with no new
+/// Events; and a Cancelled run whose Job survived gets its delete again.
+#[test]
+fn crash_restart_is_idempotent() {
+    let mut s = Scenario::new(vec![
+        step("a"),
+        step("b").after(&[]),
+        step("c").after(&["a", "b"]),
+    ]);
+    let first = s.plan().clone();
+    let names = s.creates();
+    assert_eq!(names.len(), 2);
+    s.input.jobs.clear();
+    let again = s.plan().clone();
+    assert_eq!(s.creates(), names, "same Job names");
+    assert_eq!(again.status, first.status, "nothing new in status");
+    assert!(s.events().is_empty(), "no Events for what already happened");
+
+    s.input.spec.cancel = true;
+    s.plan();
+    assert_eq!(s.deletes().len(), 2);
+    for name in &names {
+        s.input.jobs.insert(name.clone(), ObservedJob::default());
+    }
+    s.plan();
+    assert_eq!(s.deletes(), names, "deletes re-emitted after a crash");
+    assert!(s.events().is_empty());
+    assert!(
+        s.last
+            .as_ref()
+            .is_some_and(|p| !p.intents.iter().any(|i| matches!(i, Intent::CreateJob(_))))
+    );
+}

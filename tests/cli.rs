@@ -1,0 +1,142 @@
+//! The offline commands, run as a user runs them: the built binary, real files.
+
+use std::process::{Command, Output};
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_playbook-operator"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn every_example_lints_without_errors() {
+    let mut files: Vec<String> = Vec::new();
+    for dir in [
+        "examples/playbooks",
+        "examples/stackpulse",
+        "examples/triggers",
+    ] {
+        for entry in std::fs::read_dir(dir).expect("examples exist").flatten() {
+            files.push(entry.path().display().to_string());
+        }
+    }
+    assert!(files.len() >= 6, "examples went missing: {files:?}");
+    let args: Vec<&str> = std::iter::once("lint")
+        .chain(files.iter().map(String::as_str))
+        .collect();
+    let out = run(&args);
+    assert!(
+        out.status.success(),
+        "lint failed:\n{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        !text(&out.stdout).contains("error:"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn lint_reports_each_problem_with_file_and_line_and_exits_1() {
+    let out = run(&["lint", "tests/fixtures/bad-playbook.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    for expected in [
+        "tests/fixtures/bad-playbook.yaml:9: error: spec.steps[1].id: 'check' is already the id",
+        "tests/fixtures/bad-playbook.yaml:11: error: spec.steps[1].dependsOn[0]: no step has id 'nowhere'",
+        "tests/fixtures/bad-playbook.yaml:13: error: spec.steps[1].env.BROKEN: template does not parse",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn convert_of_the_seed_playbook_is_the_checked_in_canonical_example() {
+    let out = run(&[
+        "convert",
+        "examples/stackpulse/redis-incident-enrichment.yaml",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let expected = std::fs::read_to_string("examples/playbooks/redis-incident-enrichment.yaml")
+        .expect("example exists");
+    let body = |s: &str| {
+        s.lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(body(&text(&out.stdout)), body(&expected));
+    assert!(
+        text(&out.stderr).contains("renamed 'redis-incident-enrichment'"),
+        "notes say what changed"
+    );
+}
+
+#[test]
+fn render_puts_secrets_in_refs_and_escapes_alert_references() {
+    let out = run(&[
+        "render",
+        "tests/fixtures/secret-playbook.yaml",
+        "--param",
+        "Instance=redis.prod",
+        "--alert",
+        "tests/fixtures/alert-with-reference.json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let yaml = text(&out.stdout);
+    let job: serde_json::Value =
+        serde_yaml::from_str(yaml.trim_start_matches("---\n")).expect("one Job as YAML");
+    let env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .expect("env")
+        .clone();
+    let secret = env
+        .iter()
+        .find(|e| e["valueFrom"]["secretKeyRef"]["key"] == "Redis_Secret")
+        .expect("the secret arrives as a secretKeyRef");
+    assert_eq!(
+        secret["valueFrom"]["secretKeyRef"]["name"],
+        "playbook-secrets"
+    );
+    let var = secret["name"].as_str().expect("secret var name");
+    let url = env
+        .iter()
+        .find(|e| e["name"] == "REDIS_URL")
+        .expect("REDIS_URL");
+    assert_eq!(url["value"], format!("redis://:$({var})@redis.prod:6379/"));
+    let summary = env
+        .iter()
+        .find(|e| e["name"] == "SUMMARY")
+        .expect("SUMMARY");
+    assert_eq!(
+        summary["value"], "$$(REDIS_URL) leaked?",
+        "alert text cannot reference another variable"
+    );
+}
+
+#[test]
+fn render_names_a_bad_param_flag() {
+    let out = run(&[
+        "render",
+        "tests/fixtures/secret-playbook.yaml",
+        "--param",
+        "Instance",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("write NAME=VALUE"),
+        "{}",
+        text(&out.stderr)
+    );
+}
