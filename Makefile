@@ -8,7 +8,7 @@ CARGO ?= cargo
 E2E_TESTS  := $(basename $(notdir $(wildcard tests/*e2e.rs)))
 UNIT_TESTS := $(filter-out $(E2E_TESTS),$(basename $(notdir $(wildcard tests/*.rs))))
 
-.PHONY: all build test check fmt unit crds demo bench
+.PHONY: all build test check fmt unit crds demo
 
 all: build
 
@@ -27,6 +27,10 @@ unit:
 
 fmt:
 	$(CARGO) fmt --all
+
+## demo: build, start the local control plane, apply the examples, show what would run.
+demo:
+	tests/demo.sh
 
 ## crds: regenerate crds/ from the API types (a test fails when they drift).
 crds:

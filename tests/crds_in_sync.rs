@@ -8,6 +8,10 @@ fn checked_in_crds_match_the_types() {
     let generated = playbook_operator::cli::crd::files().expect("CRDs serialize");
     assert_eq!(generated.len(), 4, "one CRD per kind");
     for (name, yaml) in &generated {
+        assert!(
+            !yaml.contains("format: uint"),
+            "{name}: Kubernetes knows int32/int64, not uint formats"
+        );
         let on_disk = std::fs::read_to_string(dir.join(name)).unwrap_or_default();
         assert!(
             on_disk == *yaml,

@@ -180,6 +180,7 @@ pub struct StepStatus {
     pub state: StepState,
     /// Attempt number, from 1.
     #[serde(default)]
+    #[schemars(extend("format" = "int32"))]
     pub attempt: u32,
     /// The Job of the current attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]

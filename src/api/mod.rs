@@ -3,6 +3,8 @@
 //! Types only: no client, no runtime, no I/O. The CRD YAML in `crds/` is generated
 //! from these types (`playbook-operator crd`), so the doc comments here are what
 //! `kubectl explain` shows; keep them useful to someone reading them at 3 a.m.
+//! Unsigned fields carry `format: int32`/`int64`: the API server warns on every apply
+//! about schemars' `uint32`, a format Kubernetes does not know.
 
 mod execution;
 mod playbook;

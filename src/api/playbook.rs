@@ -265,10 +265,12 @@ pub struct OutputParser {
 pub struct Retries {
     /// How many times a failed attempt is retried (0 = never).
     #[schemars(range(min = 0, max = 10))]
+    #[schemars(extend("format" = "int32"))]
     pub limit: u32,
     /// Wait before the first retry; doubled before each next one, at most one hour.
     #[serde(default)]
     #[schemars(range(min = 0, max = 3600))]
+    #[schemars(extend("format" = "int32"))]
     pub backoff_seconds: u32,
 }
 
@@ -316,6 +318,7 @@ pub struct ForEach {
     /// Most items run at once (default 1: one after the other).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 50))]
+    #[schemars(extend("format" = "int32"))]
     pub parallelism: Option<u32>,
 }
 

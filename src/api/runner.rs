@@ -59,6 +59,7 @@ pub struct RunnerSpec {
     /// Most steps of this Runner running at once across Executions (unset: no limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
+    #[schemars(extend("format" = "int32"))]
     pub max_parallel: Option<u32>,
     /// Labels added to step pods.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

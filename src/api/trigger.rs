@@ -129,9 +129,11 @@ pub enum AlertStatus {
 pub struct TriggerStatus {
     /// Alerts matched since the trigger was created.
     #[serde(default)]
+    #[schemars(extend("format" = "int64"))]
     pub matched: u64,
     /// Executions created (duplicates of an alert already handled are not counted).
     #[serde(default)]
+    #[schemars(extend("format" = "int64"))]
     pub executions_created: u64,
     /// When an alert last matched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
