@@ -8,7 +8,7 @@
 use serde_json::Value;
 
 use super::{EventType, Planner, StepLog, Terminated, output, seconds, time};
-use crate::api::{OutputParser, RunnerSpec, Step, StepState};
+use crate::api::{RunnerSpec, Step, StepState};
 use crate::engine::context::InstanceId;
 use crate::engine::job::{self, JobInput};
 use crate::engine::parse::{self, ParserKind};
@@ -294,17 +294,6 @@ impl Planner<'_> {
             }
             StepLog::Read(text) => text,
         };
-        let parser = step.output_parser.clone().unwrap_or_else(|| OutputParser {
-            name: "json".into(),
-            ..Default::default()
-        });
-        if let ParserKind::Image(image) = parse::kind(&parser) {
-            let message = format!(
-                "outputParser '{image}' is an image parser, which this controller cannot run yet: use a built-in parser (json, raw, yaml, kv, redis-info, regex, lines, table)"
-            );
-            self.fail_step(i, message, Some(0));
-            return true;
-        }
         // The marker is only known here when it is literal; a templated one is rare
         // and the parser falls back to the default marker or the whole output.
         let marker = step
@@ -312,7 +301,25 @@ impl Planner<'_> {
             .get("SP_END_MARKER")
             .filter(|m| !m.contains("{{"))
             .map(String::as_str);
-        match parse::parse_output(&parser, text, marker) {
+        let parsed = match &step.output_parser {
+            None => parse::parse_default(text, marker),
+            Some(parser) => {
+                // Validate first: a typo such as `jsonn` is "unknown", not an image.
+                if let Err(e) = parse::validate(parser) {
+                    self.fail_step(i, format!("outputParser: {e}"), Some(0));
+                    return true;
+                }
+                if let ParserKind::Image(image) = parse::kind(parser) {
+                    let message = format!(
+                        "outputParser '{image}' is an image parser, which this controller cannot run yet: use a built-in parser (json, raw, yaml, kv, redis-info, regex, lines, table)"
+                    );
+                    self.fail_step(i, message, Some(0));
+                    return true;
+                }
+                parse::parse_output(parser, text, marker)
+            }
+        };
+        match parsed {
             Ok(value) => {
                 let used = output::used_bytes(&self.st.steps);
                 let budget = limits

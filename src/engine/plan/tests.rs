@@ -406,14 +406,35 @@ fn cases() -> Vec<Case> {
             ],
         ),
         case(
-            "output that does not parse fails the step",
-            vec![step("a")],
+            "output that does not parse with an explicit json parser fails the step",
+            vec![step("a").parser("json")],
             vec![
                 Plan,
                 Exit("a", 0, "no json here"),
                 Plan,
                 States("a=Failed"),
-                Msg("a", "output: "),
+                Msg("a", "output: no JSON found in step output"),
+            ],
+        ),
+        case(
+            "a step with no parser that prints plain text succeeds with it as output",
+            vec![step("a"), step("b")],
+            vec![
+                Plan,
+                Exit("a", 0, "restarted 3 pods\n"),
+                Plan,
+                States("a=Succeeded b=Running"),
+            ],
+        ),
+        case(
+            "a misspelt parser is reported as unknown, not run as an image",
+            vec![step("a").parser("jsonn")],
+            vec![
+                Plan,
+                Exit("a", 0, "{}"),
+                Plan,
+                States("a=Failed"),
+                Msg("a", "outputParser 'jsonn' is unknown"),
             ],
         ),
         case(
