@@ -19,7 +19,7 @@ use crate::engine::template::{self, TemplateError};
 
 /// Keys of the context that step outputs and params can never shadow: a step that
 /// prints `{"alert": ...}` must not change what later templates see as the alert.
-const RESERVED: &[&str] = &[
+pub const RESERVED: &[&str] = &[
     "params",
     "steps",
     "alert",

@@ -9,4 +9,5 @@ pub mod job;
 pub mod lint;
 pub mod parse;
 pub mod plan;
+pub mod spelling;
 pub mod template;

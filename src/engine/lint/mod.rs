@@ -45,20 +45,9 @@ pub struct Finding {
     pub message: String,
 }
 
-/// Roots of the template context that always exist (see `engine::context`), plus
+/// Roots a template may read besides the context's own (`context::RESERVED`):
 /// `output`, the field StackPulse steps print most, and the default loop names.
-const KNOWN_ROOTS: &[&str] = &[
-    "params",
-    "steps",
-    "alert",
-    "event",
-    "execution",
-    "metadata",
-    "playbook",
-    "output",
-    "value",
-    "key",
-];
+const OTHER_ROOTS: &[&str] = &["output", "value", "key"];
 
 /// Checks a playbook spec. `known_runners`: the Runners that exist, when known; a
 /// step naming another one is an error.
@@ -336,7 +325,8 @@ impl Lint<'_> {
                     self.warn(path, &msg);
                 }
                 (root, _) => {
-                    let known = KNOWN_ROOTS.contains(&root)
+                    let known = crate::engine::context::RESERVED.contains(&root)
+                        || OTHER_ROOTS.contains(&root)
                         || scope.contains(root)
                         || self.ids.contains(root)
                         || self.params.contains_key(root);
@@ -476,27 +466,12 @@ fn cycles(edges: &BTreeMap<String, Vec<String>>) -> Vec<Vec<String>> {
 /// ", did you mean 'x'?" for the closest candidate within two edits.
 fn suggest<'a>(wrong: &str, candidates: impl Iterator<Item = &'a str>) -> String {
     candidates
-        .map(|c| (edit_distance(wrong, c), c))
+        .map(|c| (crate::engine::spelling::edit_distance(wrong, c), c))
         // Close enough to be a typo, not just short: `zz` is not a typo of `a`.
         .filter(|(d, _)| *d <= 2 && d * 3 <= wrong.chars().count())
         .min()
         .map(|(_, c)| format!(" (did you mean '{c}'?)"))
         .unwrap_or_default()
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 #[cfg(test)]

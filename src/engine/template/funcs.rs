@@ -71,7 +71,9 @@ pub(crate) fn check_name(name: &str) -> Result<(), String> {
         .iter()
         .copied()
         .filter(|f| {
-            f.eq_ignore_ascii_case(name) || distance(f, name) <= if name.len() > 4 { 2 } else { 1 }
+            f.eq_ignore_ascii_case(name)
+                || crate::engine::spelling::edit_distance(f, name)
+                    <= if name.len() > 4 { 2 } else { 1 }
         })
         .collect();
     if near.is_empty() {
@@ -85,21 +87,6 @@ pub(crate) fn check_name(name: &str) -> Result<(), String> {
             near.join("`, `")
         ))
     }
-}
-
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 /// Wraps a function so that an argument holding a deferred error raises it, and its
