@@ -2,8 +2,10 @@
 //!
 //! `api` holds the CRD types, `engine` the pure core (templates, output parsers, the
 //! step planner, Job building, the StackPulse converter, lint). Neither may touch a
-//! client, a runtime or the network; the shell around them does the I/O.
+//! client, a runtime or the network; the shell around them does the I/O: `controller`
+//! (observe, plan, apply) and `cli`.
 
 pub mod api;
 pub mod cli;
+pub mod controller;
 pub mod engine;

@@ -140,3 +140,23 @@ fn render_names_a_bad_param_flag() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn run_refuses_a_zero_log_limit_and_says_when_there_is_no_cluster() {
+    let out = run(&["run", "--log-limit-bytes", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("--log-limit-bytes"));
+
+    let out = Command::new(env!("CARGO_BIN_EXE_playbook-operator"))
+        .args(["run", "--namespace", "nowhere"])
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .expect("the binary runs");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("connecting to the cluster"),
+        "{}",
+        text(&out.stderr)
+    );
+}

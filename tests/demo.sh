@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# `make demo`: everything from a fresh machine to a playbook on a real API server.
-# Builds the operator and the local control plane (cold: ~10 min, said up front),
-# starts the cluster, installs the CRDs, applies the example Runner and playbooks,
-# creates an Execution, and prints the Jobs its first steps would create.
+# `make demo`: everything from a fresh machine to a finished playbook run on a real
+# API server. Builds the operator and the local control plane (cold: ~10 min, said up
+# front), starts the cluster, installs the CRDs, starts the operator, applies the
+# seed's Redis playbook with its Runner and Secret, gives each step's fake (kwok) pod
+# the log a real step image would print, runs an Execution and prints it finished.
 #
-# What it does not do yet, and says so: run the Execution. The controller
-# (`playbook-operator run`) is the next piece of work; this demo never pretends.
+# Not yet: firing an alert (the webhook server is the alerts issue); the demo says so.
 # The cluster is left running so you can look around; `make cluster-down` stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,26 +41,81 @@ say "applying the example playbooks and triggers to namespace demo"
 for _ in $(seq 50); do "$KUBECTL" get stackpulse -n demo >/dev/null 2>&1 && break; sleep 0.2; done
 "$KUBECTL" get stackpulse -n demo
 
-say "creating an Execution of redis-incident-enrichment"
+say "giving each step's fake pod the log its image would print"
+# kwok stands in for the kubelet: it serves these files through the real pods/log
+# API, one per step container (containers are named after their step). Lines are in
+# the CRI log format kwok reads.
+STATE="${PLAYBOOK_OPERATOR_CLUSTER_DIR:-/tmp/playbook-operator-cluster-${USER:-$(id -un)}}"
+LOGS="$STATE/demo-logs"
+mkdir -p "$LOGS"
+step_log() { # step-id, then the lines the step prints
+  local id="$1"; shift
+  printf '%s\n' "$@" | while IFS= read -r line; do
+    printf '%s stdout F %s\n' "$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)" "$line"
+  done >"$LOGS/$id.log"
+  printf '    - {containers: [%s], logsFile: %s}\n' "$id" "$LOGS/$id.log"
+}
+{
+  cat <<YAML
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: ClusterLogs
+metadata: {name: demo}
+spec:
+  selector: {matchNamespaces: [demo]}
+  logs:
+YAML
+  step_log get-configmap-data 'reading configmap redis-connection in prod' '<-- END -->' \
+    '{"RedisConnectionString": "redis.prod.svc", "RedisPort": 6379}'
+  step_log get-redis-info 'connected to redis.prod.svc:6379' '<-- END -->' \
+    '{"Server": {"redis_version": "7.2.4", "uptime_in_days": 12}, "Clients": {"connected_clients": 7, "blocked_clients": 0}}'
+  step_log display-high-level-redis-info 'posted to Teams channel SRE' '<-- END -->' '{"sent": true}'
+} | "$KUBECTL" apply -f -
+
+say "the Runner and the Secret the steps read (the Secret's values never leave it)"
+"$KUBECTL" apply -n demo -f - <<'YAML'
+apiVersion: stackpulse.io/v1
+kind: Runner
+metadata: {name: prod}
+spec: {}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: playbook-secrets}
+stringData: {Redis_Secret: "demo:s3cret", Teams_Key: "https://teams.example/hook/demo"}
+YAML
+
+say "starting the operator (logs: $STATE/logs/operator.log)"
+"$OP" run --namespace demo >"$STATE/logs/operator.log" 2>&1 &
+OPERATOR=$!
+trap 'kill "$OPERATOR" 2>/dev/null; wait "$OPERATOR" 2>/dev/null' EXIT
+
+say "running redis-incident-enrichment"
+"$KUBECTL" delete execution -n demo redis-demo --ignore-not-found >/dev/null
 "$KUBECTL" apply -n demo -f - <<'YAML'
 apiVersion: stackpulse.io/v1
 kind: Execution
 metadata: {name: redis-demo}
 spec:
   playbookRef: {name: redis-incident-enrichment}
-  params: {RedisConnectionString: redis.prod.svc, RedisPort: "6379"}
 YAML
+phase=""
+for _ in $(seq 300); do
+  phase="$("$KUBECTL" get pbx -n demo redis-demo -o jsonpath='{.status.phase}')"
+  [[ "$phase" == Succeeded || "$phase" == Failed || "$phase" == Cancelled ]] && break
+  sleep 0.2
+done
 "$KUBECTL" get pbx -n demo
+"$KUBECTL" get jobs -n demo
 
-say "the Jobs its first steps would create (secrets stay references)"
-"$OP" render examples/playbooks/redis-incident-enrichment.yaml --namespace demo \
-  -p RedisConnectionString=redis.prod.svc -p RedisPort=6379
+say "the finished Execution"
+"$KUBECTL" get pbx -n demo redis-demo -o yaml
 
-say "not yet: running it"
+say "not yet: alerts"
 cat <<TXT
-The controller that runs Executions (playbook-operator run) is the next piece of
-work, so redis-demo stays without a phase. The cluster keeps running:
+Starting a playbook from an alert (Alertmanager, Grafana, PagerDuty webhooks) is the
+next piece of work. The cluster keeps running:
   export KUBECONFIG=$KUBECONFIG
   $KUBECTL get stackpulse -n demo
   make cluster-down      # stop it
 TXT
+[[ "$phase" == Succeeded ]] || { echo "the demo Execution ended $phase" >&2; exit 1; }

@@ -1,12 +1,14 @@
 //! The command line: parses arguments and hands each subcommand to its module.
 //!
-//! Offline commands (`crd`, `lint`, `convert`, `render`) need no cluster.
+//! Offline commands (`crd`, `lint`, `convert`, `render`) need no cluster; `run` is
+//! the operator itself.
 //! Exit codes: 0 success, 1 the input has problems (reported on stderr), 2 usage.
 
 mod convert;
 pub mod crd;
 mod lint;
 mod render;
+mod run;
 
 use std::process::ExitCode;
 
@@ -45,6 +47,9 @@ enum Command {
     /// Print, as YAML, the Jobs the first steps of an Execution would create
     /// (secrets as references); skipped or waiting steps are listed on stderr.
     Render(render::Args),
+    /// Run the operator: drive every Execution (in one namespace or all) from
+    /// Pending to a final phase, running its steps as Jobs. Stops on SIGTERM/SIGINT.
+    Run(run::Args),
 }
 
 /// Parse the command line, run the subcommand, and turn its outcome into an exit code:
@@ -56,6 +61,7 @@ pub fn main() -> ExitCode {
         Command::Lint { files } => lint::run(&files),
         Command::Convert { files } => convert::run(&files),
         Command::Render(args) => render::run(&args),
+        Command::Run(args) => run::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -35,8 +35,6 @@ pub const LABEL_INDEX: &str = "stackpulse.io/index";
 pub const LABEL_ATTEMPT: &str = "stackpulse.io/attempt";
 /// Annotation with the full `status.steps[].id` (`notify[2]`), which labels cannot hold.
 pub const ANNOTATION_STEP_ID: &str = "stackpulse.io/step-id";
-/// The one container of a step pod; the controller reads its log and exit state.
-pub const CONTAINER: &str = "step";
 /// The Secret `{{ secret "KEY" }}` reads when neither the template nor the Runner names one.
 pub const DEFAULT_SECRET: &str = "playbook-secrets";
 
@@ -179,7 +177,7 @@ pub fn build_job(input: &JobInput) -> Result<Job, JobError> {
 
     let runner = input.runner;
     let container = Container {
-        name: CONTAINER.into(),
+        name: container_name(input.instance),
         image: Some(step.image.clone()),
         command: step.command.clone(),
         args: step.args.clone(),
@@ -443,6 +441,17 @@ pub fn job_name(execution: &str, step: &str, index: Option<u32>, attempt: u32) -
         (room / 2, room - room / 2)
     };
     format!("{}-{}{suffix}", dns_part(&e, e_max), dns_part(&s, s_max))
+}
+
+/// The name of the one container of a step pod: the step's own id (for a foreach
+/// item or a step in a block too), already a DNS label of at most 63 characters.
+///
+/// Named after the step, not a fixed `step`, so that `kubectl logs` and log tooling
+/// say which step printed what, and so that log fixtures (kwok serves logs per
+/// container name) can give each step of one namespace its own log. The controller
+/// reads the log and exit state of this container.
+pub fn container_name(instance: &InstanceId) -> String {
+    instance.step.clone()
 }
 
 /// `s` if it is a valid label value; otherwise a valid one ending in a hash of `s`.

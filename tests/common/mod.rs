@@ -15,7 +15,7 @@
 //! #[tokio::test]
 //! async fn my_test() {
 //!     let ns = common::TestNamespace::new("my-test").await;
-//!     ns.set_container_log("step", "hello\n").await; // kwok serves this as the log
+//!     ns.set_container_log("get-info", "hello\n").await; // the log of step get-info
 //!     let jobs: Api<Job> = ns.api();
 //!     // ...
 //!     ns.cleanup().await; // or just let it drop

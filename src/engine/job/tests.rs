@@ -97,7 +97,7 @@ spec:
         - secretRef:
             name: slack-integration
         image: us-docker.pkg.dev/stackpulse/public/redis-info
-        name: step
+        name: get-redis-info
         securityContext:
           allowPrivilegeEscalation: false
           capabilities:
@@ -286,6 +286,12 @@ fn a_looped_step_carries_its_index() {
         annotations.get(ANNOTATION_STEP_ID).map(String::as_str),
         Some("per-pod[3].describe")
     );
+    // The container is named after the step's own id: no block, no index.
+    let pod = job.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+    let names: Vec<&str> = pod
+        .map(|p| p.containers.iter().map(|c| c.name.as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(names, ["describe"]);
     assert!(
         job.metadata
             .name

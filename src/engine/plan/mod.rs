@@ -82,7 +82,8 @@ pub struct PlanInput {
 /// What the controller saw of one step Job and its pod.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ObservedJob {
-    /// The `step` container has terminated (from the pod watch; do not wait for the Job).
+    /// The step container (named after the step) has terminated (from the pod watch;
+    /// do not wait for the Job).
     pub terminated: Option<Terminated>,
     /// The Job failed without the container reporting an end (e.g. `DeadlineExceeded`,
     /// the pod was evicted or never started).

@@ -1,0 +1,109 @@
+//! `playbook-operator run`: the controller, until SIGTERM or Ctrl-C.
+//!
+//! The CLI's `main` is synchronous; the Tokio runtime is built here, for this command
+//! only, so the offline commands stay free of it.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use tracing_subscriber::EnvFilter;
+
+use crate::controller::{self, Config, DEFAULT_LOG_LIMIT_BYTES};
+
+/// Arguments of `run`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Watch this namespace only (default: all namespaces).
+    #[arg(long, short = 'n', env = "PLAYBOOK_OPERATOR_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Most bytes read of one step's log (`pods/log?limitBytes=`).
+    #[arg(long, default_value_t = DEFAULT_LOG_LIMIT_BYTES, value_parser = clap::value_parser!(i64).range(1..))]
+    pub log_limit_bytes: i64,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    init_tracing(args.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the Tokio runtime")?;
+    runtime.block_on(async {
+        let client = kube::Client::try_default()
+            .await
+            .context("connecting to the cluster (in-cluster config or KUBECONFIG)")?;
+        let config = Config {
+            namespace: args.namespace.clone(),
+            log_limit_bytes: args.log_limit_bytes,
+            // In a Deployment, the pod name tells replicas' Events apart.
+            instance: std::env::var("POD_NAME").ok().filter(|n| !n.is_empty()),
+            ..Config::default()
+        };
+        tracing::info!(
+            namespace = config.namespace.as_deref().unwrap_or("(all)"),
+            log_limit_bytes = config.log_limit_bytes,
+            "starting the controller"
+        );
+        controller::run(client, config, shutdown_signal()).await;
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `RUST_LOG` filters (default `info`); text for people, JSON for log pipelines.
+/// Reconcile spans carry the `execution` field, Job lines the `step`.
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only for a person at a terminal, not in files or log collectors.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    // A second init (tests calling `run` twice) keeps the first subscriber.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Completes on SIGTERM (what Kubernetes sends a stopping pod) or SIGINT (Ctrl-C).
+/// A oneshot channel, because the controller wants a `Sync` future and a signal
+/// stream is not one.
+async fn shutdown_signal() {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested: finishing in-flight reconciles");
+        let _ = tx.send(());
+    });
+    let _ = rx.await;
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}

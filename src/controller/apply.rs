@@ -1,0 +1,152 @@
+//! Apply: make a `Plan` true, in the order that keeps a crash anywhere harmless.
+//!
+//! Last stage of the reconcile pipeline (observe → plan → apply):
+//! 1. status by server-side apply (field manager `playbook-operator`), skipped when
+//!    the planner changed nothing: outputs reach status before the next Job exists,
+//!    so a crash never loses a parsed output;
+//! 2. Job creates: names are deterministic per attempt, so AlreadyExists (409) means
+//!    an earlier reconcile created it, i.e. it is ours;
+//! 3. Job deletes (background propagation: the Pod goes with the Job; NotFound is fine);
+//! 4. Events, one per real transition. An Event that cannot be written is logged and
+//!    dropped: it must not make the reconcile (and so the status) go round again.
+
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event, EventType as KubeEventType};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::{Context, Error, FIELD_MANAGER};
+use crate::api::{Execution, ExecutionStatus};
+use crate::engine::job::ANNOTATION_STEP_ID;
+use crate::engine::plan::{EventType, Intent, Plan};
+
+/// Most bytes of an Event note the API accepts.
+const MAX_NOTE: usize = 1024;
+
+/// Applies `plan` for `exec`, whose status was `current` when it was planned.
+pub async fn apply(
+    ctx: &Context,
+    exec: &Execution,
+    current: &ExecutionStatus,
+    plan: &Plan,
+) -> Result<(), Error> {
+    let ns = exec.namespace().unwrap_or_default();
+    let name = exec.name_any();
+    if plan.status != *current {
+        let executions: Api<Execution> = Api::namespaced(ctx.client.clone(), &ns);
+        let patch = status_patch(&plan.status);
+        executions
+            .patch_status(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .map_err(|source| Error::WriteStatus {
+                name: format!("{ns}/{name}"),
+                source,
+            })?;
+    }
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+    for intent in &plan.intents {
+        match intent {
+            Intent::CreateJob(job) => create_job(&jobs, job).await?,
+            Intent::DeleteJob { name } => delete_job(&jobs, name).await?,
+            Intent::Event { .. } => {}
+        }
+    }
+    let reference = exec.object_ref(&());
+    for intent in &plan.intents {
+        let Some(event) = to_event(intent) else {
+            continue;
+        };
+        tracing::info!(reason = %event.reason, note = event.note.as_deref().unwrap_or(""), "transition");
+        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+            tracing::warn!(reason = %event.reason, error = %e, "Event not recorded");
+        }
+    }
+    Ok(())
+}
+
+/// The whole status as this manager's apply configuration: fields it no longer sets
+/// are removed, since the planner always returns the complete status.
+pub fn status_patch(status: &ExecutionStatus) -> serde_json::Value {
+    json!({
+        "apiVersion": Execution::api_version(&()),
+        "kind": Execution::kind(&()),
+        "status": status,
+    })
+}
+
+async fn create_job(api: &Api<Job>, job: &Job) -> Result<(), Error> {
+    let name = job.name_any();
+    let step = job
+        .annotations()
+        .get(ANNOTATION_STEP_ID)
+        .cloned()
+        .unwrap_or_default();
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    match api.create(&params, job).await {
+        Ok(_) => tracing::info!(step = %step, job = %name, "Job created"),
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            tracing::debug!(step = %step, job = %name, "Job exists already: ours")
+        }
+        Err(source) => return Err(Error::CreateJob { name, source }),
+    }
+    Ok(())
+}
+
+async fn delete_job(api: &Api<Job>, name: &str) -> Result<(), Error> {
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => tracing::info!(job = %name, "Job deleted"),
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(source) => {
+            return Err(Error::DeleteJob {
+                name: name.to_string(),
+                source,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The Kubernetes Event of an `Intent::Event`; `None` for other intents.
+pub fn to_event(intent: &Intent) -> Option<Event> {
+    let Intent::Event {
+        type_,
+        reason,
+        message,
+    } = intent
+    else {
+        return None;
+    };
+    Some(Event {
+        type_: match type_ {
+            EventType::Normal => KubeEventType::Normal,
+            EventType::Warning => KubeEventType::Warning,
+        },
+        reason: reason.clone(),
+        note: Some(cut(message, MAX_NOTE)),
+        action: "Reconcile".into(),
+        secondary: None,
+    })
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary.
+fn cut(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+#[cfg(test)]
+mod tests;

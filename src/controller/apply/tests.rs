@@ -1,0 +1,198 @@
+//! The order of side effects, against a fake API server that records each request:
+//! status first, then creates (409 = ours), deletes (404 = done), Events; an error
+//! stops what comes after it.
+
+use std::sync::{Arc, Mutex};
+
+use http::{Request, Response};
+use kube::client::Body;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector;
+use serde_json::json;
+
+use super::*;
+use crate::api::{ExecutionPhase, ExecutionSpec};
+use crate::controller::{Config, Context};
+
+type Log = Arc<Mutex<Vec<String>>>;
+
+/// A client whose API server answers from `answer(method, path)` and logs
+/// `METHOD path` for every request.
+fn fake_client(answer: fn(&str, &str) -> (u16, serde_json::Value)) -> (kube::Client, Log) {
+    let log: Log = Arc::default();
+    let seen = Arc::clone(&log);
+    let service = tower::service_fn(move |req: Request<Body>| {
+        let (method, path) = (req.method().to_string(), req.uri().path().to_string());
+        seen.lock().unwrap().push(format!("{method} {path}"));
+        let (code, body) = answer(&method, &path);
+        let response = Response::builder()
+            .status(code)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string().into_bytes()));
+        async move { response }
+    });
+    (kube::Client::new(service, "ns"), log)
+}
+
+fn context(client: kube::Client) -> Context {
+    let reporter = Reporter {
+        controller: FIELD_MANAGER.into(),
+        instance: None,
+    };
+    Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        client,
+        config: Config::default(),
+        jobs: reflector::store().0,
+        pods: reflector::store().0,
+        playbooks: reflector::store().0,
+        runners: reflector::store().0,
+        failures: Default::default(),
+    }
+}
+
+fn execution() -> Execution {
+    let mut exec = Execution::new("run", ExecutionSpec::default());
+    exec.metadata.namespace = Some("ns".into());
+    exec.metadata.uid = Some("e-uid".into());
+    exec
+}
+
+fn job(name: &str) -> Box<Job> {
+    Box::new(
+        serde_json::from_value(json!({"metadata": {"name": name, "namespace": "ns"}})).unwrap(),
+    )
+}
+
+fn status(code: u16, reason: &str) -> serde_json::Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason, "message": reason})
+}
+
+/// Answers like an API server where Job `b` exists already and Job `c` is gone.
+fn cluster(method: &str, path: &str) -> (u16, serde_json::Value) {
+    match (method, path) {
+        ("POST", p) if p.ends_with("/jobs") => (201, json!({"metadata": {"name": "a"}})),
+        ("DELETE", p) if p.ends_with("/jobs/c") => (404, status(404, "NotFound")),
+        ("PATCH", _) => (200, serde_json::to_value(execution()).unwrap()),
+        ("POST", p) if p.ends_with("/events") => (201, json!({"metadata": {"name": "e"}})),
+        _ => (500, status(500, "InternalError")),
+    }
+}
+
+fn plan(changed: bool) -> Plan {
+    Plan {
+        status: ExecutionStatus {
+            phase: if changed {
+                ExecutionPhase::Running
+            } else {
+                ExecutionPhase::Pending
+            },
+            ..Default::default()
+        },
+        intents: vec![
+            Intent::Event {
+                type_: EventType::Normal,
+                reason: "StepStarted".into(),
+                message: "step 'a' started".into(),
+            },
+            Intent::CreateJob(job("a")),
+            Intent::DeleteJob { name: "c".into() },
+        ],
+        requeue_after: None,
+    }
+}
+
+#[tokio::test]
+async fn status_then_jobs_then_events() {
+    let (client, log) = fake_client(cluster);
+    let ctx = context(client);
+    apply(&ctx, &execution(), &ExecutionStatus::default(), &plan(true))
+        .await
+        .expect("applies; a missing Job to delete is fine");
+    let log = log.lock().unwrap().clone();
+    assert_eq!(
+        log,
+        [
+            "PATCH /apis/stackpulse.io/v1/namespaces/ns/executions/run/status",
+            "POST /apis/batch/v1/namespaces/ns/jobs",
+            "DELETE /apis/batch/v1/namespaces/ns/jobs/c",
+            "POST /apis/events.k8s.io/v1/namespaces/ns/events",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_unchanged_status_is_not_written_and_an_existing_job_is_ours() {
+    fn job_exists(method: &str, path: &str) -> (u16, serde_json::Value) {
+        match (method, path) {
+            ("POST", p) if p.ends_with("/jobs") => (409, status(409, "AlreadyExists")),
+            _ => cluster(method, path),
+        }
+    }
+    let (client, log) = fake_client(job_exists);
+    let ctx = context(client);
+    apply(
+        &ctx,
+        &execution(),
+        &ExecutionStatus::default(),
+        &plan(false),
+    )
+    .await
+    .expect("409 on create means the Job is ours");
+    let log = log.lock().unwrap().clone();
+    assert!(log.iter().all(|l| !l.starts_with("PATCH")), "{log:?}");
+    assert_eq!(log.len(), 3, "{log:?}");
+}
+
+#[tokio::test]
+async fn a_failed_create_stops_before_deletes_and_events() {
+    fn create_fails(method: &str, path: &str) -> (u16, serde_json::Value) {
+        match (method, path) {
+            ("POST", p) if p.ends_with("/jobs") => (500, status(500, "InternalError")),
+            _ => cluster(method, path),
+        }
+    }
+    let (client, log) = fake_client(create_fails);
+    let ctx = context(client);
+    let err = apply(&ctx, &execution(), &ExecutionStatus::default(), &plan(true))
+        .await
+        .expect_err("a 500 on create is an error");
+    assert_eq!(err.metric_label(), "create_job");
+    assert!(!err.is_user_error());
+    let log = log.lock().unwrap().clone();
+    assert_eq!(log.len(), 2, "status and the create only: {log:?}");
+}
+
+#[test]
+fn the_status_patch_names_the_kind_and_carries_the_whole_status() {
+    let status = ExecutionStatus {
+        phase: ExecutionPhase::Running,
+        ..Default::default()
+    };
+    let patch = status_patch(&status);
+    assert_eq!(patch["apiVersion"], "stackpulse.io/v1");
+    assert_eq!(patch["kind"], "Execution");
+    assert_eq!(patch["status"]["phase"], "Running");
+}
+
+#[test]
+fn events_carry_type_reason_and_a_bounded_note() {
+    let intent = Intent::Event {
+        type_: EventType::Warning,
+        reason: "StepFailed".into(),
+        message: "é".repeat(600),
+    };
+    let event = to_event(&intent).expect("an event");
+    assert_eq!(event.type_, KubeEventType::Warning);
+    assert_eq!(event.reason, "StepFailed");
+    let note = event.note.unwrap_or_default();
+    assert!(
+        note.len() <= MAX_NOTE && note.ends_with('…'),
+        "{}",
+        note.len()
+    );
+    assert_eq!(
+        to_event(&Intent::DeleteJob { name: "j".into() }).map(|e| e.reason),
+        None
+    );
+}

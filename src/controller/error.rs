@@ -1,0 +1,101 @@
+//! What can go wrong while reconciling, and what the controller does about it.
+//!
+//! Two classes: an object that cannot be run as written (a malformed Execution) waits
+//! for its next change, since retrying cannot help; everything else is the cluster
+//! being briefly unavailable and is retried with an exponential backoff per
+//! Execution (not one fixed delay for every error). `metric_label` is a bounded set:
+//! no object names or error text in metric labels.
+
+use std::time::Duration;
+
+/// An error of one reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The Execution does not deserialize (e.g. written before a schema change).
+    #[error("Execution {name} is malformed: {message}: fix or delete it")]
+    Malformed { name: String, message: String },
+    /// The caches did not fill in time (the API server is slow or unreachable).
+    #[error("caches not ready yet")]
+    CachesNotReady,
+    #[error("reading the log of pod {pod}: {source}")]
+    ReadLog {
+        pod: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("writing the status of {name}: {source}")]
+    WriteStatus {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("creating Job {name}: {source}")]
+    CreateJob {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("deleting Job {name}: {source}")]
+    DeleteJob {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl Error {
+    /// A bounded label for metrics and logs.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Malformed { .. } => "malformed",
+            Self::CachesNotReady => "caches_not_ready",
+            Self::ReadLog { .. } => "read_log",
+            Self::WriteStatus { .. } => "write_status",
+            Self::CreateJob { .. } => "create_job",
+            Self::DeleteJob { .. } => "delete_job",
+        }
+    }
+
+    /// True when the object itself is wrong: retrying cannot help, its next change will.
+    pub fn is_user_error(&self) -> bool {
+        matches!(self, Self::Malformed { .. })
+    }
+}
+
+/// The wait before retrying after `failures` consecutive transient errors: 500 ms
+/// doubled each time, at most 5 minutes. The first retries are quick because most
+/// transient errors (a conflict, an API server restart) clear within a second.
+pub fn backoff(failures: u32) -> Duration {
+    const BASE_MS: u64 = 500;
+    const MAX: Duration = Duration::from_secs(300);
+    let factor = 1u64
+        .checked_shl(failures.saturating_sub(1))
+        .unwrap_or(u64::MAX);
+    Duration::from_millis(BASE_MS.saturating_mul(factor)).min(MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_half_a_second_up_to_five_minutes() {
+        let waits: Vec<u64> = [1, 2, 3, 4, 10, 64, u32::MAX]
+            .iter()
+            .map(|&n| backoff(n).as_millis() as u64)
+            .collect();
+        assert_eq!(waits, [500, 1000, 2000, 4000, 256_000, 300_000, 300_000]);
+        assert_eq!(backoff(0), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn only_malformed_objects_wait_for_a_change() {
+        let malformed = Error::Malformed {
+            name: "ns/x".into(),
+            message: "bad".into(),
+        };
+        assert!(malformed.is_user_error());
+        assert_eq!(malformed.metric_label(), "malformed");
+        assert!(!Error::CachesNotReady.is_user_error());
+    }
+}

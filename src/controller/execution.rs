@@ -1,0 +1,104 @@
+//! The Execution reconciler: observe → plan → apply, and nothing else.
+//!
+//! Decisions live in `engine::plan` (pure); this file only gathers its input
+//! ([`super::observe`]), calls it with the current time, and hands the result to
+//! [`super::apply`]. Errors go to [`error_policy`]: a malformed Execution waits for
+//! its next change, transient errors back off per Execution.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use tracing::Instrument;
+
+use super::error::backoff;
+use super::{Context, Error, apply, observe};
+use crate::api::Execution;
+use crate::engine::plan::plan;
+
+/// How long a reconcile waits for the caches' first list before giving up (and
+/// retrying with backoff).
+const CACHE_WAIT: Duration = Duration::from_secs(30);
+
+/// Reconciles one Execution.
+pub async fn reconcile(
+    obj: Arc<DeserializeGuard<Execution>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let exec = match &obj.0 {
+        Ok(exec) => exec,
+        Err(invalid) => {
+            return Err(Error::Malformed {
+                name: format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()),
+                message: invalid.error.clone(),
+            });
+        }
+    };
+    let span = tracing::info_span!(
+        "reconcile",
+        execution = %format!("{}/{}", exec.namespace().unwrap_or_default(), exec.name_any())
+    );
+    let action = reconcile_execution(exec, &ctx).instrument(span).await?;
+    ctx.failures
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&ObjectRef::from_obj(obj.as_ref()));
+    Ok(action)
+}
+
+async fn reconcile_execution(exec: &Execution, ctx: &Context) -> Result<Action, Error> {
+    // Planning on an empty cache would re-create Jobs that exist (harmless, 409) but
+    // also miss ended containers; the first list is only ever waited for once.
+    let ready = async {
+        ctx.jobs.wait_until_ready().await.is_ok()
+            && ctx.pods.wait_until_ready().await.is_ok()
+            && ctx.playbooks.wait_until_ready().await.is_ok()
+            && ctx.runners.wait_until_ready().await.is_ok()
+    };
+    if !tokio::time::timeout(CACHE_WAIT, ready)
+        .await
+        .unwrap_or(false)
+    {
+        return Err(Error::CachesNotReady);
+    }
+    let (mut input, reads) = observe::from_caches(exec, ctx);
+    if !reads.is_empty() {
+        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &input.execution.namespace);
+        observe::read_logs(&pods, &mut input, &reads, ctx.config.log_limit_bytes).await?;
+    }
+    let plan = plan(&input, Timestamp::now());
+    apply::apply(ctx, exec, &input.status, &plan).await?;
+    Ok(match plan.requeue_after {
+        Some(after) => Action::requeue(after),
+        // Every change that matters (a pod ending, a Job failing, an edit) is an event.
+        None => Action::await_change(),
+    })
+}
+
+/// What to do after a failed reconcile.
+pub fn error_policy(
+    obj: Arc<DeserializeGuard<Execution>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let execution = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
+    if error.is_user_error() {
+        tracing::warn!(%execution, kind = error.metric_label(), %error, "waiting for a change");
+        return Action::await_change();
+    }
+    let failures = {
+        let mut map = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(ObjectRef::from_obj(obj.as_ref())).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    };
+    let wait = backoff(failures);
+    tracing::warn!(%execution, kind = error.metric_label(), %error, failures, retry_in = ?wait, "reconcile failed");
+    Action::requeue(wait)
+}

@@ -1,0 +1,238 @@
+//! The controller: the I/O shell around the pure planner.
+//!
+//! Pipeline for one Execution: [`observe`] builds a `PlanInput` from the reflector
+//! caches (plus one bounded log read per newly ended step container), the pure
+//! `engine::plan::plan` decides, and [`apply`] writes status and makes the intents
+//! true. [`execution`] is the reconciler that strings them together; [`error`]
+//! classifies what can go wrong (user errors wait for a change, transient ones back
+//! off).
+//!
+//! Watches: Executions (the main resource), the Jobs and Pods labelled with an
+//! Execution's uid (a Pod event triggers its Execution as soon as the step container
+//! terminates: the Job controller's own status update is not waited for), and
+//! Playbooks and Runners (caches for the planner; a Playbook event wakes the
+//! Executions waiting for it). Every cache is a reflector fed by the same watch that
+//! triggers reconciles, so one watch per kind. Objects of our own kinds are read
+//! through `DeserializeGuard`: a malformed one is logged and skipped instead of
+//! breaking the watch for every other object.
+
+mod apply;
+mod error;
+mod execution;
+mod observe;
+
+pub use error::Error;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::core::DeserializeGuard;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+
+use crate::api::{Execution, Playbook, Runner};
+use crate::engine::job::LABEL_EXECUTION_UID;
+use crate::engine::plan::Limits;
+
+/// Field manager of everything the controller writes by server-side apply.
+pub const FIELD_MANAGER: &str = "playbook-operator";
+
+/// Default bound of one step log read (`pods/log?limitBytes=`): 1 MiB.
+pub const DEFAULT_LOG_LIMIT_BYTES: i64 = 1024 * 1024;
+
+/// How the controller runs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Watch one namespace only (`None`: all namespaces).
+    pub namespace: Option<String>,
+    /// Most bytes read of one step container's log.
+    pub log_limit_bytes: i64,
+    /// Bounds on what a run writes into its status.
+    pub limits: Limits,
+    /// Name in Events' `reportingInstance` (e.g. the pod name).
+    pub instance: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            namespace: None,
+            log_limit_bytes: DEFAULT_LOG_LIMIT_BYTES,
+            limits: Limits::default(),
+            instance: None,
+        }
+    }
+}
+
+/// What every reconcile shares: the client, the caches, the Event recorder.
+pub struct Context {
+    pub client: Client,
+    pub config: Config,
+    pub recorder: Recorder,
+    pub jobs: Store<Job>,
+    pub pods: Store<Pod>,
+    pub playbooks: Store<DeserializeGuard<Playbook>>,
+    pub runners: Store<DeserializeGuard<Runner>>,
+    /// Consecutive transient failures per Execution, for the error backoff.
+    failures: Mutex<HashMap<ObjectRef<DeserializeGuard<Execution>>, u32>>,
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the controller until `shutdown` completes (then in-flight reconciles finish)
+/// or the watches end. Scoped to `config.namespace` when set, so a test can run one
+/// controller per namespace side by side.
+pub async fn run(
+    client: Client,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let ns = config.namespace.as_deref();
+    // Only what this controller created carries the uid label: the watches (and the
+    // caches, and memory) stay proportional to our Jobs, not to the cluster's.
+    let ours = watcher::Config::default().labels(LABEL_EXECUTION_UID);
+
+    // managedFields are dropped before the cache: nothing reads them, and they are
+    // a good part of a Pod's size.
+    let (jobs, jobs_writer) = reflector::store::<Job>();
+    let job_watch =
+        watcher(api::<Job>(&client, ns), ours.clone()).modify(|j| j.managed_fields_mut().clear());
+    let job_events = reflector::reflector(jobs_writer, job_watch).touched_objects();
+
+    let (pods, pods_writer) = reflector::store::<Pod>();
+    let pod_watch =
+        watcher(api::<Pod>(&client, ns), ours).modify(|p| p.managed_fields_mut().clear());
+    let pod_events = reflector::reflector(pods_writer, pod_watch).touched_objects();
+
+    let (playbooks, pb_writer) = reflector::store::<DeserializeGuard<Playbook>>();
+    let playbook_events = reflector::reflector(
+        pb_writer,
+        watcher(
+            api::<DeserializeGuard<Playbook>>(&client, ns),
+            Default::default(),
+        ),
+    )
+    .touched_objects();
+
+    let (runners, runner_writer) = reflector::store::<DeserializeGuard<Runner>>();
+    let runner_events = reflector::reflector(
+        runner_writer,
+        watcher(
+            api::<DeserializeGuard<Runner>>(&client, ns),
+            Default::default(),
+        ),
+    )
+    .touched_objects();
+
+    let reporter = Reporter {
+        controller: FIELD_MANAGER.into(),
+        instance: config.instance.clone(),
+    };
+    let executions = api::<DeserializeGuard<Execution>>(&client, ns);
+    let controller = Controller::new(executions, watcher::Config::default());
+    let exec_store = controller.store();
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        client,
+        config,
+        jobs: jobs.clone(),
+        pods,
+        playbooks,
+        runners,
+        failures: Mutex::default(),
+    });
+
+    let pod_to_execution = {
+        let jobs = jobs.clone();
+        let execs = exec_store.clone();
+        move |pod: Pod| execution_of_pod(&pod, &jobs, &execs)
+    };
+    let playbook_to_executions = {
+        let execs = exec_store.clone();
+        move |pb: DeserializeGuard<Playbook>| waiting_for(&pb, &execs)
+    };
+    controller
+        .owns_stream(job_events)
+        .watches_stream(pod_events, pod_to_execution)
+        .watches_stream(playbook_events, playbook_to_executions)
+        // Runners only fill a cache: a step whose Runner is missing fails at once,
+        // so no Execution waits for one.
+        .watches_stream(runner_events, |_| None)
+        .graceful_shutdown_on(shutdown)
+        .run(execution::reconcile, execution::error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok(_) => {}
+                // Object-level failures were logged by the reconciler with their
+                // fields; what arrives here are watch errors and queue overflows.
+                Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
+                Err(e) => tracing::warn!(error = %e, "controller stream"),
+            }
+        })
+        .await;
+    tracing::info!("controller stopped");
+}
+
+/// The Execution a step Pod belongs to: through its Job (the Pod's controller owner)
+/// and that Job's owner Execution; when the Job is not cached yet, through the uid
+/// label and the Execution cache.
+fn execution_of_pod(
+    pod: &Pod,
+    jobs: &Store<Job>,
+    execs: &Store<DeserializeGuard<Execution>>,
+) -> Option<ObjectRef<DeserializeGuard<Execution>>> {
+    let ns = pod.namespace()?;
+    let via_job = pod
+        .owner_references()
+        .iter()
+        .find(|o| o.kind == "Job" && o.controller == Some(true))
+        .and_then(|o| jobs.get(&ObjectRef::new(&o.name).within(&ns)))
+        .and_then(|job| {
+            job.owner_references()
+                .iter()
+                .find(|o| o.kind == "Execution" && o.controller == Some(true))
+                .map(|o| ObjectRef::new(&o.name).within(&ns))
+        });
+    via_job.or_else(|| {
+        let uid = pod.labels().get(LABEL_EXECUTION_UID)?;
+        let exec = execs.find(|e| e.uid().as_ref() == Some(uid))?;
+        Some(ObjectRef::from_obj(exec.as_ref()))
+    })
+}
+
+/// Executions in the Playbook's namespace that reference it and have not taken their
+/// snapshot yet: they wait for it (and are woken here instead of at their next poll).
+fn waiting_for(
+    pb: &DeserializeGuard<Playbook>,
+    execs: &Store<DeserializeGuard<Execution>>,
+) -> Vec<ObjectRef<DeserializeGuard<Execution>>> {
+    let (name, ns) = (pb.name_any(), pb.namespace());
+    let waiting = execs.state_filter(|e| {
+        let Ok(exec) = &e.0 else { return false };
+        exec.namespace() == ns
+            && exec.spec.playbook_ref.name == name
+            && exec.status.as_ref().is_none_or(|s| s.playbook.is_none())
+    });
+    waiting
+        .iter()
+        .map(|e| ObjectRef::from_obj(e.as_ref()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

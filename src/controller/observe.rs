@@ -1,0 +1,263 @@
+//! Observe: what the planner needs to know about one Execution, from the caches.
+//!
+//! First stage of the reconcile pipeline (observe → plan → apply). Everything here
+//! but [`read_logs`] is a pure function of the Execution and the cached objects, so
+//! what the controller *saw* is testable without a cluster. [`read_logs`] is the only
+//! API call: one bounded `pods/log` read per step container that ended while its
+//! step still waits for the output (`engine::plan::awaiting_output`).
+//!
+//! Job-specific knowledge stays here and in the Job builder (the design keeps the
+//! door open for steps as bare Pods): which Pod is a Job's, which container is the
+//! step's, and what a Job's `Failed` condition means.
+
+use std::collections::BTreeMap;
+
+use futures::AsyncReadExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use kube::ResourceExt;
+use kube::api::{Api, LogParams};
+
+use super::{Context, Error};
+use crate::api::{Execution, PlaybookSpec, RunnerSpec};
+use crate::engine::job::LABEL_EXECUTION_UID;
+use crate::engine::plan::{
+    ExecutionRef, JobFailure, Limits, ObservedJob, PlanInput, StepLog, Terminated, awaiting_output,
+};
+
+/// Where to read the log of one ended step container.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogRead {
+    pub job: String,
+    pub pod: String,
+    pub container: String,
+}
+
+/// The caches, as plain slices: what [`plan_input`] reads.
+pub struct Cached<'a> {
+    pub playbook: Option<&'a PlaybookSpec>,
+    /// Runners of the Execution's namespace, by name.
+    pub runners: BTreeMap<String, RunnerSpec>,
+    /// Jobs labelled with this Execution's uid.
+    pub jobs: &'a [&'a Job],
+    /// Pods labelled with this Execution's uid.
+    pub pods: &'a [&'a Pod],
+}
+
+/// The planner's input for `exec`, and the logs still to read before planning.
+pub fn plan_input(exec: &Execution, cached: &Cached, limits: &Limits) -> (PlanInput, Vec<LogRead>) {
+    let status = exec.status.clone().unwrap_or_default();
+    let awaiting = awaiting_output(&status);
+    let mut jobs = BTreeMap::new();
+    let mut reads = Vec::new();
+    for job in cached.jobs {
+        let name = job.name_any();
+        let (observed, container) = observe_job(job, cached.pods);
+        if awaiting.contains(name.as_str())
+            && observed.terminated.is_some()
+            && let Some((pod, container)) = container
+        {
+            reads.push(LogRead {
+                job: name.clone(),
+                pod,
+                container,
+            });
+        }
+        jobs.insert(name, observed);
+    }
+    let input = PlanInput {
+        execution: ExecutionRef {
+            name: exec.name_any(),
+            namespace: exec.namespace().unwrap_or_default(),
+            uid: exec.uid().unwrap_or_default(),
+            generation: exec.metadata.generation,
+            url: None,
+        },
+        spec: exec.spec.clone(),
+        // The live Playbook matters only until the run has taken its snapshot.
+        playbook: status
+            .playbook
+            .is_none()
+            .then(|| cached.playbook.cloned())
+            .flatten(),
+        status,
+        jobs,
+        runners: cached.runners.clone(),
+        limits: limits.clone(),
+    };
+    (input, reads)
+}
+
+/// What one Job and its Pod show, and where its step container's log is (pod,
+/// container) once that container has terminated.
+pub fn observe_job(job: &Job, pods: &[&Pod]) -> (ObservedJob, Option<(String, String)>) {
+    let failed = job
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c.type_ == "Failed" && c.status == "True")
+        })
+        .map(|c| JobFailure {
+            reason: c.reason.clone().unwrap_or_default(),
+            message: c.message.clone().unwrap_or_default(),
+        });
+    let container = step_container(job);
+    let uid = job.uid();
+    // A Job with backoffLimit 0 has one Pod, but a Pod deleted from under it is
+    // replaced: the one whose step container ended is the one that counts.
+    let mut terminated = None;
+    for pod in pods.iter().filter(|p| {
+        p.owner_references()
+            .iter()
+            .any(|o| Some(&o.uid) == uid.as_ref())
+    }) {
+        let status = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref());
+        let Some(cs) = status.and_then(|cs| find_container(cs, container.as_deref())) else {
+            continue;
+        };
+        if let Some(t) = cs.state.as_ref().and_then(|s| s.terminated.as_ref()) {
+            terminated = Some((
+                Terminated {
+                    exit_code: t.exit_code,
+                    reason: t.reason.clone(),
+                    message: t.message.clone(),
+                    finished_at: t.finished_at.as_ref().map(|f| f.0),
+                },
+                (pod.name_any(), cs.name.clone()),
+            ));
+            break;
+        }
+    }
+    let (terminated, log_at) = terminated.unzip();
+    let observed = ObservedJob {
+        terminated,
+        failed,
+        deleting: job.metadata.deletion_timestamp.is_some(),
+        log: StepLog::NotRead,
+    };
+    (observed, log_at)
+}
+
+/// The step container's name, as the Job's pod template says (the builder names it
+/// after the step; reading it from the Job keeps this right if that ever changes).
+fn step_container(job: &Job) -> Option<String> {
+    let pod = job.spec.as_ref()?.template.spec.as_ref()?;
+    pod.containers.first().map(|c| c.name.clone())
+}
+
+fn find_container<'a>(
+    statuses: &'a [ContainerStatus],
+    name: Option<&str>,
+) -> Option<&'a ContainerStatus> {
+    match (name, statuses) {
+        (Some(n), _) => statuses.iter().find(|c| c.name == n),
+        (None, [only]) => Some(only),
+        _ => None,
+    }
+}
+
+/// The cached objects of `exec`, then [`plan_input`].
+pub fn from_caches(exec: &Execution, ctx: &Context) -> (PlanInput, Vec<LogRead>) {
+    let ns = exec.namespace().unwrap_or_default();
+    let uid = exec.uid().unwrap_or_default();
+    let ours = |labels: &BTreeMap<String, String>| {
+        labels.get(LABEL_EXECUTION_UID).map(String::as_str) == Some(uid.as_str())
+    };
+    let jobs = ctx
+        .jobs
+        .state_filter(|j| j.namespace().as_deref() == Some(&ns) && ours(j.labels()));
+    let pods = ctx
+        .pods
+        .state_filter(|p| p.namespace().as_deref() == Some(&ns) && ours(p.labels()));
+    let playbook_ref =
+        kube::runtime::reflector::ObjectRef::new(&exec.spec.playbook_ref.name).within(&ns);
+    let playbook = ctx.playbooks.get(&playbook_ref);
+    let playbook = match playbook.as_deref().map(|g| &g.0) {
+        Some(Ok(pb)) => Some(&pb.spec),
+        Some(Err(e)) => {
+            // The planner then says it waits for the Playbook; the log says why.
+            tracing::warn!(playbook = %playbook_ref, error = %e.error, "Playbook is malformed: skipped");
+            None
+        }
+        None => None,
+    };
+    let runners = ctx
+        .runners
+        .state()
+        .into_iter()
+        .filter(|r| r.namespace().as_deref() == Some(&ns))
+        .filter_map(|r| match &r.0 {
+            Ok(runner) => Some((runner.name_any(), runner.spec.clone())),
+            Err(e) => {
+                tracing::warn!(runner = %r.name_any(), error = %e.error, "Runner is malformed: skipped");
+                None
+            }
+        })
+        .collect();
+    let jobs: Vec<&Job> = jobs.iter().map(AsRef::as_ref).collect();
+    let pods: Vec<&Pod> = pods.iter().map(AsRef::as_ref).collect();
+    let cached = Cached {
+        playbook,
+        runners,
+        jobs: &jobs,
+        pods: &pods,
+    };
+    plan_input(exec, &cached, &ctx.config.limits)
+}
+
+/// Reads each log (bounded by `limit_bytes`) into `input.jobs[job].log`.
+///
+/// A log that cannot exist any more (Pod gone: 404; the kubelet refuses: 400) makes
+/// the attempt fail with that reason; anything else is transient and retried.
+pub async fn read_logs(
+    api: &Api<Pod>,
+    input: &mut PlanInput,
+    reads: &[LogRead],
+    limit_bytes: i64,
+) -> Result<(), Error> {
+    for read in reads {
+        let log = match read_log(api, read, limit_bytes).await {
+            Ok(text) => StepLog::Read(text),
+            Err(kube::Error::Api(s)) if matches!(s.code, 400 | 404 | 410) => {
+                StepLog::Unreadable(format!("pod {}: {}", read.pod, s.message))
+            }
+            Err(source) => {
+                return Err(Error::ReadLog {
+                    pod: read.pod.clone(),
+                    source,
+                });
+            }
+        };
+        if let Some(job) = input.jobs.get_mut(&read.job) {
+            job.log = log;
+        }
+    }
+    Ok(())
+}
+
+async fn read_log(api: &Api<Pod>, read: &LogRead, limit_bytes: i64) -> Result<String, kube::Error> {
+    let params = LogParams {
+        container: Some(read.container.clone()),
+        limit_bytes: Some(limit_bytes),
+        ..Default::default()
+    };
+    // Streamed and cut at the limit here too, in case a kubelet ignores limitBytes;
+    // lossy, because a cut can split a UTF-8 character (a whole-body String read
+    // would then fail for good).
+    let stream = api.log_stream(&read.pod, &params).await?;
+    let mut bytes = Vec::new();
+    stream
+        .take(limit_bytes.max(0).unsigned_abs())
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(kube::Error::ReadEvents)?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[cfg(test)]
+mod tests;

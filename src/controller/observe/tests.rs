@@ -1,0 +1,143 @@
+//! What the observer makes of cached Jobs and Pods: terminated containers, Job
+//! failures, which logs to read.
+
+use super::*;
+use crate::api::{ExecutionStatus, StepState, StepStatus};
+use serde_json::json;
+
+fn job(name: &str, uid: &str, container: &str, failed: Option<(&str, &str)>) -> Job {
+    let conditions = failed.map(|(reason, message)| {
+        json!([{"type": "Failed", "status": "True", "reason": reason, "message": message}])
+    });
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": "ns", "uid": uid,
+                     "labels": {LABEL_EXECUTION_UID: "e-uid"}},
+        "spec": {"template": {"spec": {"containers": [{"name": container}]}}},
+        "status": {"conditions": conditions},
+    }))
+    .expect("a Job")
+}
+
+fn pod(name: &str, job_uid: &str, container: &str, terminated: Option<i32>) -> Pod {
+    let state = match terminated {
+        Some(code) => json!({"terminated": {"exitCode": code, "reason": "Completed",
+                                            "finishedAt": "2026-11-25T10:00:00Z"}}),
+        None => json!({"running": {}}),
+    };
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": "ns",
+                     "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": "j",
+                                          "uid": job_uid, "controller": true}]},
+        "status": {"containerStatuses": [{"name": container, "image": "i", "imageID": "",
+                                          "ready": false, "restartCount": 0, "state": state}]},
+    }))
+    .expect("a Pod")
+}
+
+fn execution(running_job: &str) -> Execution {
+    let mut exec = Execution::new("run", Default::default());
+    exec.metadata.namespace = Some("ns".into());
+    exec.metadata.uid = Some("e-uid".into());
+    exec.status = Some(ExecutionStatus {
+        steps: vec![StepStatus {
+            id: "get-info".into(),
+            state: StepState::Running,
+            attempt: 1,
+            job_name: Some(running_job.into()),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    exec
+}
+
+#[test]
+fn a_terminated_step_container_is_seen_without_waiting_for_the_job() {
+    let j = job("j", "job-uid", "get-info", None);
+    let p = pod("j-abc", "job-uid", "get-info", Some(0));
+    let (observed, log_at) = observe_job(&j, &[&p]);
+    let t = observed.terminated.expect("terminated");
+    assert_eq!(t.exit_code, 0);
+    assert_eq!(t.reason.as_deref(), Some("Completed"));
+    assert!(t.finished_at.is_some());
+    assert_eq!(observed.failed, None);
+    assert_eq!(log_at, Some(("j-abc".into(), "get-info".into())));
+}
+
+#[test]
+fn a_running_pod_or_another_jobs_pod_shows_nothing_yet() {
+    let j = job("j", "job-uid", "get-info", None);
+    let running = pod("j-abc", "job-uid", "get-info", None);
+    let other = pod("k-abc", "other-uid", "get-info", Some(0));
+    let (observed, log_at) = observe_job(&j, &[&running, &other]);
+    assert_eq!(observed.terminated, None);
+    assert_eq!(log_at, None);
+}
+
+#[test]
+fn a_failed_condition_is_a_job_failure() {
+    let j = job(
+        "j",
+        "job-uid",
+        "s",
+        Some((
+            "DeadlineExceeded",
+            "Job was active longer than specified deadline",
+        )),
+    );
+    let (observed, _) = observe_job(&j, &[]);
+    assert_eq!(
+        observed.failed,
+        Some(JobFailure {
+            reason: "DeadlineExceeded".into(),
+            message: "Job was active longer than specified deadline".into(),
+        })
+    );
+}
+
+#[test]
+fn logs_are_read_only_for_the_current_job_of_a_running_step() {
+    let current = job("j", "job-uid", "get-info", None);
+    let old = job("j-old", "old-uid", "get-info", None);
+    let p1 = pod("j-abc", "job-uid", "get-info", Some(0));
+    let p2 = pod("j-old-abc", "old-uid", "get-info", Some(1));
+    let cached = Cached {
+        playbook: None,
+        runners: BTreeMap::new(),
+        jobs: &[&current, &old],
+        pods: &[&p1, &p2],
+    };
+    let (input, reads) = plan_input(&execution("j"), &cached, &Limits::default());
+    assert_eq!(
+        reads,
+        [LogRead {
+            job: "j".into(),
+            pod: "j-abc".into(),
+            container: "get-info".into(),
+        }]
+    );
+    assert_eq!(input.jobs.len(), 2);
+    assert_eq!(input.execution.uid, "e-uid");
+    assert_eq!(input.execution.namespace, "ns");
+}
+
+#[test]
+fn the_live_playbook_is_passed_only_before_the_snapshot() {
+    let pb = PlaybookSpec::default();
+    let cached = Cached {
+        playbook: Some(&pb),
+        runners: BTreeMap::new(),
+        jobs: &[],
+        pods: &[],
+    };
+    let mut fresh = execution("j");
+    fresh.status = None;
+    let (input, _) = plan_input(&fresh, &cached, &Limits::default());
+    assert!(input.playbook.is_some());
+    let mut started = execution("j");
+    if let Some(s) = started.status.as_mut() {
+        s.playbook = Some(PlaybookSpec::default());
+    }
+    let (input, _) = plan_input(&started, &cached, &Limits::default());
+    assert!(input.playbook.is_none());
+}

@@ -1,0 +1,76 @@
+//! Which Executions a Pod or Playbook event wakes.
+
+use super::*;
+use kube::runtime::watcher::Event;
+use serde_json::json;
+
+fn store_of<K>(objects: Vec<K>) -> Store<K>
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (store, mut writer) = reflector::store::<K>();
+    for obj in objects {
+        writer.apply_watcher_event(&Event::Apply(obj));
+    }
+    store
+}
+
+fn execution(name: &str, uid: &str, playbook: &str, started: bool) -> DeserializeGuard<Execution> {
+    let status = started.then(|| json!({"playbook": {"steps": []}}));
+    DeserializeGuard(Ok(serde_json::from_value(json!({
+        "apiVersion": "stackpulse.io/v1", "kind": "Execution",
+        "metadata": {"name": name, "namespace": "ns", "uid": uid},
+        "spec": {"playbookRef": {"name": playbook}},
+        "status": status,
+    }))
+    .expect("an Execution")))
+}
+
+fn pod(owner_job: Option<&str>, uid_label: &str) -> Pod {
+    let owners = owner_job.map(|j| {
+        json!([{"apiVersion": "batch/v1", "kind": "Job", "name": j, "uid": "j-uid", "controller": true}])
+    });
+    serde_json::from_value(json!({
+        "metadata": {"name": "p", "namespace": "ns", "ownerReferences": owners,
+                     "labels": {LABEL_EXECUTION_UID: uid_label}},
+    }))
+    .expect("a Pod")
+}
+
+#[test]
+fn a_pod_wakes_the_execution_that_owns_its_job() {
+    let job: Job = serde_json::from_value(json!({
+        "metadata": {"name": "run-a-1-x", "namespace": "ns", "ownerReferences": [
+            {"apiVersion": "stackpulse.io/v1", "kind": "Execution", "name": "run-a",
+             "uid": "a-uid", "controller": true}]},
+    }))
+    .expect("a Job");
+    let jobs = store_of(vec![job]);
+    let execs = store_of(vec![execution("run-b", "b-uid", "pb", true)]);
+    let via_job = execution_of_pod(&pod(Some("run-a-1-x"), "a-uid"), &jobs, &execs);
+    assert_eq!(via_job, Some(ObjectRef::new("run-a").within("ns")));
+    // The Job is not cached yet: the uid label finds the Execution.
+    let via_label = execution_of_pod(&pod(Some("unknown"), "b-uid"), &jobs, &execs);
+    assert_eq!(via_label, Some(ObjectRef::new("run-b").within("ns")));
+    assert_eq!(execution_of_pod(&pod(None, "nobody"), &jobs, &execs), None);
+}
+
+#[test]
+fn a_playbook_wakes_only_the_executions_waiting_for_it() {
+    let execs = store_of(vec![
+        execution("waiting", "1", "pb", false),
+        execution("started", "2", "pb", true),
+        execution("other", "3", "other-pb", false),
+    ]);
+    let pb: DeserializeGuard<Playbook> = DeserializeGuard(Ok(serde_json::from_value(json!({
+        "apiVersion": "stackpulse.io/v1", "kind": "Playbook",
+        "metadata": {"name": "pb", "namespace": "ns"},
+        "spec": {"steps": [{"id": "a", "image": "busybox"}]},
+    }))
+    .expect("a Playbook")));
+    assert_eq!(
+        waiting_for(&pb, &execs),
+        [ObjectRef::new("waiting").within("ns")]
+    );
+}

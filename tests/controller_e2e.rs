@@ -1,0 +1,508 @@
+//! The controller on the local control plane: playbooks really run, as Jobs whose
+//! pods kwok "runs", with each step's log served by kwok through `pods/log`.
+//!
+//! The operator runs **in process**: each test spawns `controller::run` on its own
+//! Tokio runtime, scoped to its own namespace, with the admin client. So tests run in
+//! parallel without two controllers fighting over one Execution, a failure shows the
+//! controller's state in the same output, and no binary has to be built first. (The
+//! restart-after-SIGKILL test of the next slice needs the binary as a child process.)
+//!
+//! Needs a cluster: `make test-e2e`, or `make cluster-up` then
+//! `cargo test --test controller_e2e`.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::TestNamespace;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod, Secret};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use playbook_operator::api::{
+    Execution, ExecutionPhase, ExecutionStatus, Playbook, Runner, StepState, StepStatus,
+};
+use playbook_operator::controller::{self, Config};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+/// A controller for one namespace, stopped gracefully by [`Operator::stop`] (or
+/// aborted when dropped, e.g. when the test panics).
+struct Operator {
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Operator {
+    fn start(ns: &TestNamespace) -> Self {
+        let (tx, rx) = oneshot::channel::<()>();
+        let config = Config {
+            namespace: Some(ns.name.clone()),
+            ..Config::default()
+        };
+        let shutdown = async move {
+            let _ = rx.await;
+        };
+        let task = tokio::spawn(controller::run(ns.client.clone(), config, shutdown));
+        Self {
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    /// Graceful shutdown: the future returns once in-flight reconciles are done.
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let task = &mut self.task;
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the controller stops within 10 s of its shutdown signal")
+            .expect("the controller task does not panic");
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn setup(prefix: &str) -> TestNamespace {
+    let client = common::client().await;
+    common::install_crds(&client).await;
+    TestNamespace::with_client(client, prefix).await
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(v: Value) -> T {
+    serde_json::from_value(v).expect("a valid object")
+}
+
+async fn create<K>(ns: &TestNamespace, obj: Value) -> K
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    let api: Api<K> = ns.api();
+    api.create(&PostParams::default(), &from_json(obj))
+        .await
+        .unwrap_or_else(|e| panic!("creating a {}: {e}", K::kind(&Default::default())))
+}
+
+async fn runner(ns: &TestNamespace, name: &str, annotations: Value) -> Runner {
+    create(
+        ns,
+        json!({
+            "apiVersion": "stackpulse.io/v1", "kind": "Runner",
+            "metadata": {"name": name},
+            "spec": {"annotations": annotations}
+        }),
+    )
+    .await
+}
+
+async fn playbook(ns: &TestNamespace, name: &str, steps: Value) -> Playbook {
+    create(
+        ns,
+        json!({
+            "apiVersion": "stackpulse.io/v1", "kind": "Playbook",
+            "metadata": {"name": name},
+            "spec": {"steps": steps}
+        }),
+    )
+    .await
+}
+
+async fn execution(ns: &TestNamespace, name: &str, playbook: &str, params: Value) -> Execution {
+    create(
+        ns,
+        json!({
+            "apiVersion": "stackpulse.io/v1", "kind": "Execution",
+            "metadata": {"name": name},
+            "spec": {"playbookRef": {"name": playbook}, "params": params}
+        }),
+    )
+    .await
+}
+
+/// A StackPulse step log: what the step says, the end marker, its JSON output.
+fn step_log(says: &str, output: Value) -> String {
+    format!("{says}\n<-- END -->\n{output}\n")
+}
+
+/// Polls (every 50 ms, up to `timeout`) until `pred` holds for the Execution's status.
+async fn wait_status(
+    ns: &TestNamespace,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    pred: impl Fn(&ExecutionStatus) -> bool,
+) -> ExecutionStatus {
+    let api: Api<Execution> = ns.api();
+    let deadline = Instant::now() + timeout;
+    let mut last = None;
+    loop {
+        if let Ok(Some(exec)) = api.get_opt(name).await {
+            let status = exec.status.unwrap_or_default();
+            if pred(&status) {
+                return status;
+            }
+            last = Some(status);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Execution {name}: not {what} within {timeout:?}; last status:\n{}",
+            serde_yaml::to_string(&last).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn wait_final(ns: &TestNamespace, name: &str) -> ExecutionStatus {
+    wait_status(ns, name, "final", Duration::from_secs(60), |s| {
+        s.phase.is_final()
+    })
+    .await
+}
+
+fn step<'a>(status: &'a ExecutionStatus, id: &str) -> &'a StepStatus {
+    status
+        .steps
+        .iter()
+        .find(|s| s.id == id)
+        .unwrap_or_else(|| panic!("no step {id} in status: {:?}", status.steps))
+}
+
+fn env_value(job: &Job, name: &str) -> Option<String> {
+    let pod = job.spec.as_ref()?.template.spec.as_ref()?;
+    let env = pod.containers.first()?.env.as_ref()?;
+    env.iter().find(|e| e.name == name)?.value.clone()
+}
+
+async fn jobs_of_step(ns: &TestNamespace, step: &str) -> Vec<Job> {
+    let api: Api<Job> = ns.api();
+    let lp = ListParams::default().labels(&format!("stackpulse.io/step={step}"));
+    api.list(&lp).await.expect("listing Jobs").items
+}
+
+/// The seed's Redis example end to end: three steps, outputs through the real log
+/// path into status and into the next step's env, secrets only as references.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_example_runs_to_succeeded_with_outputs_and_no_secret_values() {
+    let ns = setup("ctl-redis").await;
+    let redis_secret = format!("redis-pw-{}", common::random_suffix());
+    let teams_key = format!("https://teams.example/hook-{}", common::random_suffix());
+    ns.set_container_log(
+        "get-configmap-data",
+        &step_log(
+            "reading configmap",
+            json!({"configmap": {"maxclients": "100"}}),
+        ),
+    )
+    .await;
+    ns.set_container_log(
+        "get-redis-info",
+        &step_log(
+            "connected to redis",
+            json!({"Clients": {"connected_clients": 7}}),
+        ),
+    )
+    .await;
+    ns.set_container_log(
+        "display-high-level-redis-info",
+        &step_log("message sent", json!({"sent": true})),
+    )
+    .await;
+    let _: Secret = create(
+        &ns,
+        json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "playbook-secrets"},
+            "stringData": {"Redis_Secret": redis_secret, "Teams_Key": teams_key}
+        }),
+    )
+    .await;
+    runner(&ns, "prod", json!({})).await;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/playbooks/redis-incident-enrichment.yaml");
+    let mut pb = common::read_yaml_docs::<Playbook>(&path).remove(0);
+    pb.metadata.namespace = Some(ns.name.clone());
+    let playbooks: Api<Playbook> = ns.api();
+    playbooks
+        .create(&PostParams::default(), &pb)
+        .await
+        .expect("the example Playbook is accepted");
+
+    let operator = Operator::start(&ns);
+    execution(
+        &ns,
+        "redis-1",
+        "redis-incident-enrichment",
+        json!({"RedisConnectionString": "redis-0.redis", "RedisPort": 6379}),
+    )
+    .await;
+    let status = wait_final(&ns, "redis-1").await;
+    assert_eq!(
+        status.phase,
+        ExecutionPhase::Succeeded,
+        "{}",
+        serde_yaml::to_string(&status).unwrap_or_default()
+    );
+    assert_eq!(
+        step(&status, "get-configmap-data").outputs,
+        Some(json!({"configmap": {"maxclients": "100"}}))
+    );
+    assert_eq!(
+        step(&status, "get-redis-info").outputs,
+        Some(json!({"Clients": {"connected_clients": 7}}))
+    );
+    let last = step(&status, "display-high-level-redis-info");
+    assert_eq!(last.outputs, Some(json!({"sent": true})));
+    assert!(
+        status
+            .steps
+            .iter()
+            .all(|s| s.state == StepState::Succeeded && s.attempt == 1 && s.exit_code == Some(0))
+    );
+    assert!(status.playbook.is_some(), "the run keeps its snapshot");
+
+    // The second step's output reached the third step's env through the templates.
+    let jobs = jobs_of_step(&ns, "display-high-level-redis-info").await;
+    assert_eq!(jobs.len(), 1, "one Job per step attempt");
+    let table = env_value(&jobs[0], "TEAMS_TABLE_DATA").unwrap_or_default();
+    assert!(table.contains("\"7\""), "TEAMS_TABLE_DATA: {table}");
+    // Each step's container is named after the step (so kwok served its own log).
+    let container = jobs[0]
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .map(|p| p.containers[0].name.clone());
+    assert_eq!(container.as_deref(), Some("display-high-level-redis-info"));
+
+    // No secret value anywhere the operator writes.
+    let all_jobs: Api<Job> = ns.api();
+    let pods: Api<Pod> = ns.api();
+    let events: Api<Event> = ns.api();
+    let core_events: Api<CoreEvent> = ns.api();
+    let executions: Api<Execution> = ns.api();
+    let lp = ListParams::default();
+    let mut written = vec![
+        serde_json::to_string(&all_jobs.list(&lp).await.expect("Jobs").items),
+        serde_json::to_string(&pods.list(&lp).await.expect("Pods").items),
+        serde_json::to_string(&executions.list(&lp).await.expect("Executions").items),
+    ];
+    let events = events.list(&lp).await.expect("Events").items;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("StepSucceeded")),
+        "one Event per transition: {:?}",
+        events.iter().map(|e| &e.reason).collect::<Vec<_>>()
+    );
+    written.push(serde_json::to_string(&events));
+    written.push(serde_json::to_string(
+        &core_events.list(&lp).await.expect("Events").items,
+    ));
+    for text in written {
+        let text = text.expect("serializes");
+        for secret in [&redis_secret, &teams_key] {
+            assert!(
+                !text.contains(secret.as_str()),
+                "secret value {secret} leaked"
+            );
+        }
+    }
+    operator.stop().await;
+    ns.cleanup().await;
+}
+
+/// A step that exits non-zero fails the run, and the message says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_step_fails_the_execution_with_its_message() {
+    let ns = setup("ctl-fail").await;
+    runner(
+        &ns,
+        "broken",
+        json!({
+            common::EXIT_CODE_ANNOTATION: "3",
+            common::MESSAGE_ANNOTATION: "ERR connection refused",
+        }),
+    )
+    .await;
+    ns.set_default_log("trying redis\n").await;
+    playbook(
+        &ns,
+        "fails",
+        json!([
+            {"id": "ping", "image": "redis-cli", "runner": "broken"},
+            {"id": "never", "image": "busybox"}
+        ]),
+    )
+    .await;
+    let operator = Operator::start(&ns);
+    execution(&ns, "fails-1", "fails", json!({})).await;
+    let status = wait_final(&ns, "fails-1").await;
+    assert_eq!(status.phase, ExecutionPhase::Failed, "{status:?}");
+    let ping = step(&status, "ping");
+    assert_eq!(ping.state, StepState::Failed);
+    assert_eq!(ping.exit_code, Some(3));
+    let message = status.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("ping") && message.contains("exit code 3"),
+        "{message}"
+    );
+    assert!(
+        ping.message
+            .as_deref()
+            .is_some_and(|m| m.contains("ERR connection refused")),
+        "{ping:?}"
+    );
+    assert_eq!(step(&status, "never").state, StepState::Skipped);
+    assert!(jobs_of_step(&ns, "never").await.is_empty());
+    operator.stop().await;
+    ns.cleanup().await;
+}
+
+/// Attempt 1 fails (its Runner makes pods exit 3); the Runner is fixed during the
+/// backoff; attempt 2 runs as a new Job and succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_attempt_is_retried_as_a_new_job_and_succeeds() {
+    let ns = setup("ctl-retry").await;
+    runner(&ns, "flaky", json!({common::EXIT_CODE_ANNOTATION: "3"})).await;
+    // Plain JSON (no end marker): what this test is about is the retry, not the log format.
+    ns.set_container_log("fetch", &json!({"ok": true}).to_string())
+        .await;
+    playbook(
+        &ns,
+        "retries",
+        json!([{
+            "id": "fetch", "image": "curl", "runner": "flaky",
+            "retries": {"limit": 2, "backoffSeconds": 3}
+        }]),
+    )
+    .await;
+    let operator = Operator::start(&ns);
+    execution(&ns, "retry-1", "retries", json!({})).await;
+    wait_status(&ns, "retry-1", "retrying", Duration::from_secs(30), |s| {
+        s.steps
+            .iter()
+            .any(|st| st.id == "fetch" && st.state == StepState::Retrying)
+    })
+    .await;
+    let runners: Api<Runner> = ns.api();
+    runners
+        .patch(
+            "flaky",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"annotations": null}})),
+        )
+        .await
+        .expect("fixing the Runner");
+    let status = wait_final(&ns, "retry-1").await;
+    assert_eq!(status.phase, ExecutionPhase::Succeeded, "{status:?}");
+    let fetch = step(&status, "fetch");
+    assert_eq!(fetch.attempt, 2);
+    assert_eq!(fetch.outputs, Some(json!({"ok": true})));
+    let mut attempts: Vec<String> = jobs_of_step(&ns, "fetch")
+        .await
+        .iter()
+        .filter_map(|j| {
+            j.metadata
+                .labels
+                .as_ref()?
+                .get("stackpulse.io/attempt")
+                .cloned()
+        })
+        .collect();
+    attempts.sort();
+    assert_eq!(attempts, ["1", "2"], "exactly one Job per attempt");
+    operator.stop().await;
+    ns.cleanup().await;
+}
+
+/// `spec.cancel` deletes the running Job and ends the run as Cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_deletes_the_running_job() {
+    let ns = setup("ctl-cancel").await;
+    runner(&ns, "slow", json!({common::DURATION_ANNOTATION: "120s"})).await;
+    ns.set_default_log("working\n").await;
+    playbook(
+        &ns,
+        "long",
+        json!([{"id": "wait", "image": "sleep", "runner": "slow"}]),
+    )
+    .await;
+    let operator = Operator::start(&ns);
+    execution(&ns, "long-1", "long", json!({})).await;
+    let running = wait_status(&ns, "long-1", "running", Duration::from_secs(30), |s| {
+        s.steps
+            .iter()
+            .any(|st| st.state == StepState::Running && st.job_name.is_some())
+    })
+    .await;
+    let job_name = step(&running, "wait").job_name.clone().unwrap_or_default();
+    let jobs: Api<Job> = ns.api();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while jobs.get_opt(&job_name).await.ok().flatten().is_none() {
+        assert!(Instant::now() < deadline, "Job {job_name} never created");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let executions: Api<Execution> = ns.api();
+    executions
+        .patch(
+            "long-1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"cancel": true}})),
+        )
+        .await
+        .expect("cancelling");
+    let status = wait_final(&ns, "long-1").await;
+    assert_eq!(status.phase, ExecutionPhase::Cancelled, "{status:?}");
+    assert_eq!(step(&status, "wait").state, StepState::Cancelled);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match jobs.get_opt(&job_name).await.expect("reading the Job") {
+            None => break,
+            Some(j) if j.metadata.deletion_timestamp.is_some() => break,
+            Some(_) => {}
+        }
+        assert!(Instant::now() < deadline, "Job {job_name} not deleted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    operator.stop().await;
+    ns.cleanup().await;
+}
+
+/// An Execution the controller cannot read (its status snapshot is garbage) is
+/// logged and skipped: the watch goes on and the other Executions run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_execution_does_not_stop_the_others() {
+    let ns = setup("ctl-malformed").await;
+    ns.set_default_log(&json!({"ok": true}).to_string()).await;
+    playbook(&ns, "one", json!([{"id": "only", "image": "busybox"}])).await;
+    execution(&ns, "bad", "one", json!({})).await;
+    // Through the untyped API: the typed one could not even read the answer.
+    let raw: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        ns.client.clone(),
+        &ns.name,
+        &kube::api::ApiResource::erase::<Execution>(&()),
+    );
+    // `status.playbook` is free-form for the API server, so this is accepted there.
+    let garbage = json!({"status": {"phase": "Running", "playbook": {"steps": 5}}});
+    raw.patch_status("bad", &PatchParams::default(), &Patch::Merge(&garbage))
+        .await
+        .expect("writing a malformed status");
+    let operator = Operator::start(&ns);
+    execution(&ns, "good", "one", json!({})).await;
+    let status = wait_final(&ns, "good").await;
+    assert_eq!(status.phase, ExecutionPhase::Succeeded, "{status:?}");
+    let bad = raw.get("bad").await.expect("reading the bad Execution");
+    assert_eq!(bad.data["status"], garbage["status"], "left as it was");
+    operator.stop().await;
+    ns.cleanup().await;
+}
