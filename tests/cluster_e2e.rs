@@ -111,9 +111,9 @@ async fn job_pod_succeeds_and_serves_fixture_log() {
         container: Some(c.into()),
         ..LogParams::default()
     };
-    assert_eq!(pods.logs(name, &lp("main")).await.unwrap(), main_log);
+    assert_eq!(common::pod_log(&pods, name, &lp("main")).await, main_log);
     assert_eq!(
-        pods.logs(name, &lp("helper")).await.unwrap(),
+        common::pod_log(&pods, name, &lp("helper")).await,
         "a container without its own fixture\n"
     );
     // limitBytes (the operator bounds every read) and tailLines are honoured.
@@ -121,13 +121,13 @@ async fn job_pod_succeeds_and_serves_fixture_log() {
         limit_bytes: Some(10),
         ..lp("main")
     };
-    assert_eq!(pods.logs(name, &limited).await.unwrap(), "collecting");
+    assert_eq!(common::pod_log(&pods, name, &limited).await, "collecting");
     let tail = LogParams {
         tail_lines: Some(1),
         ..lp("main")
     };
     assert_eq!(
-        pods.logs(name, &tail).await.unwrap(),
+        common::pod_log(&pods, name, &tail).await,
         "{\"ok\": true, \"clients\": 3}"
     );
 
@@ -161,7 +161,7 @@ async fn annotated_job_pod_fails_with_exit_code() {
     assert_eq!(t.message.as_deref(), Some("redis unreachable"));
     let name = pod.metadata.name.as_deref().unwrap();
     assert_eq!(
-        pods.logs(name, &LogParams::default()).await.unwrap(),
+        common::pod_log(&pods, name, &LogParams::default()).await,
         "connecting to redis\nERROR: connection refused\n"
     );
 
@@ -194,11 +194,11 @@ async fn per_pod_log_fixture_and_duration_annotation() {
         .await;
     }
     assert_eq!(
-        pods.logs("solo", &LogParams::default()).await.unwrap(),
+        common::pod_log(&pods, "solo", &LogParams::default()).await,
         "only for solo\n"
     );
     assert_eq!(
-        pods.logs("other", &LogParams::default()).await.unwrap(),
+        common::pod_log(&pods, "other", &LogParams::default()).await,
         "namespace-wide\n"
     );
 

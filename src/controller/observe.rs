@@ -212,8 +212,15 @@ pub fn from_caches(exec: &Execution, ctx: &Context) -> (PlanInput, Vec<LogRead>)
 
 /// Reads each log (bounded by `limit_bytes`) into `input.jobs[job].log`.
 ///
-/// A log that cannot exist any more (Pod gone: 404; the kubelet refuses: 400) makes
-/// the attempt fail with that reason; anything else is transient and retried.
+/// How long after a container ended a kubelet's 400 on its log is still taken as "not
+/// ready yet" and retried. Kubelets (and kwok) can answer 400 for a moment after the
+/// API shows the container terminated; failing the step on that race would fail good
+/// steps on a busy node.
+pub const LOG_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A log that cannot exist any more (Pod gone: 404/410; the kubelet refuses: 400 once
+/// [`LOG_GRACE`] has passed since the container ended) makes the attempt fail with that
+/// reason; anything else is transient and retried.
 pub async fn read_logs(
     api: &Api<Pod>,
     input: &mut PlanInput,
@@ -223,6 +230,12 @@ pub async fn read_logs(
     for read in reads {
         let log = match read_log(api, read, limit_bytes).await {
             Ok(text) => StepLog::Read(text),
+            Err(kube::Error::Api(s)) if s.code == 400 && within_grace(input, &read.job) => {
+                return Err(Error::ReadLog {
+                    pod: read.pod.clone(),
+                    source: kube::Error::Api(s),
+                });
+            }
             Err(kube::Error::Api(s)) if matches!(s.code, 400 | 404 | 410) => {
                 StepLog::Unreadable(format!("pod {}: {}", read.pod, s.message))
             }
@@ -238,6 +251,23 @@ pub async fn read_logs(
         }
     }
     Ok(())
+}
+
+/// True while the job's container ended less than [`LOG_GRACE`] ago; a container that
+/// does not say when it ended gets no grace, so the retry is always bounded.
+fn within_grace(input: &PlanInput, job: &str) -> bool {
+    let ended = input
+        .jobs
+        .get(job)
+        .and_then(|j| j.terminated.as_ref())
+        .and_then(|t| t.finished_at);
+    match ended {
+        None => false,
+        Some(at) => {
+            let grace = k8s_openapi::jiff::SignedDuration::try_from(LOG_GRACE).unwrap_or_default();
+            k8s_openapi::jiff::Timestamp::now() < at.saturating_add(grace).unwrap_or(at)
+        }
+    }
 }
 
 async fn read_log(api: &Api<Pod>, read: &LogRead, limit_bytes: i64) -> Result<String, kube::Error> {

@@ -653,3 +653,23 @@ pub fn random_suffix() -> String {
     h.write_u32(std::process::id());
     format!("{:08x}", h.finish() as u32)
 }
+
+/// A pod's log through the `pods/log` API. kwok learns of a new ClusterLogs/Logs
+/// object through its own watch, so right after a fixture is set it may still answer
+/// 400 "no logs found" (more so on a busy machine): retry that until [`TIMEOUT`].
+pub async fn pod_log(pods: &Api<Pod>, pod: &str, params: &kube::api::LogParams) -> String {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        match pods.logs(pod, params).await {
+            Ok(text) => return text,
+            Err(kube::Error::Api(s))
+                if s.code == 400
+                    && s.message.contains("no logs found")
+                    && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("reading the log of pod {pod}: {e}"),
+        }
+    }
+}

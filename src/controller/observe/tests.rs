@@ -141,3 +141,35 @@ fn the_live_playbook_is_passed_only_before_the_snapshot() {
     let (input, _) = plan_input(&started, &cached, &Limits::default());
     assert!(input.playbook.is_none());
 }
+
+#[test]
+fn a_kubelet_400_is_retried_only_shortly_after_the_container_ended() {
+    use crate::engine::plan::{ObservedJob, Terminated};
+    use k8s_openapi::jiff::{SignedDuration, Timestamp};
+    let ended = |ago: i64| ObservedJob {
+        terminated: Some(Terminated {
+            finished_at: Some(Timestamp::now() - SignedDuration::from_secs(ago)),
+            ..Terminated::default()
+        }),
+        ..ObservedJob::default()
+    };
+    let mut input = PlanInput::default();
+    input.jobs.insert("fresh".into(), ended(1));
+    input
+        .jobs
+        .insert("old".into(), ended(LOG_GRACE.as_secs() as i64 + 5));
+    input.jobs.insert(
+        "undated".into(),
+        ObservedJob {
+            terminated: Some(Terminated::default()),
+            ..ObservedJob::default()
+        },
+    );
+    assert!(super::within_grace(&input, "fresh"));
+    assert!(!super::within_grace(&input, "old"));
+    assert!(
+        !super::within_grace(&input, "undated"),
+        "no end time: no grace, never an endless retry"
+    );
+    assert!(!super::within_grace(&input, "missing"));
+}
