@@ -8,7 +8,7 @@
 use serde_json::Value;
 
 use super::{EventType, Planner, StepLog, Terminated, output, seconds, time};
-use crate::api::{RunnerSpec, Step, StepState};
+use crate::api::{Retries, RunnerSpec, Step, StepState};
 use crate::engine::context::InstanceId;
 use crate::engine::job::{self, JobInput};
 use crate::engine::parse::{self, ParserKind};
@@ -349,14 +349,19 @@ impl Planner<'_> {
         true
     }
 
+    /// The retry policy of instance `i`'s step and its current attempt (from 1).
+    fn retries_and_attempt(&self, i: usize) -> (Retries, u32) {
+        let retries = self
+            .step_spec(&self.ids[i])
+            .and_then(|s| s.retries)
+            .unwrap_or_default();
+        (retries, self.st.steps[i].attempt.max(1))
+    }
+
     /// An attempt failed: retry after the backoff if the step allows, else fail it.
     fn attempt_failed(&mut self, i: usize, message: String, exit_code: Option<i32>, at: i64) {
         let iid = self.ids[i].clone();
-        let retries = self
-            .step_spec(&iid)
-            .and_then(|s| s.retries)
-            .unwrap_or_default();
-        let attempt = self.st.steps[i].attempt.max(1);
+        let (retries, attempt) = self.retries_and_attempt(i);
         if attempt > retries.limit {
             return self.fail_step(i, message, exit_code);
         }
@@ -381,12 +386,7 @@ impl Planner<'_> {
 
     /// Starts the next attempt of a Retrying instance once its backoff has passed.
     pub(super) fn retry_if_due(&mut self, i: usize) -> bool {
-        let iid = self.ids[i].clone();
-        let retries = self
-            .step_spec(&iid)
-            .and_then(|s| s.retries)
-            .unwrap_or_default();
-        let attempt = self.st.steps[i].attempt.max(1);
+        let (retries, attempt) = self.retries_and_attempt(i);
         let ended = self.st.steps[i]
             .finished_at
             .as_ref()
