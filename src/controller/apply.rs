@@ -19,6 +19,7 @@ use serde_json::json;
 use super::{Context, Error, FIELD_MANAGER};
 use crate::api::{Execution, ExecutionStatus};
 use crate::engine::job::ANNOTATION_STEP_ID;
+use crate::engine::message::cut;
 use crate::engine::plan::{EventType, Intent, Plan};
 
 /// Most bytes of an Event note the API accepts.
@@ -134,18 +135,6 @@ pub fn to_event(intent: &Intent) -> Option<Event> {
         action: "Reconcile".into(),
         secondary: None,
     })
-}
-
-/// At most `max` bytes of `s`, cut at a character boundary.
-fn cut(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max.saturating_sub('…'.len_utf8());
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 #[cfg(test)]

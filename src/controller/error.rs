@@ -1,25 +1,35 @@
 //! What can go wrong while reconciling, and what the controller does about it.
 //!
-//! Two classes: an object that cannot be run as written (a malformed Execution) waits
-//! for its next change, since retrying cannot help; everything else is the cluster
-//! being briefly unavailable and is retried with an exponential backoff per
-//! Execution (not one fixed delay for every error). `metric_label` is a bounded set:
-//! no object names or error text in metric labels.
+//! Two classes: an object that cannot be read as written (a malformed Execution or
+//! Playbook) waits for its next change, since retrying cannot help; everything else
+//! is the cluster being briefly unavailable and is retried with an exponential
+//! backoff per object (not one fixed delay for every error). `metric_label` is a
+//! bounded set: no object names or error text in metric labels.
 
 use std::time::Duration;
 
 /// An error of one reconcile.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The Execution does not deserialize (e.g. written before a schema change).
-    #[error("Execution {name} is malformed: {message}: fix or delete it")]
-    Malformed { name: String, message: String },
+    /// The object does not deserialize (e.g. written before a schema change).
+    #[error("{kind} {name} is malformed: {message}: fix or delete it")]
+    Malformed {
+        kind: &'static str,
+        name: String,
+        message: String,
+    },
     /// The caches did not fill in time (the API server is slow or unreachable).
     #[error("caches not ready yet")]
     CachesNotReady,
     #[error("reading the log of pod {pod}: {source}")]
     ReadLog {
         pod: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("reading Secret {name}: {source}")]
+    ReadSecret {
+        name: String,
         #[source]
         source: kube::Error,
     },
@@ -50,6 +60,7 @@ impl Error {
             Self::Malformed { .. } => "malformed",
             Self::CachesNotReady => "caches_not_ready",
             Self::ReadLog { .. } => "read_log",
+            Self::ReadSecret { .. } => "read_secret",
             Self::WriteStatus { .. } => "write_status",
             Self::CreateJob { .. } => "create_job",
             Self::DeleteJob { .. } => "delete_job",
@@ -91,6 +102,7 @@ mod tests {
     #[test]
     fn only_malformed_objects_wait_for_a_change() {
         let malformed = Error::Malformed {
+            kind: "Execution",
             name: "ns/x".into(),
             message: "bad".into(),
         };

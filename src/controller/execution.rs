@@ -35,6 +35,7 @@ pub async fn reconcile(
         Ok(exec) => exec,
         Err(invalid) => {
             return Err(Error::Malformed {
+                kind: "Execution",
                 name: format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()),
                 message: invalid.error.clone(),
             });
@@ -55,12 +56,8 @@ pub async fn reconcile(
 async fn reconcile_execution(exec: &Execution, ctx: &Context) -> Result<Action, Error> {
     // Planning on an empty cache would re-create Jobs that exist (harmless, 409) but
     // also miss ended containers; the first list is only ever waited for once.
-    let ready = async {
-        ctx.jobs.wait_until_ready().await.is_ok()
-            && ctx.pods.wait_until_ready().await.is_ok()
-            && ctx.playbooks.wait_until_ready().await.is_ok()
-            && ctx.runners.wait_until_ready().await.is_ok()
-    };
+    let mut listed = ctx.caches_ready.clone();
+    let ready = async { listed.wait_for(|l| *l).await.is_ok() };
     if !tokio::time::timeout(CACHE_WAIT, ready)
         .await
         .unwrap_or(false)

@@ -7,6 +7,16 @@
 //! classifies what can go wrong (user errors wait for a change, transient ones back
 //! off).
 //!
+//! Two more controllers keep `Ready` conditions: [`playbook`] (the lint's verdict
+//! against the Runners of the Playbook's namespace; a Runner event re-checks the
+//! Playbooks of its namespace) and [`runner`] (whether the Secret a Runner names
+//! exists). They run beside the Execution controller on the same Playbook and Runner
+//! watches: the watch events are copied to them, and each keeps its own caches of
+//! those (small) objects. Not sharing a `Store` with another controller is on
+//! purpose: `Store::wait_until_ready` wakes only the last of several tasks waiting on
+//! it (kube-runtime 5's `DelayedInit` holds one waker), so a second controller
+//! waiting on the same store could stall the first one's reconciles.
+//!
 //! Watches: Executions (the main resource), the Jobs and Pods labelled with an
 //! Execution's uid (a Pod event triggers its Execution as soon as the step container
 //! terminates: the Job controller's own status update is not waited for), and
@@ -20,6 +30,8 @@ mod apply;
 mod error;
 mod execution;
 mod observe;
+mod playbook;
+mod runner;
 
 pub use error::Error;
 
@@ -27,7 +39,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use futures::StreamExt;
+use futures::channel::mpsc;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::DeserializeGuard;
@@ -35,6 +48,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
+use tokio::sync::watch;
 
 use crate::api::{Execution, Playbook, Runner};
 use crate::engine::job::LABEL_EXECUTION_UID;
@@ -79,8 +93,36 @@ pub struct Context {
     pub pods: Store<Pod>,
     pub playbooks: Store<DeserializeGuard<Playbook>>,
     pub runners: Store<DeserializeGuard<Runner>>,
+    /// True once all four caches above hold their first list. Reconciles wait on this
+    /// flag, never on `Store::wait_until_ready` (which wakes only the last of several
+    /// concurrent waiters: kube-runtime 5's `DelayedInit` holds one waker).
+    pub caches_ready: watch::Receiver<bool>,
     /// Consecutive transient failures per Execution, for the error backoff.
     failures: Mutex<HashMap<ObjectRef<DeserializeGuard<Execution>>, u32>>,
+}
+
+/// One task, the stores' only waiter, raises the flag once every cache has listed.
+fn caches_ready(
+    jobs: &Store<Job>,
+    pods: &Store<Pod>,
+    playbooks: &Store<DeserializeGuard<Playbook>>,
+    runners: &Store<DeserializeGuard<Runner>>,
+) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    let (jobs, pods, playbooks, runners) = (
+        jobs.clone(),
+        pods.clone(),
+        playbooks.clone(),
+        runners.clone(),
+    );
+    tokio::spawn(async move {
+        let listed = jobs.wait_until_ready().await.is_ok()
+            && pods.wait_until_ready().await.is_ok()
+            && playbooks.wait_until_ready().await.is_ok()
+            && runners.wait_until_ready().await.is_ok();
+        tx.send_replace(listed);
+    });
+    rx
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -94,9 +136,10 @@ where
     }
 }
 
-/// Runs the controller until `shutdown` completes (then in-flight reconciles finish)
-/// or the watches end. Scoped to `config.namespace` when set, so a test can run one
-/// controller per namespace side by side.
+/// Runs the controllers (Executions, Playbooks, Runners) until `shutdown` completes
+/// (then in-flight reconciles finish) or the watches end. Scoped to
+/// `config.namespace` when set, so a test can run one controller per namespace side
+/// by side.
 pub async fn run(
     client: Client,
     config: Config,
@@ -119,6 +162,16 @@ pub async fn run(
         watcher(api::<Pod>(&client, ns), ours).modify(|p| p.managed_fields_mut().clear());
     let pod_events = reflector::reflector(pods_writer, pod_watch).touched_objects();
 
+    // The Playbook and Runner controllers get a copy of every Playbook and Runner
+    // watch event: one watch per kind still, driven by the Execution controller.
+    // Unbounded, so no controller ever waits for another; the copies end when that
+    // stream ends.
+    let (pb_copies, pb_copied) = mpsc::unbounded::<watcher::Event<DeserializeGuard<Playbook>>>();
+    let (runner_copies_pb, runner_copied_pb) =
+        mpsc::unbounded::<watcher::Event<DeserializeGuard<Runner>>>();
+    let (runner_copies, runner_copied) =
+        mpsc::unbounded::<watcher::Event<DeserializeGuard<Runner>>>();
+
     let (playbooks, pb_writer) = reflector::store::<DeserializeGuard<Playbook>>();
     let playbook_events = reflector::reflector(
         pb_writer,
@@ -127,6 +180,11 @@ pub async fn run(
             Default::default(),
         ),
     )
+    .inspect(move |event| {
+        if let Ok(event) = event {
+            let _ = pb_copies.unbounded_send(event.clone());
+        }
+    })
     .touched_objects();
 
     let (runners, runner_writer) = reflector::store::<DeserializeGuard<Runner>>();
@@ -137,6 +195,12 @@ pub async fn run(
             Default::default(),
         ),
     )
+    .inspect(move |event| {
+        if let Ok(event) = event {
+            let _ = runner_copies_pb.unbounded_send(event.clone());
+            let _ = runner_copies.unbounded_send(event.clone());
+        }
+    })
     .touched_objects();
 
     let reporter = Reporter {
@@ -150,12 +214,14 @@ pub async fn run(
         recorder: Recorder::new(client.clone(), reporter),
         client,
         config,
+        caches_ready: caches_ready(&jobs, &pods, &playbooks, &runners),
         jobs: jobs.clone(),
         pods,
         playbooks,
         runners,
         failures: Mutex::default(),
     });
+    let shutdown = shutdown.shared();
 
     let pod_to_execution = {
         let jobs = jobs.clone();
@@ -166,7 +232,14 @@ pub async fn run(
         let execs = exec_store.clone();
         move |pb: DeserializeGuard<Playbook>| waiting_for(&pb, &execs)
     };
-    controller
+    let playbook_controller = playbook::controller(
+        ctx.client.clone(),
+        pb_copied,
+        runner_copied_pb,
+        shutdown.clone(),
+    );
+    let runner_controller = runner::controller(ctx.client.clone(), runner_copied, shutdown.clone());
+    let execution_controller = controller
         .owns_stream(job_events)
         .watches_stream(pod_events, pod_to_execution)
         .watches_stream(playbook_events, playbook_to_executions)
@@ -175,17 +248,23 @@ pub async fn run(
         .watches_stream(runner_events, |_| None)
         .graceful_shutdown_on(shutdown)
         .run(execution::reconcile, execution::error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok(_) => {}
-                // Object-level failures were logged by the reconciler with their
-                // fields; what arrives here are watch errors and queue overflows.
-                Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
-                Err(e) => tracing::warn!(error = %e, "controller stream"),
-            }
-        })
-        .await;
+        .for_each(log_stream_error);
+    futures::join!(execution_controller, playbook_controller, runner_controller);
     tracing::info!("controller stopped");
+}
+
+/// Object-level failures were logged by the error policies with their fields; what
+/// is logged here are watch errors and queue overflows.
+pub(crate) async fn log_stream_error<T, E: std::error::Error, R>(
+    result: Result<T, kube::runtime::controller::Error<E, R>>,
+) where
+    R: std::error::Error,
+{
+    match result {
+        Ok(_) => {}
+        Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
+        Err(e) => tracing::warn!(error = %e, "controller stream"),
+    }
 }
 
 /// The Execution a step Pod belongs to: through its Job (the Pod's controller owner)

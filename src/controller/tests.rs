@@ -74,3 +74,57 @@ fn a_playbook_wakes_only_the_executions_waiting_for_it() {
         [ObjectRef::new("waiting").within("ns")]
     );
 }
+
+fn runner(name: &str, ns: &str) -> DeserializeGuard<Runner> {
+    DeserializeGuard(Ok(serde_json::from_value(json!({
+        "apiVersion": "stackpulse.io/v1", "kind": "Runner",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {},
+    }))
+    .expect("a Runner")))
+}
+
+fn playbook_in(name: &str, ns: &str) -> DeserializeGuard<Playbook> {
+    DeserializeGuard(Ok(serde_json::from_value(json!({
+        "apiVersion": "stackpulse.io/v1", "kind": "Playbook",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"steps": [{"id": "a", "image": "busybox"}]},
+    }))
+    .expect("a Playbook")))
+}
+
+#[test]
+fn a_runner_wakes_the_playbooks_of_its_namespace_only() {
+    let playbooks = store_of(vec![
+        playbook_in("one", "ns"),
+        playbook_in("two", "ns"),
+        playbook_in("elsewhere", "other"),
+    ]);
+    let mut woken = playbook::playbooks_of_namespace(&runner("prod", "ns"), &playbooks);
+    woken.sort_by_key(|r| r.name.clone());
+    assert_eq!(
+        woken,
+        [
+            ObjectRef::new("one").within("ns"),
+            ObjectRef::new("two").within("ns")
+        ]
+    );
+}
+
+#[test]
+fn runner_names_are_those_of_the_namespace_that_deserialize() {
+    let malformed: DeserializeGuard<Runner> = serde_json::from_value(json!({
+        "apiVersion": "stackpulse.io/v1", "kind": "Runner",
+        "metadata": {"name": "broken", "namespace": "ns"},
+        "spec": {"maxParallel": "many"},
+    }))
+    .expect("a guard holds even a malformed Runner");
+    assert!(malformed.0.is_err());
+    let runners = store_of(vec![
+        runner("prod", "ns"),
+        runner("default", "ns"),
+        runner("staging", "other"),
+        malformed,
+    ]);
+    assert_eq!(playbook::runner_names(&runners, "ns"), ["default", "prod"]);
+}

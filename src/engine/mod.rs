@@ -7,7 +7,7 @@ pub mod context;
 pub mod convert;
 pub mod job;
 pub mod lint;
+pub mod message;
 pub mod parse;
 pub mod plan;
-pub mod spelling;
 pub mod template;

@@ -7,6 +7,7 @@
 //! running can settle (a bare `.Clients` may be an output field no one declared).
 
 mod file;
+mod ready;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -16,6 +17,10 @@ use crate::engine::convert::{is_dns_label, refs};
 use crate::engine::{parse, template};
 
 pub use file::{FileFinding, lint_file};
+pub use ready::{
+    READY, REASON_INVALID, REASON_SECRET_NOT_FOUND, REASON_VALID, SecretCheck, ready_condition,
+    runner_ready_condition,
+};
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -288,7 +293,11 @@ impl Lint<'_> {
             };
             let msg = format!(
                 "{what} does not exist (known: {}){}: create it or name one of those",
-                known.join(", "),
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                },
                 suggest(runner, known.iter().map(String::as_str))
             );
             self.error(&format!("{path}.runner"), &msg);
@@ -466,7 +475,7 @@ fn cycles(edges: &BTreeMap<String, Vec<String>>) -> Vec<Vec<String>> {
 /// ", did you mean 'x'?" for the closest candidate within two edits.
 fn suggest<'a>(wrong: &str, candidates: impl Iterator<Item = &'a str>) -> String {
     candidates
-        .map(|c| (crate::engine::spelling::edit_distance(wrong, c), c))
+        .map(|c| (crate::engine::message::edit_distance(wrong, c), c))
         // Close enough to be a typo, not just short: `zz` is not a typo of `a`.
         .filter(|(d, _)| *d <= 2 && d * 3 <= wrong.chars().count())
         .min()

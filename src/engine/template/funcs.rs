@@ -72,7 +72,7 @@ pub(crate) fn check_name(name: &str) -> Result<(), String> {
         .copied()
         .filter(|f| {
             f.eq_ignore_ascii_case(name)
-                || crate::engine::spelling::edit_distance(f, name)
+                || crate::engine::message::edit_distance(f, name)
                     <= if name.len() > 4 { 2 } else { 1 }
         })
         .collect();

@@ -1,4 +1,5 @@
-//! Edit distance, for "did you mean" hints in lint and template errors.
+//! Helpers for messages people read: edit distance for "did you mean" hints, and
+//! cutting a message to the size a status field or an Event can hold.
 
 /// Levenshtein distance in characters (one row of the table at a time).
 pub fn edit_distance(a: &str, b: &str) -> usize {
@@ -16,9 +17,29 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
+/// At most `max` bytes of `s`, cut at a character boundary and marked with `…`.
+pub fn cut(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
 #[cfg(test)]
 mod tests {
-    use super::edit_distance;
+    use super::{cut, edit_distance};
+
+    #[test]
+    fn cut_keeps_short_text_and_marks_a_cut_on_a_char_boundary() {
+        assert_eq!(cut("short", 10), "short");
+        assert_eq!(cut("abcdefghij", 6), "abc…");
+        let cut_utf8 = cut("ééééé", 6);
+        assert!(cut_utf8.len() <= 6 && cut_utf8.ends_with('…'), "{cut_utf8}");
+    }
 
     #[test]
     fn counts_inserts_deletes_and_substitutions() {
