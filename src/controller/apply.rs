@@ -10,11 +10,16 @@
 //! 4. Events, one per real transition. An Event that cannot be written is logged and
 //!    dropped: it must not make the reconcile (and so the status) go round again.
 
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::batch::v1::Job;
+use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType as KubeEventType};
 use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::json;
+use std::fmt::Debug;
 
 use super::{Context, Error, FIELD_MANAGER};
 use crate::api::{Execution, ExecutionStatus};
@@ -35,19 +40,7 @@ pub async fn apply(
     let ns = exec.namespace().unwrap_or_default();
     let name = exec.name_any();
     if plan.status != *current {
-        let executions: Api<Execution> = Api::namespaced(ctx.client.clone(), &ns);
-        let patch = status_patch(&plan.status);
-        executions
-            .patch_status(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await
-            .map_err(|source| Error::WriteStatus {
-                name: format!("{ns}/{name}"),
-                source,
-            })?;
+        write_status::<Execution>(&ctx.client, &ns, &name, &plan.status).await?;
     }
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
     for intent in &plan.intents {
@@ -72,12 +65,40 @@ pub async fn apply(
 
 /// The whole status as this manager's apply configuration: fields it no longer sets
 /// are removed, since the planner always returns the complete status.
-pub fn status_patch(status: &ExecutionStatus) -> serde_json::Value {
+pub fn status_patch<K: Resource<DynamicType = ()>>(status: &impl Serialize) -> serde_json::Value {
     json!({
-        "apiVersion": Execution::api_version(&()),
-        "kind": Execution::kind(&()),
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
         "status": status,
     })
+}
+
+/// Writes `status` as the whole status of the `K` named `ns/name`, by server-side apply
+/// with the operator's field manager (what every reconciler here does last).
+pub async fn write_status<K>(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    status: &impl Serialize,
+) -> Result<(), Error>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&status_patch::<K>(status)),
+    )
+    .await
+    .map_err(|source| Error::WriteStatus {
+        name: format!("{ns}/{name}"),
+        source,
+    })?;
+    Ok(())
 }
 
 async fn create_job(api: &Api<Job>, job: &Job) -> Result<(), Error> {

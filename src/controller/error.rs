@@ -6,7 +6,14 @@
 //! backoff per object (not one fixed delay for every error). `metric_label` is a
 //! bounded set: no object names or error text in metric labels.
 
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Mutex;
 use std::time::Duration;
+
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
 
 /// An error of one reconcile.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +90,56 @@ pub fn backoff(failures: u32) -> Duration {
         .checked_shl(failures.saturating_sub(1))
         .unwrap_or(u64::MAX);
     Duration::from_millis(BASE_MS.saturating_mul(factor)).min(MAX)
+}
+
+/// Consecutive transient failures per object, for the error backoff: counted by
+/// [`error_action`], cleared when a reconcile of that object succeeds.
+pub struct Failures<K: Resource>(Mutex<HashMap<ObjectRef<K>, u32>>);
+
+impl<K: Resource> Default for Failures<K> {
+    fn default() -> Self {
+        Self(Mutex::default())
+    }
+}
+
+impl<K> Failures<K>
+where
+    K: Resource,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    /// Forgets `obj`'s failures (its reconcile succeeded).
+    pub fn clear(&self, obj: &K) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&ObjectRef::from_obj(obj));
+    }
+
+    /// Counts one more failure of `obj`; returns how many in a row.
+    fn record(&self, obj: &K) -> u32 {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(ObjectRef::from_obj(obj)).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    }
+}
+
+/// What every controller does after a failed reconcile of `obj` (a `kind`): an object
+/// that is itself wrong waits for its next change; anything else backs off per object.
+pub fn error_action<K>(kind: &str, obj: &K, error: &Error, failures: &Failures<K>) -> Action
+where
+    K: Resource,
+    K::DynamicType: Default + Eq + Hash + Clone,
+{
+    let object = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
+    if error.is_user_error() {
+        tracing::warn!(%object, resource = kind, kind = error.metric_label(), %error, "waiting for a change");
+        return Action::await_change();
+    }
+    let failures = failures.record(obj);
+    let wait = backoff(failures);
+    tracing::warn!(%object, resource = kind, kind = error.metric_label(), %error, failures, retry_in = ?wait, "reconcile failed");
+    Action::requeue(wait)
 }
 
 #[cfg(test)]

@@ -14,10 +14,9 @@ use kube::ResourceExt;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
 use tracing::Instrument;
 
-use super::error::backoff;
+use super::error::error_action;
 use super::{Context, Error, apply, observe};
 use crate::api::Execution;
 use crate::engine::plan::plan;
@@ -46,10 +45,7 @@ pub async fn reconcile(
         execution = %format!("{}/{}", exec.namespace().unwrap_or_default(), exec.name_any())
     );
     let action = reconcile_execution(exec, &ctx).instrument(span).await?;
-    ctx.failures
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&ObjectRef::from_obj(obj.as_ref()));
+    ctx.failures.clear(obj.as_ref());
     Ok(action)
 }
 
@@ -84,18 +80,5 @@ pub fn error_policy(
     error: &Error,
     ctx: Arc<Context>,
 ) -> Action {
-    let execution = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
-    if error.is_user_error() {
-        tracing::warn!(%execution, kind = error.metric_label(), %error, "waiting for a change");
-        return Action::await_change();
-    }
-    let failures = {
-        let mut map = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let n = map.entry(ObjectRef::from_obj(obj.as_ref())).or_insert(0);
-        *n = n.saturating_add(1);
-        *n
-    };
-    let wait = backoff(failures);
-    tracing::warn!(%execution, kind = error.metric_label(), %error, failures, retry_in = ?wait, "reconcile failed");
-    Action::requeue(wait)
+    error_action("Execution", obj.as_ref(), error, &ctx.failures)
 }

@@ -35,9 +35,8 @@ mod runner;
 
 pub use error::Error;
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use futures::channel::mpsc;
 use futures::{FutureExt, StreamExt};
@@ -53,6 +52,7 @@ use tokio::sync::watch;
 use crate::api::{Execution, Playbook, Runner};
 use crate::engine::job::LABEL_EXECUTION_UID;
 use crate::engine::plan::Limits;
+use error::Failures;
 
 /// Field manager of everything the controller writes by server-side apply.
 pub const FIELD_MANAGER: &str = "playbook-operator";
@@ -98,7 +98,7 @@ pub struct Context {
     /// concurrent waiters: kube-runtime 5's `DelayedInit` holds one waker).
     pub caches_ready: watch::Receiver<bool>,
     /// Consecutive transient failures per Execution, for the error backoff.
-    failures: Mutex<HashMap<ObjectRef<DeserializeGuard<Execution>>, u32>>,
+    failures: Failures<DeserializeGuard<Execution>>,
 }
 
 /// One task, the stores' only waiter, raises the flag once every cache has listed.
@@ -219,7 +219,7 @@ pub async fn run(
         pods,
         playbooks,
         runners,
-        failures: Mutex::default(),
+        failures: Failures::default(),
     });
     let shutdown = shutdown.shared();
 

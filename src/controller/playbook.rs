@@ -8,25 +8,23 @@
 //! namespace, so "unknown runner" clears when it appears. Its caches are its own,
 //! fed with copies of the Execution controller's watch events (see `super`).
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use futures::channel::mpsc::UnboundedReceiver;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
-use kube::{Client, Resource, ResourceExt};
-use serde_json::json;
+use kube::{Client, ResourceExt};
 use tokio::sync::watch;
 
-use super::error::backoff;
-use super::{Error, FIELD_MANAGER, log_stream_error};
+use super::apply::write_status;
+use super::error::{Failures, error_action};
+use super::{Error, log_stream_error};
 use crate::api::{Playbook, PlaybookStatus, Runner};
 use crate::engine::lint::{READY, ready_condition};
 
@@ -42,7 +40,7 @@ pub struct Context {
     /// may wait for it, unlike `Store::wait_until_ready`).
     runners_listed: watch::Receiver<bool>,
     /// Consecutive transient failures per Playbook, for the error backoff.
-    failures: Mutex<HashMap<ObjectRef<DeserializeGuard<Playbook>>, u32>>,
+    failures: Failures<DeserializeGuard<Playbook>>,
 }
 
 /// The Playbook controller, fed with copies of the Playbook and Runner watch events;
@@ -69,7 +67,7 @@ pub fn controller(
         client,
         runners,
         runners_listed,
-        failures: Mutex::default(),
+        failures: Failures::default(),
     });
     let runner_to_playbooks = {
         let playbooks = playbooks.clone();
@@ -116,29 +114,11 @@ pub async fn reconcile(
         observed_generation: generation,
     };
     if status != current {
-        let api: Api<Playbook> = Api::namespaced(ctx.client.clone(), &ns);
-        let patch = json!({
-            "apiVersion": Playbook::api_version(&()),
-            "kind": Playbook::kind(&()),
-            "status": status,
-        });
-        api.patch_status(
-            &pb.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(|source| Error::WriteStatus {
-            name: name.clone(),
-            source,
-        })?;
+        write_status::<Playbook>(&ctx.client, &ns, &pb.name_any(), &status).await?;
         let c = &status.conditions[0];
         tracing::info!(playbook = %name, ready = %c.status, message = %c.message, "Ready written");
     }
-    ctx.failures
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&ObjectRef::from_obj(obj.as_ref()));
+    ctx.failures.clear(obj.as_ref());
     // Every change that matters (an edit, a Runner created or deleted) is an event.
     Ok(Action::await_change())
 }
@@ -178,20 +158,7 @@ pub fn error_policy(
     error: &Error,
     ctx: Arc<Context>,
 ) -> Action {
-    let playbook = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
-    if error.is_user_error() {
-        tracing::warn!(%playbook, kind = error.metric_label(), %error, "waiting for a change");
-        return Action::await_change();
-    }
-    let failures = {
-        let mut map = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let n = map.entry(ObjectRef::from_obj(obj.as_ref())).or_insert(0);
-        *n = n.saturating_add(1);
-        *n
-    };
-    let wait = backoff(failures);
-    tracing::warn!(%playbook, kind = error.metric_label(), %error, failures, retry_in = ?wait, "reconcile failed");
-    Action::requeue(wait)
+    error_action("Playbook", obj.as_ref(), error, &ctx.failures)
 }
 
 #[cfg(test)]
@@ -246,7 +213,7 @@ mod tests {
             client,
             runners: store,
             runners_listed: rx,
-            failures: Mutex::default(),
+            failures: Failures::default(),
         };
         (Arc::new(ctx), tx)
     }

@@ -7,9 +7,8 @@
 //! to read it (403) the check is skipped, not failed. Status is written by
 //! server-side apply only when the condition changed.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -17,16 +16,16 @@ use futures::channel::mpsc::UnboundedReceiver;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::reflector::{self};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
-use kube::{Client, Resource, ResourceExt};
-use serde_json::json;
+use kube::{Client, ResourceExt};
 
-use super::error::backoff;
-use super::{Error, FIELD_MANAGER, log_stream_error};
+use super::apply::write_status;
+use super::error::{Failures, error_action};
+use super::{Error, log_stream_error};
 use crate::api::{Runner, RunnerStatus};
 use crate::engine::lint::{READY, SecretCheck, runner_ready_condition};
 
@@ -39,7 +38,7 @@ pub const RECHECK_FOUND: Duration = Duration::from_secs(300);
 pub struct Context {
     client: Client,
     /// Consecutive transient failures per Runner, for the error backoff.
-    failures: Mutex<HashMap<ObjectRef<DeserializeGuard<Runner>>, u32>>,
+    failures: Failures<DeserializeGuard<Runner>>,
 }
 
 /// The Runner controller, fed with copies of the Runner watch events (its own cache:
@@ -53,7 +52,7 @@ pub fn controller(
     let trigger = reflector::reflector(writer, runner_events.map(Ok)).applied_objects();
     let ctx = Arc::new(Context {
         client,
-        failures: Mutex::default(),
+        failures: Failures::default(),
     });
     Controller::for_stream(trigger, runners)
         .graceful_shutdown_on(shutdown)
@@ -103,29 +102,11 @@ pub async fn reconcile(
         conditions: vec![condition],
     };
     if status != current {
-        let api: Api<Runner> = Api::namespaced(ctx.client.clone(), &ns);
-        let patch = json!({
-            "apiVersion": Runner::api_version(&()),
-            "kind": Runner::kind(&()),
-            "status": status,
-        });
-        api.patch_status(
-            &runner.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(|source| Error::WriteStatus {
-            name: name.clone(),
-            source,
-        })?;
+        write_status::<Runner>(&ctx.client, &ns, &runner.name_any(), &status).await?;
         let c = &status.conditions[0];
         tracing::info!(runner = %name, ready = %c.status, message = %c.message, "Ready written");
     }
-    ctx.failures
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&ObjectRef::from_obj(obj.as_ref()));
+    ctx.failures.clear(obj.as_ref());
     Ok(Action::requeue(match check {
         SecretCheck::Missing(_) => RECHECK_MISSING,
         _ => RECHECK_FOUND,
@@ -139,18 +120,5 @@ pub fn error_policy(
     error: &Error,
     ctx: Arc<Context>,
 ) -> Action {
-    let runner = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
-    if error.is_user_error() {
-        tracing::warn!(%runner, kind = error.metric_label(), %error, "waiting for a change");
-        return Action::await_change();
-    }
-    let failures = {
-        let mut map = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let n = map.entry(ObjectRef::from_obj(obj.as_ref())).or_insert(0);
-        *n = n.saturating_add(1);
-        *n
-    };
-    let wait = backoff(failures);
-    tracing::warn!(%runner, kind = error.metric_label(), %error, failures, retry_in = ?wait, "reconcile failed");
-    Action::requeue(wait)
+    error_action("Runner", obj.as_ref(), error, &ctx.failures)
 }

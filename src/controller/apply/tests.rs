@@ -170,7 +170,7 @@ fn the_status_patch_names_the_kind_and_carries_the_whole_status() {
         phase: ExecutionPhase::Running,
         ..Default::default()
     };
-    let patch = status_patch(&status);
+    let patch = status_patch::<Execution>(&status);
     assert_eq!(patch["apiVersion"], "stackpulse.io/v1");
     assert_eq!(patch["kind"], "Execution");
     assert_eq!(patch["status"]["phase"], "Running");
