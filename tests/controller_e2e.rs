@@ -508,23 +508,30 @@ async fn a_malformed_execution_does_not_stop_the_others() {
     ns.cleanup().await;
 }
 
-/// Polls (every 50 ms, up to 30 s) until the Playbook's `Ready` condition has
-/// `status`; returns it.
-async fn wait_ready(ns: &TestNamespace, name: &str, status: &str) -> Condition {
-    let api: Api<Playbook> = ns.api();
+/// Polls (every 50 ms, up to 30 s) until the `Ready` condition of the `K` named `name`
+/// has `status` and describes its current generation; returns it.
+async fn wait_ready_of<K>(
+    ns: &TestNamespace,
+    name: &str,
+    status: &str,
+    conditions: impl Fn(K) -> Vec<Condition>,
+) -> Condition
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = ns.api();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut last = None;
     loop {
-        if let Ok(Some(pb)) = api.get_opt(name).await {
-            let ready = pb
-                .status
-                .unwrap_or_default()
-                .conditions
-                .into_iter()
-                .find(|c| c.type_ == "Ready");
+        if let Ok(Some(obj)) = api.get_opt(name).await {
+            let generation = obj.meta().generation;
+            let ready = conditions(obj).into_iter().find(|c| c.type_ == "Ready");
             if let Some(c) = ready.as_ref().filter(|c| c.status == status) {
                 assert_eq!(
-                    c.observed_generation, pb.metadata.generation,
+                    c.observed_generation, generation,
                     "the condition describes the current spec"
                 );
                 return c.clone();
@@ -533,10 +540,25 @@ async fn wait_ready(ns: &TestNamespace, name: &str, status: &str) -> Condition {
         }
         assert!(
             Instant::now() < deadline,
-            "Playbook {name}: not Ready={status} within 30 s; last: {last:?}"
+            "{} {name}: not Ready={status} within 30 s; last: {last:?}",
+            K::kind(&())
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+async fn wait_ready(ns: &TestNamespace, name: &str, status: &str) -> Condition {
+    wait_ready_of(ns, name, status, |pb: Playbook| {
+        pb.status.unwrap_or_default().conditions
+    })
+    .await
+}
+
+async fn wait_runner_ready(ns: &TestNamespace, name: &str, status: &str) -> Condition {
+    wait_ready_of(ns, name, status, |r: Runner| {
+        r.status.unwrap_or_default().conditions
+    })
+    .await
 }
 
 /// The READY column of `kubectl get pb NAME`.
@@ -694,31 +716,4 @@ async fn runner_ready_says_whether_its_secret_exists() {
     assert_eq!(found.message, "Secret 'team-secrets' exists");
     operator.stop().await;
     ns.cleanup().await;
-}
-
-/// Polls (every 100 ms, up to 30 s) until the Runner's `Ready` condition has `status`.
-async fn wait_runner_ready(ns: &TestNamespace, name: &str, status: &str) -> Condition {
-    let api: Api<Runner> = ns.api();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut last = None;
-    loop {
-        if let Ok(Some(r)) = api.get_opt(name).await {
-            let ready = r
-                .status
-                .unwrap_or_default()
-                .conditions
-                .into_iter()
-                .find(|c| c.type_ == "Ready");
-            if let Some(c) = ready.as_ref().filter(|c| c.status == status) {
-                assert_eq!(c.observed_generation, r.metadata.generation);
-                return c.clone();
-            }
-            last = ready;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Runner {name}: not Ready={status} within 30 s; last: {last:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
