@@ -1,11 +1,7 @@
 //! The controller on the local control plane: playbooks really run, as Jobs whose
 //! pods kwok "runs", with each step's log served by kwok through `pods/log`.
 //!
-//! The operator runs **in process**: each test spawns `controller::run` on its own
-//! Tokio runtime, scoped to its own namespace, with the admin client. So tests run in
-//! parallel without two controllers fighting over one Execution, a failure shows the
-//! controller's state in the same output, and no binary has to be built first. (The
-//! restart-after-SIGKILL test of the next slice needs the binary as a child process.)
+//! The operator runs in process (`common::operator`), one per test namespace.
 //!
 //! Needs a cluster: `make test-e2e`, or `make cluster-up` then
 //! `cargo test --test controller_e2e`.
@@ -15,181 +11,14 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::TestNamespace;
+use common::operator::*;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod, Secret};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use playbook_operator::api::{
-    Execution, ExecutionPhase, ExecutionStatus, Playbook, Runner, StepState, StepStatus,
-};
-use playbook_operator::controller::{self, Config};
-use serde_json::{Value, json};
-use tokio::sync::oneshot;
-
-/// A controller for one namespace, stopped gracefully by [`Operator::stop`] (or
-/// aborted when dropped, e.g. when the test panics).
-struct Operator {
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Operator {
-    fn start(ns: &TestNamespace) -> Self {
-        let (tx, rx) = oneshot::channel::<()>();
-        let config = Config {
-            namespace: Some(ns.name.clone()),
-            ..Config::default()
-        };
-        let shutdown = async move {
-            let _ = rx.await;
-        };
-        let task = tokio::spawn(controller::run(ns.client.clone(), config, shutdown));
-        Self {
-            stop: Some(tx),
-            task,
-        }
-    }
-
-    /// Graceful shutdown: the future returns once in-flight reconciles are done.
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        let task = &mut self.task;
-        tokio::time::timeout(Duration::from_secs(10), task)
-            .await
-            .expect("the controller stops within 10 s of its shutdown signal")
-            .expect("the controller task does not panic");
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn setup(prefix: &str) -> TestNamespace {
-    let client = common::client().await;
-    common::install_crds(&client).await;
-    TestNamespace::with_client(client, prefix).await
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(v: Value) -> T {
-    serde_json::from_value(v).expect("a valid object")
-}
-
-async fn create<K>(ns: &TestNamespace, obj: Value) -> K
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::Serialize
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-    <K as kube::Resource>::DynamicType: Default,
-{
-    let api: Api<K> = ns.api();
-    api.create(&PostParams::default(), &from_json(obj))
-        .await
-        .unwrap_or_else(|e| panic!("creating a {}: {e}", K::kind(&Default::default())))
-}
-
-async fn runner(ns: &TestNamespace, name: &str, annotations: Value) -> Runner {
-    create(
-        ns,
-        json!({
-            "apiVersion": "stackpulse.io/v1", "kind": "Runner",
-            "metadata": {"name": name},
-            "spec": {"annotations": annotations}
-        }),
-    )
-    .await
-}
-
-async fn playbook(ns: &TestNamespace, name: &str, steps: Value) -> Playbook {
-    create(
-        ns,
-        json!({
-            "apiVersion": "stackpulse.io/v1", "kind": "Playbook",
-            "metadata": {"name": name},
-            "spec": {"steps": steps}
-        }),
-    )
-    .await
-}
-
-async fn execution(ns: &TestNamespace, name: &str, playbook: &str, params: Value) -> Execution {
-    create(
-        ns,
-        json!({
-            "apiVersion": "stackpulse.io/v1", "kind": "Execution",
-            "metadata": {"name": name},
-            "spec": {"playbookRef": {"name": playbook}, "params": params}
-        }),
-    )
-    .await
-}
-
-/// A StackPulse step log: what the step says, the end marker, its JSON output.
-fn step_log(says: &str, output: Value) -> String {
-    format!("{says}\n<-- END -->\n{output}\n")
-}
-
-/// Polls (every 50 ms, up to `timeout`) until `pred` holds for the Execution's status.
-async fn wait_status(
-    ns: &TestNamespace,
-    name: &str,
-    what: &str,
-    timeout: Duration,
-    pred: impl Fn(&ExecutionStatus) -> bool,
-) -> ExecutionStatus {
-    let api: Api<Execution> = ns.api();
-    let deadline = Instant::now() + timeout;
-    let mut last = None;
-    loop {
-        if let Ok(Some(exec)) = api.get_opt(name).await {
-            let status = exec.status.unwrap_or_default();
-            if pred(&status) {
-                return status;
-            }
-            last = Some(status);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Execution {name}: not {what} within {timeout:?}; last status:\n{}",
-            serde_yaml::to_string(&last).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn wait_final(ns: &TestNamespace, name: &str) -> ExecutionStatus {
-    wait_status(ns, name, "final", Duration::from_secs(60), |s| {
-        s.phase.is_final()
-    })
-    .await
-}
-
-fn step<'a>(status: &'a ExecutionStatus, id: &str) -> &'a StepStatus {
-    status
-        .steps
-        .iter()
-        .find(|s| s.id == id)
-        .unwrap_or_else(|| panic!("no step {id} in status: {:?}", status.steps))
-}
-
-fn env_value(job: &Job, name: &str) -> Option<String> {
-    let pod = job.spec.as_ref()?.template.spec.as_ref()?;
-    let env = pod.containers.first()?.env.as_ref()?;
-    env.iter().find(|e| e.name == name)?.value.clone()
-}
-
-async fn jobs_of_step(ns: &TestNamespace, step: &str) -> Vec<Job> {
-    let api: Api<Job> = ns.api();
-    let lp = ListParams::default().labels(&format!("stackpulse.io/step={step}"));
-    api.list(&lp).await.expect("listing Jobs").items
-}
+use playbook_operator::api::{Execution, ExecutionPhase, Playbook, Runner, StepState};
+use serde_json::json;
 
 /// The seed's Redis example end to end: three steps, outputs through the real log
 /// path into status and into the next step's env, secrets only as references.

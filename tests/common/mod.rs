@@ -23,6 +23,8 @@
 //! ```
 #![allow(dead_code)] // each test target uses a different subset
 
+pub mod operator;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};

@@ -1,0 +1,182 @@
+//! What the controller e2e tests share: the operator in process, objects from JSON,
+//! and polls on an Execution's status.
+//!
+//! The operator runs **in process**: [`Operator::start`] spawns `controller::run` on
+//! the test's Tokio runtime, scoped to the test's namespace, with the admin client. So
+//! tests run in parallel without two controllers fighting over one Execution, and a
+//! failure shows the controller's state in the same output.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{Api, ListParams, PostParams};
+use playbook_operator::api::{Execution, ExecutionStatus, Playbook, Runner, StepStatus};
+use playbook_operator::controller::{self, Config};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use super::TestNamespace;
+
+/// A controller for one namespace, stopped gracefully by [`Operator::stop`] (or
+/// aborted when dropped, e.g. when the test panics).
+pub struct Operator {
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Operator {
+    pub fn start(ns: &TestNamespace) -> Self {
+        let (tx, rx) = oneshot::channel::<()>();
+        let config = Config {
+            namespace: Some(ns.name.clone()),
+            ..Config::default()
+        };
+        let shutdown = async move {
+            let _ = rx.await;
+        };
+        let task = tokio::spawn(controller::run(ns.client.clone(), config, shutdown));
+        Self {
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    /// Graceful shutdown: the future returns once in-flight reconciles are done.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let task = &mut self.task;
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the controller stops within 10 s of its shutdown signal")
+            .expect("the controller task does not panic");
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub async fn setup(prefix: &str) -> TestNamespace {
+    let client = super::client().await;
+    super::install_crds(&client).await;
+    TestNamespace::with_client(client, prefix).await
+}
+
+pub fn from_json<T: serde::de::DeserializeOwned>(v: Value) -> T {
+    serde_json::from_value(v).expect("a valid object")
+}
+
+pub async fn create<K>(ns: &TestNamespace, obj: Value) -> K
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    let api: Api<K> = ns.api();
+    api.create(&PostParams::default(), &from_json(obj))
+        .await
+        .unwrap_or_else(|e| panic!("creating a {}: {e}", K::kind(&Default::default())))
+}
+
+pub async fn runner(ns: &TestNamespace, name: &str, annotations: Value) -> Runner {
+    create(
+        ns,
+        json!({
+            "apiVersion": "stackpulse.io/v1", "kind": "Runner",
+            "metadata": {"name": name},
+            "spec": {"annotations": annotations}
+        }),
+    )
+    .await
+}
+
+pub async fn playbook(ns: &TestNamespace, name: &str, steps: Value) -> Playbook {
+    create(
+        ns,
+        json!({
+            "apiVersion": "stackpulse.io/v1", "kind": "Playbook",
+            "metadata": {"name": name},
+            "spec": {"steps": steps}
+        }),
+    )
+    .await
+}
+
+pub async fn execution(ns: &TestNamespace, name: &str, playbook: &str, params: Value) -> Execution {
+    create(
+        ns,
+        json!({
+            "apiVersion": "stackpulse.io/v1", "kind": "Execution",
+            "metadata": {"name": name},
+            "spec": {"playbookRef": {"name": playbook}, "params": params}
+        }),
+    )
+    .await
+}
+
+/// A StackPulse step log: what the step says, the end marker, its JSON output.
+pub fn step_log(says: &str, output: Value) -> String {
+    format!("{says}\n<-- END -->\n{output}\n")
+}
+
+/// Polls (every 50 ms, up to `timeout`) until `pred` holds for the Execution's status.
+pub async fn wait_status(
+    ns: &TestNamespace,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    pred: impl Fn(&ExecutionStatus) -> bool,
+) -> ExecutionStatus {
+    let api: Api<Execution> = ns.api();
+    let deadline = Instant::now() + timeout;
+    let mut last = None;
+    loop {
+        if let Ok(Some(exec)) = api.get_opt(name).await {
+            let status = exec.status.unwrap_or_default();
+            if pred(&status) {
+                return status;
+            }
+            last = Some(status);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Execution {name}: not {what} within {timeout:?}; last status:\n{}",
+            serde_yaml::to_string(&last).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn wait_final(ns: &TestNamespace, name: &str) -> ExecutionStatus {
+    wait_status(ns, name, "final", Duration::from_secs(60), |s| {
+        s.phase.is_final()
+    })
+    .await
+}
+
+pub fn step<'a>(status: &'a ExecutionStatus, id: &str) -> &'a StepStatus {
+    status
+        .steps
+        .iter()
+        .find(|s| s.id == id)
+        .unwrap_or_else(|| panic!("no step {id} in status: {:?}", status.steps))
+}
+
+pub fn env_value(job: &Job, name: &str) -> Option<String> {
+    let pod = job.spec.as_ref()?.template.spec.as_ref()?;
+    let env = pod.containers.first()?.env.as_ref()?;
+    env.iter().find(|e| e.name == name)?.value.clone()
+}
+
+pub async fn jobs_of_step(ns: &TestNamespace, step: &str) -> Vec<Job> {
+    let api: Api<Job> = ns.api();
+    let lp = ListParams::default().labels(&format!("stackpulse.io/step={step}"));
+    api.list(&lp).await.expect("listing Jobs").items
+}
