@@ -546,3 +546,95 @@ async fn runner_ready_says_whether_its_secret_exists() {
     operator.stop().await;
     ns.cleanup().await;
 }
+
+/// Polls (every 100 ms, up to 60 s) until the Execution is gone.
+async fn wait_gone(ns: &TestNamespace, name: &str, why: &str) {
+    let api: Api<Execution> = ns.api();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while api
+        .get_opt(name)
+        .await
+        .expect("reading an Execution")
+        .is_some()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "Execution {name} not deleted ({why}) within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `historyLimit` keeps the newest finished run per outcome and deletes the older
+/// ones with their Jobs; `ttlSecondsAfterFinished` deletes a run once it expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_executions_go_by_history_limit_and_ttl() {
+    let ns = setup("ctl-history").await;
+    ns.set_default_log("ok\n").await;
+    create::<Playbook>(
+        &ns,
+        json!({
+            "apiVersion": "stackpulse.io/v1", "kind": "Playbook",
+            "metadata": {"name": "quick"},
+            "spec": {
+                "steps": [{"id": "check", "image": "busybox"}],
+                "historyLimit": {"succeeded": 1}
+            }
+        }),
+    )
+    .await;
+    let operator = Operator::start(&ns);
+    execution(&ns, "quick-1", "quick", json!({})).await;
+    assert_eq!(
+        wait_final(&ns, "quick-1").await.phase,
+        ExecutionPhase::Succeeded
+    );
+    let first_jobs = jobs_of_step(&ns, "check").await;
+    assert_eq!(first_jobs.len(), 1);
+
+    execution(&ns, "quick-2", "quick", json!({})).await;
+    assert_eq!(
+        wait_final(&ns, "quick-2").await.phase,
+        ExecutionPhase::Succeeded
+    );
+    wait_gone(&ns, "quick-1", "historyLimit.succeeded 1").await;
+    let api: Api<Execution> = ns.api();
+    assert!(
+        api.get_opt("quick-2")
+            .await
+            .expect("reading quick-2")
+            .is_some(),
+        "the newest run is kept"
+    );
+    // The older run's Job goes with it (owner reference, garbage collector).
+    let jobs: Api<Job> = ns.api();
+    let old_job = first_jobs[0].metadata.name.clone().expect("a Job name");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while jobs
+        .get_opt(&old_job)
+        .await
+        .expect("reading a Job")
+        .is_some()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "Job {old_job} outlived its Execution"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    create::<Execution>(
+        &ns,
+        json!({
+            "apiVersion": "stackpulse.io/v1", "kind": "Execution",
+            "metadata": {"name": "short-lived"},
+            "spec": {"playbookRef": {"name": "quick"}, "ttlSecondsAfterFinished": 2}
+        }),
+    )
+    .await;
+    let finished = wait_final(&ns, "short-lived").await;
+    assert_eq!(finished.phase, ExecutionPhase::Succeeded);
+    wait_gone(&ns, "short-lived", "ttlSecondsAfterFinished 2").await;
+    operator.stop().await;
+    ns.cleanup().await;
+}

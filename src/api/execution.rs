@@ -53,6 +53,12 @@ pub struct ExecutionSpec {
     /// Set to true to stop the run: running Jobs are deleted and the phase becomes Cancelled.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cancel: bool,
+    /// Seconds to keep this Execution after it finished; then the controller deletes
+    /// it (and its Jobs). Unset: kept until deleted or pruned by the Playbook's
+    /// `historyLimit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "int32"))]
+    pub ttl_seconds_after_finished: Option<u32>,
 }
 
 /// One person's approval of one step.

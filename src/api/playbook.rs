@@ -48,6 +48,24 @@ pub struct PlaybookSpec {
     /// A step output field named `severity` sets it too; this template wins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub severity: Option<String>,
+    /// How many finished Executions of this playbook to keep; the controller deletes
+    /// older ones (with their Jobs) when another one finishes. Unset: keep them all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_limit: Option<HistoryLimit>,
+}
+
+/// How many finished Executions of one playbook to keep, newest first, per outcome.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryLimit {
+    /// Succeeded Executions to keep (unset: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "int32"))]
+    pub succeeded: Option<u32>,
+    /// Failed and Cancelled Executions to keep (unset: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "int32"))]
+    pub failed: Option<u32>,
 }
 
 /// A declared input of a playbook.
@@ -178,8 +196,9 @@ pub struct Step {
     /// Container image the step runs. Required for a step; empty for a block.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub image: String,
-    /// Name of the Runner (in the Execution's namespace) the step runs on.
-    /// Default: `default`.
+    /// Name of the Runner (in the Execution's namespace) the step runs on. Unset: the
+    /// Runner named `default` when there is one, else a plain Job with no Runner
+    /// settings (the namespace's default ServiceAccount, no node selector).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner: Option<String>,
     /// Overrides the image's entrypoint. Each item is a template.

@@ -58,6 +58,12 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("deleting finished Execution {name}: {source}")]
+    DeleteExecution {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
 }
 
 impl Error {
@@ -71,6 +77,7 @@ impl Error {
             Self::WriteStatus { .. } => "write_status",
             Self::CreateJob { .. } => "create_job",
             Self::DeleteJob { .. } => "delete_job",
+            Self::DeleteExecution { .. } => "delete_execution",
         }
     }
 

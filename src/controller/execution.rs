@@ -17,7 +17,7 @@ use kube::runtime::controller::Action;
 use tracing::Instrument;
 
 use super::error::error_action;
-use super::{Context, Error, apply, observe};
+use super::{Context, Error, apply, history, observe};
 use crate::api::Execution;
 use crate::engine::plan::plan;
 
@@ -67,7 +67,8 @@ async fn reconcile_execution(exec: &Execution, ctx: &Context) -> Result<Action, 
     }
     let plan = plan(&input, Timestamp::now());
     apply::apply(ctx, exec, &input.status, &plan).await?;
-    Ok(match plan.requeue_after {
+    let ttl = history::enforce(ctx, exec, &plan.status).await?;
+    Ok(match plan.requeue_after.into_iter().chain(ttl).min() {
         Some(after) => Action::requeue(after),
         // Every change that matters (a pod ending, a Job failing, an edit) is an event.
         None => Action::await_change(),

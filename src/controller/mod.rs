@@ -29,6 +29,7 @@
 mod apply;
 mod error;
 mod execution;
+mod history;
 mod observe;
 mod playbook;
 mod runner;
@@ -93,6 +94,8 @@ pub struct Context {
     pub pods: Store<Pod>,
     pub playbooks: Store<DeserializeGuard<Playbook>>,
     pub runners: Store<DeserializeGuard<Runner>>,
+    /// The Execution controller's own cache (history limits count finished runs in it).
+    pub executions: Store<DeserializeGuard<Execution>>,
     /// True once all four caches above hold their first list. Reconciles wait on this
     /// flag, never on `Store::wait_until_ready` (which wakes only the last of several
     /// concurrent waiters: kube-runtime 5's `DelayedInit` holds one waker).
@@ -219,6 +222,7 @@ pub async fn run(
         pods,
         playbooks,
         runners,
+        executions: exec_store.clone(),
         failures: Failures::default(),
     });
     let shutdown = shutdown.shared();

@@ -5,6 +5,7 @@
 
 pub mod context;
 pub mod convert;
+pub mod history;
 pub mod job;
 pub mod lint;
 pub mod message;

@@ -47,6 +47,7 @@ fn context(client: kube::Client) -> Context {
         pods: reflector::store().0,
         playbooks: reflector::store().0,
         runners: reflector::store().0,
+        executions: reflector::store().0,
         caches_ready: tokio::sync::watch::channel(true).1,
         failures: Default::default(),
     }

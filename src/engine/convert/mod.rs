@@ -360,6 +360,7 @@ fn playbook(doc: &Value) -> Result<Conversion, ConvertError> {
         params,
         steps,
         severity: None,
+        history_limit: None,
     };
     let mut pb = Playbook::new(&name, spec);
     pb.metadata = meta;

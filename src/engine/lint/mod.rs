@@ -280,19 +280,18 @@ impl Lint<'_> {
         {
             self.error(&format!("{path}.outputParser"), &e.to_string());
         }
-        let runner = s.runner.as_deref().unwrap_or("default");
+        // No runner set is always fine: the step runs on Runner `default` when there
+        // is one, else as a plain Job (what the planner does).
+        let Some(runner) = s.runner.as_deref() else {
+            return;
+        };
         if runner.contains("{{") {
             self.template(&format!("{path}.runner"), runner, scope);
         } else if let Some(known) = self.runners
             && !known.iter().any(|r| r == runner)
         {
-            let what = if s.runner.is_none() {
-                format!("runs on Runner '{runner}' (no runner set)")
-            } else {
-                format!("Runner '{runner}'")
-            };
             let msg = format!(
-                "{what} does not exist (known: {}){}: create it or name one of those",
+                "Runner '{runner}' does not exist (known: {}){}: create it or name one of those",
                 if known.is_empty() {
                     "none".to_string()
                 } else {

@@ -208,7 +208,7 @@ mod tests {
         );
         assert!(
             c.message
-                .ends_with(" (and 2 more: run playbook-operator lint)"),
+                .ends_with(" (and 1 more: run playbook-operator lint)"),
             "{}",
             c.message
         );

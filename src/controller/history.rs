@@ -1,0 +1,108 @@
+//! Deleting finished Executions: one past its `ttlSecondsAfterFinished`, and the
+//! oldest of its Playbook's beyond `historyLimit` (decided by `engine::history`).
+//!
+//! Runs after a reconcile has applied its plan, so it sees the phase just written.
+//! Deletes carry the Execution's uid as a precondition: a new Execution created under
+//! the same name in the meantime is never deleted. Jobs and Pods go with their
+//! Execution through owner references (background propagation).
+
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Preconditions};
+use kube::runtime::reflector::ObjectRef;
+
+use super::{Context, Error};
+use crate::api::{Execution, ExecutionStatus};
+use crate::engine::history::{Finished, beyond_limit, ttl_left};
+
+/// Enforces the TTL of `exec` (whose status is now `status`) and the history limit of
+/// its Playbook. Returns when to look again for the TTL, if it has not expired yet.
+pub async fn enforce(
+    ctx: &Context,
+    exec: &Execution,
+    status: &ExecutionStatus,
+) -> Result<Option<Duration>, Error> {
+    if !status.phase.is_final() {
+        return Ok(None);
+    }
+    let ns = exec.namespace().unwrap_or_default();
+    let api: Api<Execution> = Api::namespaced(ctx.client.clone(), &ns);
+    match ttl_left(
+        exec.spec.ttl_seconds_after_finished,
+        status,
+        Timestamp::now(),
+    ) {
+        Some(left) if left.is_zero() => {
+            tracing::info!("deleting the Execution: ttlSecondsAfterFinished has passed");
+            delete(&api, &ns, &exec.name_any(), exec.uid()).await?;
+            return Ok(None);
+        }
+        Some(left) => return prune(ctx, &api, exec).await.map(|()| Some(left)),
+        None => {}
+    }
+    prune(ctx, &api, exec).await.map(|()| None)
+}
+
+/// Deletes the finished Executions of `exec`'s Playbook beyond its history limit.
+async fn prune(ctx: &Context, api: &Api<Execution>, exec: &Execution) -> Result<(), Error> {
+    let ns = exec.namespace().unwrap_or_default();
+    let playbook = &exec.spec.playbook_ref.name;
+    let limit = ctx
+        .playbooks
+        .get(&ObjectRef::new(playbook).within(&ns))
+        .and_then(|pb| pb.0.as_ref().ok()?.spec.history_limit);
+    let Some(limit) = limit else { return Ok(()) };
+    let cached = ctx.executions.state();
+    let mut uids = std::collections::HashMap::new();
+    let finished: Vec<Finished> = cached
+        .iter()
+        .filter_map(|e| e.0.as_ref().ok())
+        .filter(|e| e.namespace().as_deref() == Some(&ns) && &e.spec.playbook_ref.name == playbook)
+        .filter_map(|e| {
+            let st = e.status.as_ref()?;
+            st.phase.is_final().then(|| {
+                let name = e.metadata.name.as_deref().unwrap_or_default();
+                uids.insert(name, e.uid());
+                Finished {
+                    name,
+                    phase: st.phase,
+                    finished_at: st.finished_at.as_ref().map(|t| t.0),
+                    created_at: e.metadata.creation_timestamp.as_ref().map(|t| t.0),
+                }
+            })
+        })
+        .collect();
+    for name in beyond_limit(&finished, &limit) {
+        tracing::info!(pruned = %name, playbook = %playbook, "deleting an Execution beyond the Playbook's historyLimit");
+        delete(api, &ns, name, uids.get(name).cloned().flatten()).await?;
+    }
+    Ok(())
+}
+
+/// Deletes one Execution if it still is the one with `uid`; gone or replaced is fine.
+async fn delete(
+    api: &Api<Execution>,
+    ns: &str,
+    name: &str,
+    uid: Option<String>,
+) -> Result<(), Error> {
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid,
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    };
+    match api.delete(name, &params).await {
+        Ok(_) => Ok(()),
+        // 404: already gone; 409: the uid precondition failed, so it is a newer
+        // Execution under the same name, which is not ours to delete.
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        Err(source) => Err(Error::DeleteExecution {
+            name: format!("{ns}/{name}"),
+            source,
+        }),
+    }
+}
