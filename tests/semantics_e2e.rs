@@ -51,15 +51,11 @@ async fn a_step_past_its_timeout_is_stopped_and_fails() {
     )
     .await;
     let operator = Operator::start(&ns);
-    let started = Instant::now();
     execution(&ns, "stops-1", "stops", json!({})).await;
     execution(&ns, "goes-on-1", "goes-on", json!({})).await;
 
+    // wait_final gives up after 60 s: only the timeout can end the step before that.
     let status = wait_final(&ns, "stops-1").await;
-    assert!(
-        started.elapsed() < Duration::from_secs(60),
-        "ended by the timeout, not by the pod"
-    );
     assert_eq!(status.phase, ExecutionPhase::Failed, "{status:?}");
     let hang = step(&status, "hang");
     assert_eq!(hang.state, StepState::Failed);
@@ -315,7 +311,9 @@ async fn foreach_runs_one_job_per_item_with_its_value_and_output() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dag_runs_its_branches_in_parallel_and_joins() {
     let ns = setup("sem-dag").await;
-    runner(&ns, "slow", json!({common::DURATION_ANNOTATION: "2s"})).await;
+    // Branch pods live 3 s: their overlap shows at whole-second timestamps even if
+    // the two creates are a second apart on a busy machine.
+    runner(&ns, "slow", json!({common::DURATION_ANNOTATION: "3s"})).await;
     ns.set_container_log("a", &step_log("seeding", json!({"seed": "s1"})))
         .await;
     ns.set_container_log("b", &step_log("left", json!({"left": "L"})))
