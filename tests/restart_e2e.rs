@@ -1,0 +1,347 @@
+//! Crash safety end to end: the operator binary, killed with SIGKILL again and again
+//! in the middle of a 4-step run and restarted each time, still finishes the run with
+//! exactly one Job per step attempt and every output passed on.
+//!
+//! Unlike the other controller tests the operator runs as a child process (the real
+//! `playbook-operator run`), because only a process can be SIGKILLed: no graceful
+//! shutdown, no destructors, in-flight requests cut wherever they are.
+//!
+//! Needs a cluster: `make test-e2e`, or `make cluster-up` then
+//! `cargo test --test restart_e2e`.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::OpenOptions;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::TestNamespace;
+use common::operator::*;
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ResourceQuota;
+use kube::api::Api;
+use kube::runtime::{WatchStreamExt, watcher};
+use playbook_operator::api::{ExecutionPhase, StepState};
+use serde_json::json;
+
+/// The operator as a child process, its stdout and stderr appended to one file. Killed
+/// when dropped; if the test is panicking, the file is printed first, so a failure
+/// shows what every incarnation of the controller did.
+struct OperatorProcess {
+    namespace: String,
+    log: PathBuf,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl OperatorProcess {
+    fn start(ns: &TestNamespace) -> Self {
+        let log = std::env::temp_dir().join(format!("playbook-operator-{}.log", ns.name));
+        let mut p = Self {
+            namespace: ns.name.clone(),
+            log,
+            child: None,
+            starts: 0,
+        };
+        p.spawn();
+        p
+    }
+
+    fn spawn(&mut self) {
+        self.starts += 1;
+        self.note(&format!("start #{}", self.starts));
+        let out = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap_or_else(|e| panic!("opening {}: {e}", self.log.display()));
+        let err = out.try_clone().expect("cloning the log file handle");
+        let child = Command::new(env!("CARGO_BIN_EXE_playbook-operator"))
+            .args(["run", "-n", &self.namespace, "--log-format", "json"])
+            .env("KUBECONFIG", common::kubeconfig_path())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("starting playbook-operator run");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL (what `Child::kill` sends on Unix), after checking the operator was
+    /// still running: one that died by itself would make this test prove nothing.
+    fn kill(&mut self, moment: &str) {
+        let mut child = self.child.take().expect("the operator is running");
+        let exited = child.try_wait().expect("polling the operator");
+        assert!(
+            exited.is_none(),
+            "the operator exited by itself ({exited:?}) before the kill {moment}"
+        );
+        child.kill().expect("SIGKILL to the operator");
+        child.wait().expect("reaping the operator");
+        self.note(&format!("SIGKILL {moment}"));
+    }
+
+    fn restart(&mut self) {
+        self.spawn();
+    }
+
+    /// Polls the log (all incarnations) until it contains `text`.
+    async fn wait_log(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            if log.contains(text) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the operator did not log {text:?} within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A marker line in the log, between the JSON lines of two incarnations.
+    fn note(&self, what: &str) {
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap_or_else(|e| panic!("opening {}: {e}", self.log.display()));
+        let _ = writeln!(f, "=== restart_e2e: {what} ===");
+    }
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            eprintln!("---- operator log {} ----\n{text}", self.log.display());
+        } else {
+            let _ = std::fs::remove_file(&self.log);
+        }
+    }
+}
+
+/// Every Job uid ever seen, per step label and Job name, from a watch that runs for
+/// the whole test: a Job deleted and created again under the same name shows up as
+/// a second uid even if the test never lists it in between.
+fn record_jobs(ns: &TestNamespace) -> (Arc<Mutex<JobsSeen>>, tokio::task::JoinHandle<()>) {
+    let seen = Arc::new(Mutex::new(JobsSeen::new()));
+    let api: Api<Job> = ns.api();
+    let sink = Arc::clone(&seen);
+    let task = tokio::spawn(async move {
+        let jobs = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .applied_objects();
+        futures::pin_mut!(jobs);
+        while let Some(job) = jobs.next().await {
+            let Ok(job) = job else { continue };
+            let labels = job.metadata.labels.clone().unwrap_or_default();
+            let step = labels
+                .get("stackpulse.io/step")
+                .cloned()
+                .unwrap_or_default();
+            let name = job.metadata.name.clone().unwrap_or_default();
+            let uid = job.metadata.uid.clone().unwrap_or_default();
+            let mut seen = sink.lock().unwrap_or_else(|p| p.into_inner());
+            seen.entry(step)
+                .or_default()
+                .entry(name)
+                .or_default()
+                .insert(uid);
+        }
+    });
+    (seen, task)
+}
+
+/// step label -> Job name -> uids.
+type JobsSeen = BTreeMap<String, BTreeMap<String, BTreeSet<String>>>;
+
+/// Polls until the step has a Job.
+async fn wait_job(ns: &TestNamespace, step: &str) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if !jobs_of_step(ns, step).await.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "step {step}: no Job within 90 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Quota admission refuses every create until the quota controller has filled in the
+/// quota's status; after that it counts on its own.
+async fn wait_quota_enforced(api: &Api<ResourceQuota>, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let quota = api.get(name).await.expect("reading the quota");
+        if quota
+            .status
+            .and_then(|s| s.hard)
+            .is_some_and(|h| h.contains_key("count/jobs.batch"))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ResourceQuota {name} has no status within 60 s (is kube-controller-manager up?)"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+const STEPS: [&str; 4] = ["s1", "s2", "s3", "s4"];
+
+/// Four steps of about 1.5 s each, each taking the previous one's output in its env.
+/// The operator is SIGKILLed at five moments and restarted each time: just after a
+/// Job was created; down for longer than a pod lives, so a container ends unseen;
+/// while a step's pod runs; between writing a step Running and creating its Job (held
+/// open by a ResourceQuota that refuses the Job); while it is still starting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkilled_operator_restarts_and_finishes_with_one_job_per_attempt() {
+    let ns = setup("restart").await;
+    runner(
+        &ns,
+        "default",
+        json!({common::DURATION_ANNOTATION: "1500ms"}),
+    )
+    .await;
+    for (i, id) in STEPS.iter().enumerate() {
+        let output = json!({ format!("out{}", i + 1): format!("v{}", i + 1) });
+        ns.set_container_log(id, &step_log(&format!("{id} working"), output))
+            .await;
+    }
+    let steps: Vec<_> = STEPS
+        .iter()
+        .enumerate()
+        .map(|(i, id)| match i {
+            0 => json!({"id": id, "image": "busybox"}),
+            _ => json!({"id": id, "image": "busybox",
+                        "env": {"IN": format!("{{{{ .steps.s{i}.outputs.out{i} }}}}")}}),
+        })
+        .collect();
+    playbook(&ns, "four", json!(steps)).await;
+    let (seen, recorder) = record_jobs(&ns);
+    // Room for s1-s3 only: the API server refuses s4's Job until the test lifts this.
+    let quotas: Api<ResourceQuota> = ns.api();
+    let _: ResourceQuota = create(
+        &ns,
+        json!({
+            "apiVersion": "v1", "kind": "ResourceQuota",
+            "metadata": {"name": "three-jobs"},
+            "spec": {"hard": {"count/jobs.batch": "3"}}
+        }),
+    )
+    .await;
+    wait_quota_enforced(&quotas, "three-jobs").await;
+
+    let mut operator = OperatorProcess::start(&ns);
+    execution(&ns, "four-1", "four", json!({})).await;
+
+    wait_job(&ns, "s1").await;
+    operator.kill("just after s1's Job was created");
+    operator.restart();
+
+    wait_job(&ns, "s2").await;
+    operator.kill("just after s2's Job was created");
+    // Down for longer than s2's pod lives: the next incarnation finds the container
+    // ended and must read its log then.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    operator.restart();
+
+    wait_job(&ns, "s3").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    operator.kill("while s3's pod runs");
+    operator.restart();
+
+    // s4 is written Running (status first), then its create is refused by the quota:
+    // the state a crash between the status write and the Job create leaves behind.
+    wait_status(&ns, "four-1", "s4 Running", Duration::from_secs(90), |s| {
+        s.steps
+            .iter()
+            .any(|st| st.id == "s4" && st.state == StepState::Running && st.job_name.is_some())
+    })
+    .await;
+    operator.wait_log("exceeded quota").await;
+    operator.kill("with s4 Running in status and its Job refused");
+    assert!(
+        jobs_of_step(&ns, "s4").await.is_empty(),
+        "s4's Job was refused"
+    );
+    quotas
+        .delete("three-jobs", &Default::default())
+        .await
+        .expect("deleting the quota");
+    operator.restart();
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    operator.kill("while starting (caches listing)");
+    operator.restart();
+
+    let status = wait_status(&ns, "four-1", "final", Duration::from_secs(120), |s| {
+        s.phase.is_final()
+    })
+    .await;
+    assert_eq!(
+        status.phase,
+        ExecutionPhase::Succeeded,
+        "{}",
+        serde_yaml::to_string(&status).unwrap_or_default()
+    );
+
+    let seen = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    for (i, id) in STEPS.iter().enumerate() {
+        let s = step(&status, id);
+        assert_eq!(
+            (s.state, s.attempt, s.exit_code),
+            (StepState::Succeeded, 1, Some(0)),
+            "{s:?}"
+        );
+        let n = i + 1;
+        assert_eq!(
+            s.outputs,
+            Some(json!({ format!("out{n}"): format!("v{n}") })),
+            "{id}"
+        );
+        let jobs = jobs_of_step(&ns, id).await;
+        assert_eq!(jobs.len(), 1, "one Job for {id}: {jobs:?}");
+        let job = &jobs[0];
+        let labels = job.metadata.labels.clone().unwrap_or_default();
+        assert_eq!(
+            labels.get("stackpulse.io/attempt").map(String::as_str),
+            Some("1")
+        );
+        assert_eq!(job.metadata.name, s.job_name, "{id}");
+        let ever = seen.get(*id).cloned().unwrap_or_default();
+        let uid = job.metadata.uid.clone().unwrap_or_default();
+        assert_eq!(
+            ever,
+            BTreeMap::from([(
+                job.metadata.name.clone().unwrap_or_default(),
+                BTreeSet::from([uid])
+            )]),
+            "step {id}: Jobs ever seen (name -> uids); more than one means a Job was duplicated or recreated"
+        );
+        if i > 0 {
+            assert_eq!(
+                env_value(job, "IN"),
+                Some(format!("v{i}")),
+                "{id} got s{i}'s output"
+            );
+        }
+    }
+    recorder.abort();
+    drop(operator);
+    ns.cleanup().await;
+}
