@@ -44,15 +44,19 @@ pub struct Finished<'a> {
 /// have not finished are never named.
 pub fn beyond_limit<'a>(finished: &[Finished<'a>], limit: &HistoryLimit) -> Vec<&'a str> {
     let mut doomed = Vec::new();
-    let kinds: [(Option<u32>, fn(ExecutionPhase) -> bool); 2] = [
-        (limit.succeeded, |p| p == ExecutionPhase::Succeeded),
-        (limit.failed, |p| {
-            matches!(p, ExecutionPhase::Failed | ExecutionPhase::Cancelled)
-        }),
+    let kinds = [
+        (limit.succeeded, &[ExecutionPhase::Succeeded][..]),
+        (
+            limit.failed,
+            &[ExecutionPhase::Failed, ExecutionPhase::Cancelled][..],
+        ),
     ];
-    for (keep, counts) in kinds {
+    for (keep, phases) in kinds {
         let Some(keep) = keep else { continue };
-        let mut runs: Vec<&Finished> = finished.iter().filter(|f| counts(f.phase)).collect();
+        let mut runs: Vec<&Finished> = finished
+            .iter()
+            .filter(|f| phases.contains(&f.phase))
+            .collect();
         // Newest first. Timestamps have 1 s resolution, so runs that finish in the
         // same second are told apart by creation, then by name (every replica picks
         // the same ones); a run without timestamps counts as the oldest.
