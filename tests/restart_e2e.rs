@@ -12,15 +12,12 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::OpenOptions;
-use std::io::Write as _;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::TestNamespace;
 use common::operator::*;
+use common::process::OperatorProcess;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ResourceQuota;
@@ -28,110 +25,6 @@ use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
 use playbook_operator::api::{ExecutionPhase, StepState};
 use serde_json::json;
-
-/// The operator as a child process, its stdout and stderr appended to one file. Killed
-/// when dropped; if the test is panicking, the file is printed first, so a failure
-/// shows what every incarnation of the controller did.
-struct OperatorProcess {
-    namespace: String,
-    log: PathBuf,
-    child: Option<Child>,
-    starts: u32,
-}
-
-impl OperatorProcess {
-    fn start(ns: &TestNamespace) -> Self {
-        let log = std::env::temp_dir().join(format!("playbook-operator-{}.log", ns.name));
-        let mut p = Self {
-            namespace: ns.name.clone(),
-            log,
-            child: None,
-            starts: 0,
-        };
-        p.spawn();
-        p
-    }
-
-    fn spawn(&mut self) {
-        self.starts += 1;
-        self.note(&format!("start #{}", self.starts));
-        let out = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap_or_else(|e| panic!("opening {}: {e}", self.log.display()));
-        let err = out.try_clone().expect("cloning the log file handle");
-        let child = Command::new(env!("CARGO_BIN_EXE_playbook-operator"))
-            .args(["run", "-n", &self.namespace, "--log-format", "json"])
-            .env("KUBECONFIG", common::kubeconfig_path())
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("starting playbook-operator run");
-        self.child = Some(child);
-    }
-
-    /// SIGKILL (what `Child::kill` sends on Unix), after checking the operator was
-    /// still running: one that died by itself would make this test prove nothing.
-    fn kill(&mut self, moment: &str) {
-        let mut child = self.child.take().expect("the operator is running");
-        let exited = child.try_wait().expect("polling the operator");
-        assert!(
-            exited.is_none(),
-            "the operator exited by itself ({exited:?}) before the kill {moment}"
-        );
-        child.kill().expect("SIGKILL to the operator");
-        child.wait().expect("reaping the operator");
-        self.note(&format!("SIGKILL {moment}"));
-    }
-
-    fn restart(&mut self) {
-        self.spawn();
-    }
-
-    /// Polls the log (all incarnations) until it contains `text`.
-    async fn wait_log(&self, text: &str) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            if log.contains(text) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the operator did not log {text:?} within 60 s"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// A marker line in the log, between the JSON lines of two incarnations.
-    fn note(&self, what: &str) {
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap_or_else(|e| panic!("opening {}: {e}", self.log.display()));
-        let _ = writeln!(f, "=== restart_e2e: {what} ===");
-    }
-}
-
-impl Drop for OperatorProcess {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if std::thread::panicking() {
-            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-            eprintln!("---- operator log {} ----\n{text}", self.log.display());
-        } else {
-            let _ = std::fs::remove_file(&self.log);
-        }
-    }
-}
 
 /// Every Job uid ever seen, per step label and Job name, from a watch that runs for
 /// the whole test: a Job deleted and created again under the same name shows up as
@@ -246,7 +139,7 @@ async fn sigkilled_operator_restarts_and_finishes_with_one_job_per_attempt() {
     .await;
     wait_quota_enforced(&quotas, "three-jobs").await;
 
-    let mut operator = OperatorProcess::start(&ns);
+    let mut operator = OperatorProcess::start(&ns, &[]);
     execution(&ns, "four-1", "four", json!({})).await;
 
     wait_job(&ns, "s1").await;

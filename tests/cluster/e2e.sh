@@ -1,54 +1,12 @@
 #!/usr/bin/env bash
-# Run the end-to-end test targets (tests/*e2e*.rs) against a cluster:
-# - PLAYBOOK_OPERATOR_KUBECONFIG set: against that cluster, nothing started/stopped;
-# - else the local cluster: reused if it is already up (and then left up), otherwise
-#   built if needed, started, and ALWAYS stopped afterwards, also when tests fail.
-# Exits with cargo's exit code. Extra arguments go to `cargo test` (after the targets),
-# e.g. tests/cluster/e2e.sh -- --nocapture
+# Run the end-to-end test targets (tests/*e2e*.rs) against a cluster, started and
+# stopped by with-cluster.sh when it is not up already (see there).
+# Extra arguments go to `cargo test` (after the targets), e.g.
+# tests/cluster/e2e.sh -- --nocapture
 set -euo pipefail
-. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.sh"
-cd "$CLUSTER_SCRIPTS_DIR/../.."
-
-if [[ -n "${PLAYBOOK_OPERATOR_KUBECONFIG:-}" ]]; then
-  log "running e2e tests against $PLAYBOOK_OPERATOR_KUBECONFIG"
-  exec cargo test --test '*e2e*' "$@"
-fi
+cd "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/../.."
 
 # Compile first: a build error needs no cluster, and the cluster does not idle
 # through a long compile.
 cargo test --test '*e2e*' --no-run "$@"
-
-STATE="$(cluster_state_dir)"
-started=0
-if "$CLUSTER_SCRIPTS_DIR/up.sh" --status; then
-  log "reusing the running cluster in $STATE (left running afterwards)"
-else
-  "$CLUSTER_SCRIPTS_DIR/build.sh" >/dev/null
-  "$CLUSTER_SCRIPTS_DIR/up.sh" >/dev/null
-  started=1
-fi
-
-stop() {
-  local rc=$?
-  if ((started)); then
-    if ((rc != 0)); then
-      # Keep the logs of a failed run, and show their ends (CI has no other view).
-      for f in "$STATE"/logs/*.log; do
-        [[ -f "$f" ]] || continue
-        log "---- last 15 lines of $f ----"
-        tail -n 15 "$f" >&2 || true
-      done
-      KEEP=1 "$CLUSTER_SCRIPTS_DIR/down.sh" || true
-      log "tests failed (exit $rc); cluster stopped, state and logs kept in $STATE"
-    else
-      "$CLUSTER_SCRIPTS_DIR/down.sh" || true
-    fi
-  fi
-  exit "$rc"
-}
-trap stop EXIT
-trap 'exit 130' INT TERM
-
-export PLAYBOOK_OPERATOR_CLUSTER_DIR="$STATE"
-export KUBECONFIG="$STATE/kubeconfig"
-cargo test --test '*e2e*' "$@"
+exec tests/cluster/with-cluster.sh cargo test --test '*e2e*' "$@"

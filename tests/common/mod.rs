@@ -24,6 +24,7 @@
 #![allow(dead_code)] // each test target uses a different subset
 
 pub mod operator;
+pub mod process;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
