@@ -147,8 +147,15 @@ fn run_refuses_a_zero_log_limit_and_says_when_there_is_no_cluster() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("--log-limit-bytes"));
 
+    // Port 0: the HTTP server binds first, and 8080 may be taken on a test machine.
     let out = Command::new(env!("CARGO_BIN_EXE_playbook-operator"))
-        .args(["run", "--namespace", "nowhere"])
+        .args([
+            "run",
+            "--namespace",
+            "nowhere",
+            "--http-addr",
+            "127.0.0.1:0",
+        ])
         .env("KUBECONFIG", "/nonexistent/kubeconfig")
         .env_remove("KUBERNETES_SERVICE_HOST")
         .output()
@@ -158,5 +165,17 @@ fn run_refuses_a_zero_log_limit_and_says_when_there_is_no_cluster() {
         text(&out.stderr).contains("connecting to the cluster"),
         "{}",
         text(&out.stderr)
+    );
+}
+
+#[test]
+fn run_says_which_address_is_taken_and_how_to_change_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let addr = taken.local_addr().expect("its address").to_string();
+    let out = run(&["run", "--http-addr", &addr]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stderr).trim(),
+        format!("error: cannot listen on {addr}: address in use; set --http-addr")
     );
 }

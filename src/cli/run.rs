@@ -1,14 +1,18 @@
-//! `playbook-operator run`: the controller, until SIGTERM or Ctrl-C.
+//! `playbook-operator run`: the controller and its HTTP server (metrics, probes),
+//! until SIGTERM or Ctrl-C.
 //!
 //! The CLI's `main` is synchronous; the Tokio runtime is built here, for this command
 //! only, so the offline commands stay free of it.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use futures::FutureExt;
 use tracing_subscriber::EnvFilter;
 
 use crate::controller::{self, Config, DEFAULT_LOG_LIMIT_BYTES};
+use crate::server;
 
 /// Arguments of `run`.
 #[derive(clap::Args, Debug)]
@@ -22,6 +26,10 @@ pub struct Args {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Where the HTTP server listens: /metrics, /healthz, /readyz (port 0: any free
+    /// port; the log line "serving HTTP" gives it).
+    #[arg(long, env = "PLAYBOOK_OPERATOR_HTTP_ADDR", default_value = server::DEFAULT_ADDR)]
+    pub http_addr: SocketAddr,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +45,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the Tokio runtime")?;
     runtime.block_on(async {
+        // Bound first: a taken port is reported before anything else starts.
+        let listener = server::bind(args.http_addr).await?;
         let client = kube::Client::try_default()
             .await
             .context("connecting to the cluster (in-cluster config or KUBECONFIG)")?;
@@ -47,12 +57,27 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             instance: std::env::var("POD_NAME").ok().filter(|n| !n.is_empty()),
             ..Config::default()
         };
+        // One signal stops both the controller and the HTTP server.
+        let shutdown = shutdown_signal().shared();
         tracing::info!(
             namespace = config.namespace.as_deref().unwrap_or("(all)"),
             log_limit_bytes = config.log_limit_bytes,
             "starting the controller"
         );
-        controller::run(client, config, shutdown_signal()).await;
+        // The server also stops when the controller does on its own (its watches
+        // ended): a process that serves probes for a dead controller would hide it.
+        let (stopped, controller_stopped) = tokio::sync::oneshot::channel::<()>();
+        let http = server::serve(
+            listener,
+            server::router(config.metrics.clone()),
+            futures::future::select(shutdown.clone(), controller_stopped).map(|_| ()),
+        );
+        let controller = async move {
+            controller::run(client, config, shutdown).await;
+            let _ = stopped.send(());
+        };
+        let ((), served) = futures::join!(controller, http);
+        served?;
         anyhow::Ok(ExitCode::SUCCESS)
     })
 }

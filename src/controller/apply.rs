@@ -9,6 +9,10 @@
 //! 3. Job deletes (background propagation: the Pod goes with the Job; NotFound is fine);
 //! 4. Events, one per real transition. An Event that cannot be written is logged and
 //!    dropped: it must not make the reconcile (and so the status) go round again.
+//!
+//! Metrics are recorded here, where each transition becomes true: an Execution's end
+//! and its steps' durations once the status is written, a Job once created (not on
+//! 409), a hand-off once the next Job exists. What counts is `metrics::transitions`.
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::batch::v1::Job;
@@ -20,12 +24,16 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use std::fmt::Debug;
+use std::time::Instant;
+
+use k8s_openapi::jiff::Timestamp;
 
 use super::{Context, Error, FIELD_MANAGER};
 use crate::api::{Execution, ExecutionStatus};
 use crate::engine::job::ANNOTATION_STEP_ID;
 use crate::engine::message::cut;
 use crate::engine::plan::{EventType, Intent, Plan};
+use crate::metrics::transitions;
 
 /// Most bytes of an Event note the API accepts.
 const MAX_NOTE: usize = 1024;
@@ -39,17 +47,28 @@ pub async fn apply(
 ) -> Result<(), Error> {
     let ns = exec.namespace().unwrap_or_default();
     let name = exec.name_any();
+    let uid = exec.uid().unwrap_or_default();
+    let metrics = &ctx.config.metrics;
+    let changed = transitions(current, &plan.status, Timestamp::now());
     if plan.status != *current {
         write_status::<Execution>(&ctx.client, &ns, &name, &plan.status).await?;
+        metrics.status_written(&uid, &exec.spec.playbook_ref.name, &changed);
     }
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut first_created = None;
     for intent in &plan.intents {
         match intent {
-            Intent::CreateJob(job) => create_job(&jobs, job).await?,
+            Intent::CreateJob(job) => {
+                if create_job(&jobs, job).await? {
+                    metrics.job_created();
+                    first_created.get_or_insert_with(Instant::now);
+                }
+            }
             Intent::DeleteJob { name } => delete_job(&jobs, name).await?,
             Intent::Event { .. } => {}
         }
     }
+    metrics.jobs_applied(&uid, &changed, first_created);
     let reference = exec.object_ref(&());
     for intent in &plan.intents {
         let Some(event) = to_event(intent) else {
@@ -101,7 +120,8 @@ where
     Ok(())
 }
 
-async fn create_job(api: &Api<Job>, job: &Job) -> Result<(), Error> {
+/// Creates `job`; true when this call created it, false when it existed (ours).
+async fn create_job(api: &Api<Job>, job: &Job) -> Result<bool, Error> {
     let name = job.name_any();
     let step = job
         .annotations()
@@ -113,13 +133,16 @@ async fn create_job(api: &Api<Job>, job: &Job) -> Result<(), Error> {
         ..Default::default()
     };
     match api.create(&params, job).await {
-        Ok(_) => tracing::info!(step = %step, job = %name, "Job created"),
-        Err(kube::Error::Api(s)) if s.code == 409 => {
-            tracing::debug!(step = %step, job = %name, "Job exists already: ours")
+        Ok(_) => {
+            tracing::info!(step = %step, job = %name, "Job created");
+            Ok(true)
         }
-        Err(source) => return Err(Error::CreateJob { name, source }),
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            tracing::debug!(step = %step, job = %name, "Job exists already: ours");
+            Ok(false)
+        }
+        Err(source) => Err(Error::CreateJob { name, source }),
     }
-    Ok(())
 }
 
 async fn delete_job(api: &Api<Job>, name: &str) -> Result<(), Error> {

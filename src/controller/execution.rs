@@ -25,8 +25,18 @@ use crate::engine::plan::plan;
 /// retrying with backoff).
 const CACHE_WAIT: Duration = Duration::from_secs(30);
 
-/// Reconciles one Execution.
+/// Reconciles one Execution (timed, errors counted by reason).
 pub async fn reconcile(
+    obj: Arc<DeserializeGuard<Execution>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let metrics = ctx.config.metrics.clone();
+    metrics
+        .reconcile("execution", reconcile_guarded(obj, ctx))
+        .await
+}
+
+async fn reconcile_guarded(
     obj: Arc<DeserializeGuard<Execution>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {

@@ -53,6 +53,7 @@ use tokio::sync::watch;
 use crate::api::{Execution, Playbook, Runner};
 use crate::engine::job::LABEL_EXECUTION_UID;
 use crate::engine::plan::Limits;
+use crate::metrics::Metrics;
 use error::Failures;
 
 /// Field manager of everything the controller writes by server-side apply.
@@ -72,6 +73,9 @@ pub struct Config {
     pub limits: Limits,
     /// Name in Events' `reportingInstance` (e.g. the pod name).
     pub instance: Option<String>,
+    /// Where the controller records its metrics; the caller keeps a clone to serve
+    /// them (`server::router`).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Default for Config {
@@ -81,6 +85,7 @@ impl Default for Config {
             log_limit_bytes: DEFAULT_LOG_LIMIT_BYTES,
             limits: Limits::default(),
             instance: None,
+            metrics: Arc::default(),
         }
     }
 }
@@ -161,8 +166,18 @@ pub async fn run(
     let job_events = reflector::reflector(jobs_writer, job_watch).touched_objects();
 
     let (pods, pods_writer) = reflector::store::<Pod>();
-    let pod_watch =
-        watcher(api::<Pod>(&client, ns), ours).modify(|p| p.managed_fields_mut().clear());
+    let pod_watch = {
+        // Seen before the reflector stores the event, so the cache still holds the
+        // Pod as it was: "first delivered terminated" is a comparison with it.
+        let (pods, metrics) = (pods.clone(), config.metrics.clone());
+        watcher(api::<Pod>(&client, ns), ours)
+            .modify(|p| p.managed_fields_mut().clear())
+            .inspect(move |event| {
+                if let Ok(watcher::Event::Apply(pod)) = event {
+                    note_step_end(pod, &pods, &metrics);
+                }
+            })
+    };
     let pod_events = reflector::reflector(pods_writer, pod_watch).touched_objects();
 
     // The Playbook and Runner controllers get a copy of every Playbook and Runner
@@ -213,11 +228,15 @@ pub async fn run(
     let executions = api::<DeserializeGuard<Execution>>(&client, ns);
     let controller = Controller::new(executions, watcher::Config::default());
     let exec_store = controller.store();
+    let caches_ready = caches_ready(&jobs, &pods, &playbooks, &runners);
+    config
+        .metrics
+        .attach(exec_store.clone(), caches_ready.clone());
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
         client,
         config,
-        caches_ready: caches_ready(&jobs, &pods, &playbooks, &runners),
+        caches_ready,
         jobs: jobs.clone(),
         pods,
         playbooks,
@@ -238,11 +257,17 @@ pub async fn run(
     };
     let playbook_controller = playbook::controller(
         ctx.client.clone(),
+        ctx.config.metrics.clone(),
         pb_copied,
         runner_copied_pb,
         shutdown.clone(),
     );
-    let runner_controller = runner::controller(ctx.client.clone(), runner_copied, shutdown.clone());
+    let runner_controller = runner::controller(
+        ctx.client.clone(),
+        ctx.config.metrics.clone(),
+        runner_copied,
+        shutdown.clone(),
+    );
     let execution_controller = controller
         .owns_stream(job_events)
         .watches_stream(pod_events, pod_to_execution)
@@ -268,6 +293,19 @@ pub(crate) async fn log_stream_error<T, E: std::error::Error, R>(
         Ok(_) => {}
         Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
         Err(e) => tracing::warn!(error = %e, "controller stream"),
+    }
+}
+
+/// Records, for the hand-off metric, the moment the watch first shows `pod`'s step
+/// container terminated (`cached`: the Pod as the cache holds it before this event).
+/// A re-list after a watch gap sends `InitApply`, not `Apply`, so what ended while
+/// the watch was down (or before a restart) is not timed.
+fn note_step_end(pod: &Pod, cached: &Store<Pod>, metrics: &Metrics) {
+    let old = cached.get(&ObjectRef::from_obj(pod));
+    if observe::newly_ended(old.as_deref(), pod)
+        && let Some(uid) = pod.labels().get(LABEL_EXECUTION_UID)
+    {
+        metrics.step_container_ended(uid, std::time::Instant::now());
     }
 }
 

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use futures::AsyncReadExt;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus, Pod};
 use kube::ResourceExt;
 use kube::api::{Api, LogParams};
 
@@ -113,14 +113,7 @@ pub fn observe_job(job: &Job, pods: &[&Pod]) -> (ObservedJob, Option<(String, St
             .iter()
             .any(|o| Some(&o.uid) == uid.as_ref())
     }) {
-        let status = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.container_statuses.as_ref());
-        let Some(cs) = status.and_then(|cs| find_container(cs, container.as_deref())) else {
-            continue;
-        };
-        if let Some(t) = cs.state.as_ref().and_then(|s| s.terminated.as_ref()) {
+        if let Some((cs, t)) = terminated_container(pod, container.as_deref()) {
             terminated = Some((
                 Terminated {
                     exit_code: t.exit_code,
@@ -148,6 +141,34 @@ pub fn observe_job(job: &Job, pods: &[&Pod]) -> (ObservedJob, Option<(String, St
 fn step_container(job: &Job) -> Option<String> {
     let pod = job.spec.as_ref()?.template.spec.as_ref()?;
     pod.containers.first().map(|c| c.name.clone())
+}
+
+/// The container `name` of `pod` (`None`: its only container) and how it ended,
+/// once it has terminated.
+fn terminated_container<'a>(
+    pod: &'a Pod,
+    name: Option<&str>,
+) -> Option<(&'a ContainerStatus, &'a ContainerStateTerminated)> {
+    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+    let cs = find_container(statuses, name)?;
+    Some((cs, cs.state.as_ref()?.terminated.as_ref()?))
+}
+
+/// True when `pod`'s step container (the first, as in the Job's pod template) has
+/// terminated: what the Pod watch can tell without the Job.
+pub fn step_container_terminated(pod: &Pod) -> bool {
+    let name = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .map(|c| c.name.as_str());
+    terminated_container(pod, name).is_some()
+}
+
+/// True when `new` shows the step container terminated and `old` (the same Pod
+/// before this change, if known) did not.
+pub fn newly_ended(old: Option<&Pod>, new: &Pod) -> bool {
+    step_container_terminated(new) && !old.is_some_and(step_container_terminated)
 }
 
 fn find_container<'a>(

@@ -27,6 +27,7 @@ use super::error::{Failures, error_action};
 use super::{Error, log_stream_error};
 use crate::api::{Playbook, PlaybookStatus, Runner};
 use crate::engine::lint::{READY, ready_condition};
+use crate::metrics::Metrics;
 
 /// How long a reconcile waits for the Runner cache's first list.
 const CACHE_WAIT: Duration = Duration::from_secs(30);
@@ -34,6 +35,7 @@ const CACHE_WAIT: Duration = Duration::from_secs(30);
 /// What the Playbook reconciles share.
 pub struct Context {
     client: Client,
+    metrics: Arc<Metrics>,
     /// The Runners, to check the steps' `runner` against.
     runners: Store<DeserializeGuard<Runner>>,
     /// True once the Runners were listed (a watch channel: any number of reconciles
@@ -47,6 +49,7 @@ pub struct Context {
 /// runs until `shutdown` completes or the copies end.
 pub fn controller(
     client: Client,
+    metrics: Arc<Metrics>,
     playbook_events: UnboundedReceiver<watcher::Event<DeserializeGuard<Playbook>>>,
     runner_events: UnboundedReceiver<watcher::Event<DeserializeGuard<Runner>>>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
@@ -65,6 +68,7 @@ pub fn controller(
         .touched_objects();
     let ctx = Arc::new(Context {
         client,
+        metrics,
         runners,
         runners_listed,
         failures: Failures::default(),
@@ -80,11 +84,16 @@ pub fn controller(
         .for_each(log_stream_error)
 }
 
-/// Reconciles one Playbook.
+/// Reconciles one Playbook (timed, errors counted by reason).
 pub async fn reconcile(
     obj: Arc<DeserializeGuard<Playbook>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    let metrics = ctx.metrics.clone();
+    metrics.reconcile("playbook", check(obj, ctx)).await
+}
+
+async fn check(obj: Arc<DeserializeGuard<Playbook>>, ctx: Arc<Context>) -> Result<Action, Error> {
     let name = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
     let pb = match &obj.0 {
         Ok(pb) => pb,
@@ -211,6 +220,7 @@ mod tests {
         let (tx, rx) = watch::channel(true);
         let ctx = Context {
             client,
+            metrics: Arc::default(),
             runners: store,
             runners_listed: rx,
             failures: Failures::default(),

@@ -28,6 +28,7 @@ use super::error::{Failures, error_action};
 use super::{Error, log_stream_error};
 use crate::api::{Runner, RunnerStatus};
 use crate::engine::lint::{READY, SecretCheck, runner_ready_condition};
+use crate::metrics::Metrics;
 
 /// Re-check of a Runner whose Secret is missing: soon, it is probably being created.
 pub const RECHECK_MISSING: Duration = Duration::from_secs(10);
@@ -37,6 +38,7 @@ pub const RECHECK_FOUND: Duration = Duration::from_secs(300);
 /// What the Runner reconciles share.
 pub struct Context {
     client: Client,
+    metrics: Arc<Metrics>,
     /// Consecutive transient failures per Runner, for the error backoff.
     failures: Failures<DeserializeGuard<Runner>>,
 }
@@ -45,6 +47,7 @@ pub struct Context {
 /// see `super`); runs until `shutdown` completes or the copies end.
 pub fn controller(
     client: Client,
+    metrics: Arc<Metrics>,
     runner_events: UnboundedReceiver<watcher::Event<DeserializeGuard<Runner>>>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> impl Future<Output = ()> {
@@ -52,6 +55,7 @@ pub fn controller(
     let trigger = reflector::reflector(writer, runner_events.map(Ok)).applied_objects();
     let ctx = Arc::new(Context {
         client,
+        metrics,
         failures: Failures::default(),
     });
     Controller::for_stream(trigger, runners)
@@ -60,11 +64,16 @@ pub fn controller(
         .for_each(log_stream_error)
 }
 
-/// Reconciles one Runner.
+/// Reconciles one Runner (timed, errors counted by reason).
 pub async fn reconcile(
     obj: Arc<DeserializeGuard<Runner>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    let metrics = ctx.metrics.clone();
+    metrics.reconcile("runner", check(obj, ctx)).await
+}
+
+async fn check(obj: Arc<DeserializeGuard<Runner>>, ctx: Arc<Context>) -> Result<Action, Error> {
     let name = format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any());
     let runner = match &obj.0 {
         Ok(runner) => runner,

@@ -8,10 +8,12 @@
 
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, ListParams, PostParams};
 use playbook_operator::api::{Execution, ExecutionStatus, Playbook, Runner, StepStatus};
 use playbook_operator::controller::{self, Config};
+use playbook_operator::server;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -39,6 +41,39 @@ impl Operator {
             stop: Some(tx),
             task,
         }
+    }
+
+    /// Like [`Operator::start`], with the HTTP server (`/metrics`, `/readyz`) as
+    /// `run` serves it, on 127.0.0.1 and a free port: returns that address.
+    pub async fn start_serving(ns: &TestNamespace) -> (Self, std::net::SocketAddr) {
+        let (tx, rx) = oneshot::channel::<()>();
+        let config = Config {
+            namespace: Some(ns.name.clone()),
+            ..Config::default()
+        };
+        let listener = server::bind(([127, 0, 0, 1], 0).into())
+            .await
+            .expect("binds a free port");
+        let addr = listener.local_addr().expect("a bound address");
+        let shutdown = async move {
+            let _ = rx.await;
+        }
+        .shared();
+        let http = server::serve(
+            listener,
+            server::router(config.metrics.clone()),
+            shutdown.clone(),
+        );
+        let controller = controller::run(ns.client.clone(), config, shutdown);
+        let task = tokio::spawn(async move {
+            let ((), served) = futures::join!(controller, http);
+            served.expect("the HTTP server runs until shutdown");
+        });
+        let operator = Self {
+            stop: Some(tx),
+            task,
+        };
+        (operator, addr)
     }
 
     /// Graceful shutdown: the future returns once in-flight reconciles are done.

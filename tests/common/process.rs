@@ -49,6 +49,9 @@ impl OperatorProcess {
             .args(&self.args)
             .env("KUBECONFIG", super::kubeconfig_path())
             .env("RUST_LOG", "info")
+            // Any free port for /metrics: tests (and other operators on the machine)
+            // run side by side; an `--http-addr` in ARGS still wins over the env.
+            .env("PLAYBOOK_OPERATOR_HTTP_ADDR", "127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

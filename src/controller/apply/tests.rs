@@ -121,6 +121,11 @@ async fn status_then_jobs_then_events() {
             "POST /apis/events.k8s.io/v1/namespaces/ns/events",
         ]
     );
+    let metrics = ctx.config.metrics.render();
+    assert!(
+        metrics.contains("\nplaybook_jobs_created_total 1\n"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -144,6 +149,11 @@ async fn an_unchanged_status_is_not_written_and_an_existing_job_is_ours() {
     let log = log.lock().unwrap().clone();
     assert!(log.iter().all(|l| !l.starts_with("PATCH")), "{log:?}");
     assert_eq!(log.len(), 3, "{log:?}");
+    let metrics = ctx.config.metrics.render();
+    assert!(
+        metrics.contains("\nplaybook_jobs_created_total 0\n"),
+        "a 409 is not a creation: {metrics}"
+    );
 }
 
 #[tokio::test]

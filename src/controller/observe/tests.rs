@@ -173,3 +173,35 @@ fn a_kubelet_400_is_retried_only_shortly_after_the_container_ended() {
     );
     assert!(!super::within_grace(&input, "missing"));
 }
+
+#[test]
+fn a_step_end_is_new_only_on_the_event_that_first_shows_it() {
+    let running = pod("j-abc", "job-uid", "get-info", None);
+    let ended = pod("j-abc", "job-uid", "get-info", Some(0));
+    assert!(newly_ended(Some(&running), &ended));
+    assert!(
+        newly_ended(None, &ended),
+        "created and ended between two events"
+    );
+    assert!(
+        !newly_ended(Some(&ended), &ended),
+        "a later update of an ended Pod"
+    );
+    assert!(!newly_ended(None, &running));
+}
+
+#[test]
+fn the_step_container_is_the_first_one_not_a_sidecar() {
+    let sidecar_ended: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "j-abc", "namespace": "ns"},
+        "spec": {"containers": [{"name": "get-info"}, {"name": "proxy"}]},
+        "status": {"containerStatuses": [
+            {"name": "proxy", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+             "state": {"terminated": {"exitCode": 0}}},
+            {"name": "get-info", "image": "i", "imageID": "", "ready": true, "restartCount": 0,
+             "state": {"running": {}}}
+        ]}
+    }))
+    .expect("a Pod");
+    assert!(!step_container_terminated(&sidecar_ended));
+}

@@ -1,0 +1,461 @@
+//! Prometheus metrics of the operator, served on `/metrics` by [`crate::server`].
+//!
+//! The names are a contract (a benchmark and a Grafana dashboard read them):
+//! `playbook_executions_total{playbook,result}`, `playbook_executions_running`,
+//! `playbook_step_duration_seconds{phase}`, `playbook_step_handoff_seconds`,
+//! `playbook_reconcile_errors_total{controller,reason}`,
+//! `playbook_reconcile_duration_seconds{controller}`, `playbook_jobs_created_total`.
+//!
+//! One [`Metrics`] is created by the caller of `controller::run` (it rides in the
+//! controller's `Config`) and shared with the HTTP server. The controller records at
+//! the points where it applies a transition; what a plan changed that counts
+//! ([`transitions`]) is a pure function of the status before and after it. Counts are
+//! of transitions *this process* writes, so a restarted operator does not count an
+//! Execution's end again, and the running gauge is computed at scrape time from the
+//! controller's Execution cache, so it is right after a restart too.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::jiff::Timestamp;
+use kube::core::DeserializeGuard;
+use kube::runtime::reflector::Store;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+
+use crate::api::{Execution, ExecutionPhase, ExecutionStatus, Phase, StepState};
+use crate::controller::Error;
+
+/// Hand-off latency: the controller's own reaction time, 1 ms to 10 s.
+const HANDOFF_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Step durations: from a quick lookup (0.1 s) to an hour-long remediation.
+const STEP_BUCKETS: [f64; 14] = [
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
+/// Reconciles: milliseconds normally; up to 30 s while waiting for the caches.
+const RECONCILE_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0,
+];
+
+/// Most Executions with a recorded container end waiting for their next Job; past
+/// it, new ends are not recorded (so memory stays bounded whatever the cluster does).
+const MAX_PENDING_HANDOFFS: usize = 10_000;
+/// A recorded end older than this is dropped: its Execution was deleted or never
+/// got a next Job (the reconcile that takes an end in runs within seconds).
+const HANDOFF_STALE: Duration = Duration::from_secs(600);
+/// How many counted transitions are remembered to avoid counting one twice (see
+/// [`Recent`]).
+const RECENT_COUNTED: usize = 4096;
+
+/// The `controller` label values of the reconcile metrics.
+pub const CONTROLLERS: [&str; 3] = ["execution", "playbook", "runner"];
+
+/// Content type of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ExecutionLabels {
+    playbook: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabels {
+    phase: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ControllerLabels {
+    controller: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    controller: &'static str,
+    reason: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// What the HTTP endpoints read of a running controller.
+struct ControllerView {
+    executions: Store<DeserializeGuard<Execution>>,
+    caches_ready: watch::Receiver<bool>,
+}
+
+/// The operator's metrics, and what `/readyz` asks the controller.
+pub struct Metrics {
+    registry: Registry,
+    executions: Family<ExecutionLabels, Counter>,
+    running: Gauge,
+    step_duration: HistogramFamily<PhaseLabels>,
+    handoff: Histogram,
+    reconcile_errors: Family<ErrorLabels, Counter>,
+    reconcile_duration: HistogramFamily<ControllerLabels>,
+    jobs_created: Counter,
+    /// When the latest step container of each Execution (by uid) was seen ending,
+    /// until the controller takes that end in (see [`Metrics::step_container_ended`]).
+    ended: Mutex<HashMap<String, Instant>>,
+    counted: Mutex<Recent>,
+    controller: OnceLock<ControllerView>,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let executions = Family::<ExecutionLabels, Counter>::default();
+        let running = Gauge::default();
+        let step_duration: HistogramFamily<PhaseLabels> =
+            Family::new_with_constructor(|| Histogram::new(STEP_BUCKETS));
+        let handoff = Histogram::new(HANDOFF_BUCKETS);
+        let reconcile_errors = Family::<ErrorLabels, Counter>::default();
+        let reconcile_duration: HistogramFamily<ControllerLabels> =
+            Family::new_with_constructor(|| Histogram::new(RECONCILE_BUCKETS));
+        let jobs_created = Counter::default();
+        // Series with a known, small label set exist from the start, at zero, so a
+        // dashboard's rate() has a baseline before the first step ends.
+        for phase in [
+            Phase::Enrich,
+            Phase::Triage,
+            Phase::Communicate,
+            Phase::Remediate,
+        ] {
+            let _ = step_duration.get_or_create(&PhaseLabels {
+                phase: phase_label(phase),
+            });
+        }
+        for controller in CONTROLLERS {
+            let _ = reconcile_duration.get_or_create(&ControllerLabels { controller });
+        }
+
+        let mut registry = Registry::default();
+        // prometheus-client appends `_total` to counters.
+        registry.register(
+            "playbook_executions",
+            "Executions this operator brought to a final phase, by playbook and result (Succeeded, Failed, Cancelled)",
+            executions.clone(),
+        );
+        registry.register(
+            "playbook_executions_running",
+            "Executions in the watched namespaces whose phase is not final",
+            running.clone(),
+        );
+        registry.register(
+            "playbook_step_duration_seconds",
+            "Duration of steps that ended (from the attempt's start to its end, 1 s resolution), by incident phase",
+            step_duration.clone(),
+        );
+        registry.register(
+            "playbook_step_handoff_seconds",
+            "The controller's own latency from seeing a step's container end (the Pod watch event) to creating the next step's Job, measured in process; for parallel branches from the latest end",
+            handoff.clone(),
+        );
+        registry.register(
+            "playbook_reconcile_errors",
+            "Failed reconciles, by controller (execution, playbook, runner) and reason",
+            reconcile_errors.clone(),
+        );
+        registry.register(
+            "playbook_reconcile_duration_seconds",
+            "Time of one reconcile, by controller (execution, playbook, runner)",
+            reconcile_duration.clone(),
+        );
+        registry.register(
+            "playbook_jobs_created",
+            "Step Jobs created (an AlreadyExists answer for a Job this operator created before is not counted)",
+            jobs_created.clone(),
+        );
+        Self {
+            registry,
+            executions,
+            running,
+            step_duration,
+            handoff,
+            reconcile_errors,
+            reconcile_duration,
+            jobs_created,
+            ended: Mutex::default(),
+            counted: Mutex::new(Recent::new(RECENT_COUNTED)),
+            controller: OnceLock::new(),
+        }
+    }
+
+    /// Lets the HTTP endpoints see the controller: its Execution cache (for the
+    /// running gauge) and whether its caches have listed (for `/readyz`). The first
+    /// controller attached wins; one `Metrics` serves one controller.
+    pub fn attach(
+        &self,
+        executions: Store<DeserializeGuard<Execution>>,
+        caches_ready: watch::Receiver<bool>,
+    ) {
+        let _ = self.controller.set(ControllerView {
+            executions,
+            caches_ready,
+        });
+    }
+
+    /// True once the attached controller's caches hold their first list.
+    pub fn caches_ready(&self) -> bool {
+        self.controller
+            .get()
+            .is_some_and(|c| *c.caches_ready.borrow())
+    }
+
+    /// The metrics in the OpenMetrics text format ([`CONTENT_TYPE`]).
+    pub fn render(&self) -> String {
+        if let Some(c) = self.controller.get() {
+            let state = c.executions.state();
+            let running = running(state.iter().filter_map(|e| e.0.as_ref().ok()));
+            self.running.set(running);
+        }
+        let mut text = String::new();
+        // Writing into a String cannot fail; an encoder error would be a bug in it,
+        // and a partial page is still better than none for a scrape.
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            tracing::warn!(error = %e, "encoding the metrics");
+        }
+        text
+    }
+
+    /// Times one reconcile of `controller` and counts it by error reason if it fails.
+    pub async fn reconcile<T>(
+        &self,
+        controller: &'static str,
+        reconcile: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let start = Instant::now();
+        let result = reconcile.await;
+        self.reconcile_duration
+            .get_or_create(&ControllerLabels { controller })
+            .observe(start.elapsed().as_secs_f64());
+        if let Err(e) = &result {
+            self.reconcile_errors
+                .get_or_create(&ErrorLabels {
+                    controller,
+                    reason: e.metric_label(),
+                })
+                .inc();
+        }
+        result
+    }
+
+    /// The Pod watch delivered, for the first time, a step Pod of Execution `uid`
+    /// whose step container has terminated. The latest end wins: with parallel
+    /// branches the next Job waits for the last of them.
+    pub fn step_container_ended(&self, uid: &str, at: Instant) {
+        let mut ended = lock(&self.ended);
+        if ended.len() >= MAX_PENDING_HANDOFFS && !ended.contains_key(uid) {
+            ended.retain(|_, t| at.saturating_duration_since(*t) < HANDOFF_STALE);
+            if ended.len() >= MAX_PENDING_HANDOFFS {
+                return;
+            }
+        }
+        ended.insert(uid.to_string(), at);
+    }
+
+    /// One Job this process really created (not a 409).
+    pub fn job_created(&self) {
+        self.jobs_created.inc();
+    }
+
+    /// Records what applying one plan of Execution `uid` (of `playbook`) changed,
+    /// once its status was written.
+    pub fn status_written(&self, uid: &str, playbook: &str, t: &Transitions) {
+        let mut counted = lock(&self.counted);
+        if let Some(result) = t.finished.and_then(result_label)
+            && counted.first_time(uid.to_string())
+        {
+            self.executions
+                .get_or_create(&ExecutionLabels {
+                    playbook: playbook.to_string(),
+                    result,
+                })
+                .inc();
+        }
+        for step in &t.steps_ended {
+            if counted.first_time(format!("{uid}/{}/{}", step.id, step.attempt)) {
+                self.step_duration
+                    .get_or_create(&PhaseLabels {
+                        phase: phase_label(step.phase),
+                    })
+                    .observe(step.seconds);
+            }
+        }
+    }
+
+    /// After the Job creates of one plan of Execution `uid`: when that plan took a
+    /// container's end in, the recorded end is used (observed if a Job was created at
+    /// `first_created`) and cleared; a final Execution's record is cleared too.
+    pub fn jobs_applied(&self, uid: &str, t: &Transitions, first_created: Option<Instant>) {
+        if !t.took_in_end && !t.is_final {
+            return;
+        }
+        let end = lock(&self.ended).remove(uid);
+        if t.took_in_end
+            && let (Some(end), Some(created)) = (end, first_created)
+        {
+            self.handoff
+                .observe(created.saturating_duration_since(end).as_secs_f64());
+        }
+    }
+}
+
+/// A poisoned lock only means another thread panicked mid-update of a metric
+/// bookkeeping map: the map is still usable, and metrics must not take the
+/// controller down.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The last `capacity` keys counted. A reconcile can plan from a cache that does not
+/// show this process's own status write yet (another event woke the Execution within
+/// milliseconds of the write); it then writes the same transition again, and this
+/// keeps that from being counted twice. Such a window is milliseconds long, so
+/// remembering the last few thousand transitions is plenty.
+struct Recent {
+    keys: HashSet<String>,
+    order: VecDeque<String>,
+    capacity: usize,
+}
+
+impl Recent {
+    fn new(capacity: usize) -> Self {
+        Self {
+            keys: HashSet::new(),
+            order: VecDeque::new(),
+            capacity,
+        }
+    }
+
+    /// True the first time `key` is seen (among the last `capacity`).
+    fn first_time(&mut self, key: String) -> bool {
+        if self.keys.contains(&key) {
+            return false;
+        }
+        if self.order.len() >= self.capacity
+            && let Some(old) = self.order.pop_front()
+        {
+            self.keys.remove(&old);
+        }
+        self.keys.insert(key.clone());
+        self.order.push_back(key);
+        true
+    }
+}
+
+/// One step that reached a final state, having run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepEnded {
+    pub id: String,
+    pub attempt: u32,
+    pub phase: Phase,
+    pub seconds: f64,
+}
+
+/// What one plan changed that the metrics count.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Transitions {
+    /// The final phase the run reached in this plan (`None`: not final, or it was
+    /// final already).
+    pub finished: Option<ExecutionPhase>,
+    /// True when the run is final after this plan (newly or not).
+    pub is_final: bool,
+    /// Steps that reached a final state in this plan after running (Skipped steps and
+    /// steps cancelled before they started never ran).
+    pub steps_ended: Vec<StepEnded>,
+    /// True when a step left Running (or started another attempt): the controller
+    /// took a container's end in. Its next Job, if this plan creates one, ends a
+    /// hand-off; if not (an approval, a retry's backoff, the end of the run), the
+    /// wait is not the controller's and nothing is observed.
+    pub took_in_end: bool,
+}
+
+/// What changed from `before` to `after` (one plan), for the metrics. `now` is the
+/// end of a step whose status has no `finishedAt`.
+pub fn transitions(
+    before: &ExecutionStatus,
+    after: &ExecutionStatus,
+    now: Timestamp,
+) -> Transitions {
+    let was = |id: &str| before.steps.iter().find(|s| s.id == id);
+    let mut t = Transitions {
+        finished: (after.phase.is_final() && !before.phase.is_final()).then_some(after.phase),
+        is_final: after.phase.is_final(),
+        ..Transitions::default()
+    };
+    for step in &after.steps {
+        let old = was(&step.id);
+        if old.is_some_and(|o| {
+            o.state == StepState::Running
+                && (step.state != StepState::Running || step.attempt != o.attempt)
+        }) {
+            t.took_in_end = true;
+        }
+        let newly_final = step.state.is_final() && old.is_none_or(|o| !o.state.is_final());
+        let Some(started) = step.started_at.as_ref().filter(|_| newly_final) else {
+            continue;
+        };
+        let ended = step.finished_at.as_ref().map_or(now, |f| f.0);
+        let seconds = ended.duration_since(started.0).as_secs_f64().max(0.0);
+        t.steps_ended.push(StepEnded {
+            id: step.id.clone(),
+            attempt: step.attempt,
+            phase: step.phase,
+            seconds,
+        });
+    }
+    t
+}
+
+/// How many of `executions` are not final (Pending and WaitingApproval included:
+/// they are runs in progress).
+pub fn running<'a>(executions: impl Iterator<Item = &'a Execution>) -> i64 {
+    let n = executions
+        .filter(|e| !e.status.as_ref().is_some_and(|s| s.phase.is_final()))
+        .count();
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The `result` label of a final phase.
+fn result_label(phase: ExecutionPhase) -> Option<&'static str> {
+    match phase {
+        ExecutionPhase::Succeeded => Some("Succeeded"),
+        ExecutionPhase::Failed => Some("Failed"),
+        ExecutionPhase::Cancelled => Some("Cancelled"),
+        ExecutionPhase::Pending | ExecutionPhase::Running | ExecutionPhase::WaitingApproval => None,
+    }
+}
+
+/// The `phase` label: capitalised, as the phases are named in the docs and Grafana.
+fn phase_label(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Enrich => "Enrich",
+        Phase::Triage => "Triage",
+        Phase::Communicate => "Communicate",
+        Phase::Remediate => "Remediate",
+    }
+}
+
+#[cfg(test)]
+mod tests;
