@@ -133,11 +133,43 @@ fn render_names_a_bad_param_flag() {
         "--param",
         "Instance",
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    // A malformed flag is a usage error (clap's exit code 2), as for `start`.
+    assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out.stderr).contains("write NAME=VALUE"),
+        text(&out.stderr).contains("\"Instance\" has no '=': write NAME=VALUE"),
         "{}",
         text(&out.stderr)
+    );
+}
+
+#[test]
+fn start_names_a_bad_param_flag_before_reaching_for_a_cluster() {
+    let out = Command::new(env!("CARGO_BIN_EXE_playbook-operator"))
+        .args(["start", "redis", "--param", "Port6379"])
+        .env("KUBECONFIG", "/nonexistent")
+        .output()
+        .expect("the binary runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("invalid value 'Port6379' for '--param <NAME=VALUE>': \"Port6379\" has no '=': write NAME=VALUE, e.g. --param Namespace=prod"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn approve_without_a_cluster_says_how_to_point_at_one() {
+    let out = Command::new(env!("CARGO_BIN_EXE_playbook-operator"))
+        .args(["approve", "run-1", "restart"])
+        .env("KUBECONFIG", "/nonexistent")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .expect("the binary runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with("error: no cluster to talk to: set KUBECONFIG"),
+        "{stderr}"
     );
 }
 

@@ -1,4 +1,5 @@
-//! `crds/` must be exactly what `playbook-operator crd` generates from the types.
+//! `crds/` must be exactly what `playbook-operator crd` generates from the types
+//! (the CRDs and `admission-policies.yaml`).
 
 use std::path::Path;
 
@@ -6,7 +7,11 @@ use std::path::Path;
 fn checked_in_crds_match_the_types() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
     let generated = playbook_operator::cli::crd::files().expect("CRDs serialize");
-    assert_eq!(generated.len(), 4, "one CRD per kind");
+    assert_eq!(
+        generated.len(),
+        5,
+        "one CRD per kind, and the admission policies"
+    );
     for (name, yaml) in &generated {
         assert!(
             !yaml.contains("format: uint"),

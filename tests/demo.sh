@@ -24,9 +24,11 @@ tests/cluster/up.sh >/dev/null
 export KUBECONFIG="${PLAYBOOK_OPERATOR_CLUSTER_DIR:-/tmp/playbook-operator-cluster-${USER:-$(id -un)}}/kubeconfig"
 "$KUBECTL" version 2>/dev/null | sed 's/^/  /'
 
-say "installing the CRDs"
+say "installing the CRDs and the approval admission policies"
 "$KUBECTL" apply --server-side -f crds/
-"$KUBECTL" wait --for condition=Established --timeout=60s -f crds/ >/dev/null
+# Only CRDs have an Established condition; crds/admission-policies.yaml does not.
+"$KUBECTL" wait --for condition=Established --timeout=60s crd/playbooks.stackpulse.io \
+  crd/executions.stackpulse.io crd/triggers.stackpulse.io crd/runners.stackpulse.io >/dev/null
 
 say "converting the seed's StackPulse playbook (what changed goes to stderr)"
 "$OP" convert examples/stackpulse/redis-incident-enrichment.yaml >/dev/null

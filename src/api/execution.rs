@@ -42,11 +42,13 @@ pub struct ExecutionSpec {
     /// The Trigger that created this run, when an alert did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger_ref: Option<LocalRef>,
-    /// Who asked for this run. Set by the API server's admission policy from the
-    /// authenticated user; what a client writes here is not trusted.
+    /// Who asked for this run: the creator's user name as the API server knows it.
+    /// Filled in when left out; a create naming someone else is rejected, and it
+    /// cannot change (crds/admission-policies.yaml). This user cannot approve the run's steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested_by: Option<String>,
     /// Approvals of steps that require one (`playbook-operator approve EXECUTION STEP`).
+    /// Append-only, and each new entry's user must be its writer (admission policy).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 100))]
     pub approvals: Vec<ApprovalRecord>,

@@ -1,4 +1,5 @@
-//! The `stackpulse.io/v1` API: the four custom resources and nothing else.
+//! The `stackpulse.io/v1` API: the four custom resources, and the admission policies
+//! that guard who requested and who approved an Execution (`admission`).
 //!
 //! Types only: no client, no runtime, no I/O. The CRD YAML in `crds/` is generated
 //! from these types (`playbook-operator crd`), so the doc comments here are what
@@ -6,6 +7,7 @@
 //! Unsigned fields carry `format: int32`/`int64`: the API server warns on every apply
 //! about schemars' `uint32`, a format Kubernetes does not know.
 
+pub mod admission;
 mod execution;
 mod playbook;
 mod runner;

@@ -1,4 +1,5 @@
-//! `playbook-operator crd`: the CRDs as YAML, on stdout or one file per CRD.
+//! `playbook-operator crd`: the CRDs and the admission policies as YAML, on stdout or
+//! one file per CRD plus `admission-policies.yaml`.
 //!
 //! `crds/` is this command's output (`make crds`); `tests/crds_in_sync.rs` fails when
 //! the checked-in files drift from the types.
@@ -8,15 +9,25 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-/// Each CRD as (file name, YAML document), e.g. `playbooks.stackpulse.io.yaml`.
+/// File with the admission policies and their bindings, next to the CRDs so that
+/// `kubectl apply --server-side -f crds/` installs the four-eyes rule with the API.
+pub const POLICIES_FILE: &str = "admission-policies.yaml";
+
+/// Each CRD as (file name, YAML document), e.g. `playbooks.stackpulse.io.yaml`, then
+/// [`POLICIES_FILE`] (several documents).
 pub fn files() -> anyhow::Result<Vec<(String, String)>> {
-    crate::api::crds()
+    let mut files = crate::api::crds()
         .into_iter()
         .map(|crd| {
             let name = crd.metadata.name.clone().unwrap_or_default();
             Ok((format!("{name}.yaml"), serde_yaml::to_string(&crd)?))
         })
-        .collect()
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    files.push((
+        POLICIES_FILE.to_string(),
+        crate::api::admission::policies().to_yaml()?,
+    ));
+    Ok(files)
 }
 
 pub fn run(out_dir: Option<&Path>) -> anyhow::Result<ExitCode> {

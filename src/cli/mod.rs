@@ -1,14 +1,17 @@
 //! The command line: parses arguments and hands each subcommand to its module.
 //!
 //! Offline commands (`crd`, `lint`, `convert`, `render`) need no cluster; `run` is
-//! the operator itself.
+//! the operator itself; `start` and `approve` act on a cluster as the caller.
 //! Exit codes: 0 success, 1 the input has problems (reported on stderr), 2 usage.
 
+mod approve;
+mod cluster;
 mod convert;
 pub mod crd;
 mod lint;
 mod render;
 mod run;
+mod start;
 
 use std::process::ExitCode;
 
@@ -50,6 +53,11 @@ enum Command {
     /// Run the operator: drive every Execution (in one namespace or all) from
     /// Pending to a final phase, running its steps as Jobs. Stops on SIGTERM/SIGINT.
     Run(run::Args),
+    /// Start a run of a Playbook: create an Execution requested by you, with params.
+    Start(start::Args),
+    /// Approve a step waiting for approval, as you; someone other than the run's
+    /// requester must approve (four eyes).
+    Approve(approve::Args),
 }
 
 /// Parse the command line, run the subcommand, and turn its outcome into an exit code:
@@ -62,6 +70,8 @@ pub fn main() -> ExitCode {
         Command::Convert { files } => convert::run(&files),
         Command::Render(args) => render::run(&args),
         Command::Run(args) => run::run(&args),
+        Command::Start(args) => start::run(&args),
+        Command::Approve(args) => approve::run(&args),
     };
     match result {
         Ok(code) => code,

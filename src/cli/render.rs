@@ -19,8 +19,8 @@ pub struct Args {
     /// The Playbook file (canonical or StackPulse dialect).
     pub playbook: PathBuf,
     /// A param value, `NAME=VALUE`; repeat for more.
-    #[arg(long = "param", short = 'p', value_name = "NAME=VALUE")]
-    pub params: Vec<String>,
+    #[arg(long = "param", short = 'p', value_name = "NAME=VALUE", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
     /// An alert (JSON or YAML object) templates read as `.alert`.
     #[arg(long, value_name = "FILE")]
     pub alert: Option<PathBuf>,
@@ -46,7 +46,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         },
         spec: ExecutionSpec {
             playbook_ref: LocalRef { name },
-            params: Some(Value::Object(parse_params(&args.params)?)),
+            params: Some(Value::Object(params_object(&args.params))),
             alert: args.alert.as_deref().map(load_alert).transpose()?,
             requested_by: Some("render".into()),
             ..ExecutionSpec::default()
@@ -147,14 +147,50 @@ fn load_alert(path: &Path) -> anyhow::Result<Value> {
     Ok(alert)
 }
 
-fn parse_params(params: &[String]) -> anyhow::Result<Map<String, Value>> {
+/// One `--param NAME=VALUE` (clap's value parser, shared with `start`): the value is
+/// everything after the first `=` and stays a string, as StackPulse params are.
+pub(super) fn parse_param(arg: &str) -> Result<(String, String), String> {
+    match arg.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_string(), value.to_string()))
+        }
+        Some(_) => Err(format!("{arg:?} has no name before '=': write NAME=VALUE")),
+        None => Err(format!(
+            "{arg:?} has no '=': write NAME=VALUE, e.g. --param Namespace=prod"
+        )),
+    }
+}
+
+/// The params as the object `spec.params` holds; a name given twice keeps the last value.
+pub(super) fn params_object(params: &[(String, String)]) -> Map<String, Value> {
     params
         .iter()
-        .map(|p| {
-            let (name, value) = p
-                .split_once('=')
-                .ok_or_else(|| anyhow!("--param {p:?}: write NAME=VALUE"))?;
-            Ok((name.to_string(), Value::String(value.to_string())))
-        })
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{params_object, parse_param};
+    use serde_json::json;
+
+    #[test]
+    fn params_are_name_equals_value_strings() {
+        assert_eq!(parse_param("Port=6379"), Ok(("Port".into(), "6379".into())));
+        assert_eq!(parse_param("Url=a=b"), Ok(("Url".into(), "a=b".into())));
+        assert_eq!(parse_param("Empty="), Ok(("Empty".into(), String::new())));
+        let err = parse_param("Port").unwrap_err();
+        assert!(err.contains("has no '=': write NAME=VALUE"), "{err}");
+        let err = parse_param("=x").unwrap_err();
+        assert!(err.contains("no name before '='"), "{err}");
+        let object = params_object(&[
+            ("a".into(), "1".into()),
+            ("b".into(), "x".into()),
+            ("a".into(), "2".into()),
+        ]);
+        assert_eq!(
+            serde_json::Value::Object(object),
+            json!({"a": "2", "b": "x"})
+        );
+    }
 }

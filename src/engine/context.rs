@@ -113,6 +113,14 @@ impl InstanceId {
             None => self.step.clone(),
         }
     }
+
+    /// Whether an approval naming `name` approves this instance: it names the
+    /// instance (`restart[2]`), its path (`blk.restart`) or the step id (`restart`,
+    /// which approves every item of a loop). The planner and `playbook-operator
+    /// approve` both ask this, so they agree on what an approval covers.
+    pub fn approved_by(&self, name: &str) -> bool {
+        name == self.step || name == self.path() || name == self.to_string()
+    }
 }
 
 impl fmt::Display for InstanceId {
@@ -382,6 +390,20 @@ mod tests {
         for bad in ["", "a[x]", "a.b.c", "[1]", "a[1", ".a"] {
             assert_eq!(InstanceId::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn an_approval_covers_the_instance_its_path_or_every_item_of_the_step() {
+        let item = InstanceId::in_block("blk", Some(2), "restart");
+        for name in ["blk[2].restart", "blk.restart", "restart"] {
+            assert!(item.approved_by(name), "{name}");
+        }
+        for name in ["blk[1].restart", "blk", "other.restart", "restart[2]", ""] {
+            assert!(!item.approved_by(name), "{name}");
+        }
+        let top = InstanceId::top("restart", None);
+        assert!(top.approved_by("restart"));
+        assert!(!top.approved_by("restart[0]"));
     }
 
     #[test]

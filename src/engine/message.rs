@@ -17,6 +17,19 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
+/// The candidates close enough to `wrong` to be a typo of it (at most two edits, and
+/// not more than a third of its length: `zz` is not a typo of `a`), closest first.
+pub fn close_to<'a>(wrong: &str, candidates: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut close: Vec<(usize, &str)> = candidates
+        .into_iter()
+        .map(|c| (edit_distance(wrong, c), c))
+        .filter(|(d, _)| *d <= 2 && d * 3 <= wrong.chars().count())
+        .collect();
+    close.sort();
+    close.dedup();
+    close.into_iter().map(|(_, c)| c).collect()
+}
+
 /// At most `max` bytes of `s`, cut at a character boundary and marked with `…`.
 pub fn cut(s: &str, max: usize) -> String {
     if s.len() <= max {
@@ -31,7 +44,7 @@ pub fn cut(s: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{cut, edit_distance};
+    use super::{close_to, cut, edit_distance};
 
     #[test]
     fn cut_keeps_short_text_and_marks_a_cut_on_a_char_boundary() {
@@ -49,5 +62,16 @@ mod tests {
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(edit_distance("kebabcase", "kebabCase"), 1);
         assert_eq!(edit_distance("ünï", "uni"), 2);
+    }
+
+    #[test]
+    fn close_to_keeps_typos_closest_first() {
+        let names = ["redis-restart", "redis-info", "disk-cleanup", "redis-inf"];
+        assert_eq!(close_to("redis-inof", names), ["redis-inf", "redis-info"]);
+        assert!(close_to("zz", ["a", "b"]).is_empty());
+        assert!(
+            close_to("x", ["y"]).is_empty(),
+            "one edit of one letter is not a typo"
+        );
     }
 }

@@ -506,8 +506,9 @@ async fn apply_kwok(
 // CRDs
 
 /// Server-side applies every CustomResourceDefinition in `crds/*.yaml` (multi-document
-/// files are fine) and waits until each is Established. Returns their names.
-/// Idempotent, so concurrent tests may all call it.
+/// files are fine) and waits until each is Established, then applies the admission
+/// policies there (what `kubectl apply --server-side -f crds/` does). Returns the CRDs'
+/// names. Idempotent, so concurrent tests may all call it.
 pub async fn install_crds(client: &Client) -> Vec<String> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -516,10 +517,13 @@ pub async fn install_crds(client: &Client) -> Vec<String> {
         .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
         .collect();
     files.sort();
-    let mut crds = Vec::new();
-    for file in &files {
-        crds.extend(read_yaml_docs::<CustomResourceDefinition>(file));
-    }
+    let docs: Vec<serde_json::Value> = files.iter().flat_map(|f| read_yaml_docs(f)).collect();
+    let is_crd = |d: &serde_json::Value| d["kind"] == "CustomResourceDefinition";
+    let crds: Vec<CustomResourceDefinition> = docs
+        .iter()
+        .filter(|d| is_crd(d))
+        .map(|d| serde_json::from_value(d.clone()).expect("a CRD in crds/"))
+        .collect();
     let api = Api::<CustomResourceDefinition>::all(client.clone());
     let mut names = Vec::new();
     for crd in crds {
@@ -545,7 +549,50 @@ pub async fn install_crds(client: &Client) -> Vec<String> {
             Err(_) => panic!("CRD {name} not Established within {TIMEOUT:?}"),
         }
     }
+    for doc in docs.iter().filter(|d| !is_crd(d)) {
+        apply_policy_object(client, doc).await;
+    }
     names
+}
+
+/// Server-side applies one admission policy or binding of `crds/` (cluster-scoped,
+/// shared by every test and session: apply, never delete).
+async fn apply_policy_object(client: &Client, doc: &serde_json::Value) {
+    use k8s_openapi::api::admissionregistration::v1::{
+        MutatingAdmissionPolicy, MutatingAdmissionPolicyBinding, ValidatingAdmissionPolicy,
+        ValidatingAdmissionPolicyBinding,
+    };
+    async fn apply<K>(client: &Client, doc: &serde_json::Value)
+    where
+        K: Resource<Scope = k8s_openapi::ClusterResourceScope>
+            + Clone
+            + std::fmt::Debug
+            + serde::Serialize
+            + DeserializeOwned,
+        <K as Resource>::DynamicType: Default,
+    {
+        let name = doc["metadata"]["name"].as_str().unwrap_or_default();
+        let kind = K::kind(&Default::default()).to_string();
+        Api::<K>::all(client.clone())
+            .patch(
+                name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(doc),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("applying {kind} {name} from crds/: {e}"));
+    }
+    match doc["kind"].as_str().unwrap_or_default() {
+        "MutatingAdmissionPolicy" => apply::<MutatingAdmissionPolicy>(client, doc).await,
+        "MutatingAdmissionPolicyBinding" => {
+            apply::<MutatingAdmissionPolicyBinding>(client, doc).await
+        }
+        "ValidatingAdmissionPolicy" => apply::<ValidatingAdmissionPolicy>(client, doc).await,
+        "ValidatingAdmissionPolicyBinding" => {
+            apply::<ValidatingAdmissionPolicyBinding>(client, doc).await
+        }
+        other => panic!("crds/ holds a {other:?}: teach tests/common::install_crds to apply it"),
+    }
 }
 
 /// All YAML documents of `path` that are not empty, as `T`.

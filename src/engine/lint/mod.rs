@@ -473,12 +473,9 @@ fn cycles(edges: &BTreeMap<String, Vec<String>>) -> Vec<Vec<String>> {
 
 /// ", did you mean 'x'?" for the closest candidate within two edits.
 fn suggest<'a>(wrong: &str, candidates: impl Iterator<Item = &'a str>) -> String {
-    candidates
-        .map(|c| (crate::engine::message::edit_distance(wrong, c), c))
-        // Close enough to be a typo, not just short: `zz` is not a typo of `a`.
-        .filter(|(d, _)| *d <= 2 && d * 3 <= wrong.chars().count())
-        .min()
-        .map(|(_, c)| format!(" (did you mean '{c}'?)"))
+    crate::engine::message::close_to(wrong, candidates)
+        .first()
+        .map(|c| format!(" (did you mean '{c}'?)"))
         .unwrap_or_default()
 }
 

@@ -459,17 +459,16 @@ impl Planner<'_> {
         }
     }
 
-    /// An approval names the instance (`restart[2]`), its path (`blk.restart`) or the
-    /// step id (`restart`, which approves every item of a loop).
+    /// Granted once an approval that covers the instance ([`InstanceId::approved_by`])
+    /// comes from someone other than the requester.
     fn approval(&self, iid: &InstanceId) -> Approval {
-        let names = [iid.to_string(), iid.path(), iid.step.clone()];
         let spec = &self.input.spec;
         let requester = spec
             .requested_by
             .as_deref()
             .map(str::trim)
             .filter(|r| !r.is_empty());
-        let matching = || spec.approvals.iter().filter(|a| names.contains(&a.step));
+        let matching = || spec.approvals.iter().filter(|a| iid.approved_by(&a.step));
         let by_other = |user: &str| !user.trim().is_empty() && Some(user.trim()) != requester;
         if let Some(a) = matching().find(|a| by_other(&a.user)) {
             return Approval::Granted(format!("approved by {}", a.user.trim()));

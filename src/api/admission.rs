@@ -1,0 +1,268 @@
+//! The admission policies behind the four-eyes rule: who asked for a run and who
+//! approved a step come from the API server's authenticated user, never from what a
+//! client writes.
+//!
+//! The planner starts a step with `approval.required` only once `spec.approvals` holds
+//! an entry for it whose `user` is not `spec.requestedBy`. That rule is only as good
+//! as those two fields, so the API server guards them with CEL policies on
+//! `request.userInfo.username`:
+//!
+//! - a MutatingAdmissionPolicy fills in `spec.requestedBy` on create when it is
+//!   missing, so `kubectl apply` of an Execution without it just works (GA, and so on
+//!   by default, since Kubernetes 1.36);
+//! - a ValidatingAdmissionPolicy rejects a create whose `requestedBy` is someone
+//!   else, any change of `requestedBy`, any removal or edit of an approval, and any
+//!   new approval in someone else's name.
+//!
+//! Both match the `executions` resource only, not `executions/status`, so the
+//! controller's status writes are never checked. Updates that leave `spec` alone
+//! (labels, finalizers) pass every rule. The operator's own ServiceAccount, when it
+//! creates Executions from alerts, writes its own user name
+//! (`system:serviceaccount:NS:NAME`) into `requestedBy` like anyone else: no
+//! exception is needed, and any person may then approve.
+//!
+//! `crds/admission-policies.yaml` is [`policies`] as YAML (`playbook-operator crd`).
+
+use k8s_openapi::api::admissionregistration::v1::{
+    ApplyConfiguration, MatchCondition, MatchResources, MutatingAdmissionPolicy,
+    MutatingAdmissionPolicyBinding, MutatingAdmissionPolicyBindingSpec,
+    MutatingAdmissionPolicySpec, Mutation, NamedRuleWithOperations, ValidatingAdmissionPolicy,
+    ValidatingAdmissionPolicyBinding, ValidatingAdmissionPolicyBindingSpec,
+    ValidatingAdmissionPolicySpec, Validation, Variable,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::GROUP;
+
+/// Name of the ValidatingAdmissionPolicy and of its binding.
+pub const VALIDATING_POLICY: &str = "executions.stackpulse.io-four-eyes";
+/// Name of the MutatingAdmissionPolicy and of its binding.
+pub const MUTATING_POLICY: &str = "executions.stackpulse.io-requested-by";
+
+/// The four objects of `crds/admission-policies.yaml`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policies {
+    pub mutating: MutatingAdmissionPolicy,
+    pub mutating_binding: MutatingAdmissionPolicyBinding,
+    pub validating: ValidatingAdmissionPolicy,
+    pub validating_binding: ValidatingAdmissionPolicyBinding,
+}
+
+/// The policies and their bindings (every namespace).
+pub fn policies() -> Policies {
+    Policies {
+        mutating: mutating_policy(),
+        mutating_binding: MutatingAdmissionPolicyBinding {
+            metadata: meta(MUTATING_POLICY),
+            spec: Some(MutatingAdmissionPolicyBindingSpec {
+                policy_name: Some(MUTATING_POLICY.into()),
+                ..Default::default()
+            }),
+        },
+        validating: validating_policy(),
+        validating_binding: ValidatingAdmissionPolicyBinding {
+            metadata: meta(VALIDATING_POLICY),
+            spec: ValidatingAdmissionPolicyBindingSpec {
+                policy_name: VALIDATING_POLICY.into(),
+                validation_actions: vec!["Deny".into()],
+                ..Default::default()
+            },
+        },
+    }
+}
+
+fn meta(name: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.into()),
+        ..Default::default()
+    }
+}
+
+/// `executions` (not its subresources) for these operations.
+fn executions(operations: &[&str]) -> MatchResources {
+    MatchResources {
+        resource_rules: Some(vec![NamedRuleWithOperations {
+            api_groups: Some(vec![GROUP.into()]),
+            api_versions: Some(vec!["v1".into()]),
+            operations: Some(operations.iter().map(|o| o.to_string()).collect()),
+            resources: Some(vec!["executions".into()]),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    }
+}
+
+fn mutating_policy() -> MutatingAdmissionPolicy {
+    MutatingAdmissionPolicy {
+        metadata: meta(MUTATING_POLICY),
+        spec: Some(MutatingAdmissionPolicySpec {
+            failure_policy: Some("Fail".into()),
+            reinvocation_policy: Some("Never".into()),
+            match_constraints: Some(executions(&["CREATE"])),
+            // Only fills a gap: a requestedBy naming someone else is left for the
+            // validating policy to reject with a message, not silently rewritten.
+            match_conditions: Some(vec![MatchCondition {
+                name: "requested-by-unset".into(),
+                expression: "object.spec.?requestedBy.orValue('') == ''".into(),
+            }]),
+            mutations: Some(vec![Mutation {
+                patch_type: "ApplyConfiguration".into(),
+                apply_configuration: Some(ApplyConfiguration {
+                    expression: Some(
+                        "Object{spec: Object.spec{requestedBy: request.userInfo.username}}".into(),
+                    ),
+                }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+    }
+}
+
+fn validating_policy() -> ValidatingAdmissionPolicy {
+    let variable = |name: &str, expression: &str| Variable {
+        name: name.into(),
+        expression: expression.into(),
+    };
+    let rule = |expression: &str, message_expression: &str| Validation {
+        expression: expression.into(),
+        message_expression: Some(message_expression.into()),
+        reason: Some("Forbidden".into()),
+        ..Default::default()
+    };
+    ValidatingAdmissionPolicy {
+        metadata: meta(VALIDATING_POLICY),
+        spec: Some(ValidatingAdmissionPolicySpec {
+            failure_policy: Some("Fail".into()),
+            match_constraints: Some(executions(&["CREATE", "UPDATE"])),
+            variables: Some(vec![
+                variable("user", "request.userInfo.username"),
+                variable("approvals", "object.spec.?approvals.orValue([])"),
+                // On create every approval is new, so the approvals rules below cover
+                // an Execution created with someone else's approval in it too.
+                variable(
+                    "oldApprovals",
+                    "request.operation == 'UPDATE' ? oldObject.spec.?approvals.orValue([]) : []",
+                ),
+                // Entries are compared whole: an edited entry counts as removed plus
+                // added. At most 100 x 100 comparisons (the CRD's maxItems).
+                variable(
+                    "added",
+                    "variables.approvals.filter(a, !(a in variables.oldApprovals))",
+                ),
+                variable(
+                    "removed",
+                    "variables.oldApprovals.filter(a, !(a in variables.approvals))",
+                ),
+                variable(
+                    "forged",
+                    "variables.added.filter(a, a.user != variables.user)",
+                ),
+            ]),
+            validations: Some(vec![
+                rule(
+                    "request.operation != 'CREATE' || object.spec.?requestedBy.orValue('') == variables.user",
+                    r#""spec.requestedBy must be your user name: set it to '" + variables.user + "' (playbook-operator start does this)""#,
+                ),
+                rule(
+                    "request.operation != 'UPDATE' || object.spec.?requestedBy.orValue('') == oldObject.spec.?requestedBy.orValue('')",
+                    r#""spec.requestedBy cannot change: leave it '" + oldObject.spec.?requestedBy.orValue('') + "' (to run as someone else, they create a new Execution)""#,
+                ),
+                rule(
+                    "size(variables.removed) == 0",
+                    r#""spec.approvals can only be appended to: the approval of step '" + variables.removed[0].step + "' by '" + variables.removed[0].user + "' was removed or changed; put it back as it was""#,
+                ),
+                rule(
+                    "size(variables.forged) == 0",
+                    r#""spec.approvals: a new approval must have user '" + variables.user + "' (you), but the one for step '" + variables.forged[0].step + "' has user '" + variables.forged[0].user + "' (playbook-operator approve writes it for you)""#,
+                ),
+            ]),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+impl Policies {
+    /// The four objects as one multi-document YAML file, mutating policy first (it
+    /// must be in place before the validating one demands what it fills in).
+    pub fn to_yaml(&self) -> Result<String, serde_yaml::Error> {
+        Ok([
+            serde_yaml::to_string(&self.mutating)?,
+            serde_yaml::to_string(&self.mutating_binding)?,
+            serde_yaml::to_string(&self.validating)?,
+            serde_yaml::to_string(&self.validating_binding)?,
+        ]
+        .join("---\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_match_executions_but_not_their_status() {
+        let p = policies();
+        let rules = |m: &Option<MatchResources>| {
+            m.as_ref()
+                .and_then(|m| m.resource_rules.clone())
+                .unwrap_or_default()
+        };
+        let v = rules(
+            &p.validating
+                .spec
+                .as_ref()
+                .and_then(|s| s.match_constraints.clone()),
+        );
+        let m = rules(
+            &p.mutating
+                .spec
+                .as_ref()
+                .and_then(|s| s.match_constraints.clone()),
+        );
+        for r in v.iter().chain(&m) {
+            assert_eq!(
+                r.resources.as_deref(),
+                Some(&["executions".to_string()][..])
+            );
+            assert_eq!(r.api_groups.as_deref(), Some(&[GROUP.to_string()][..]));
+        }
+        assert_eq!(
+            v[0].operations.as_deref(),
+            Some(&["CREATE".into(), "UPDATE".into()][..])
+        );
+        assert_eq!(m[0].operations.as_deref(), Some(&["CREATE".into()][..]));
+    }
+
+    #[test]
+    fn bindings_name_their_policies_and_deny() {
+        let p = policies();
+        let vb = p.validating_binding.spec;
+        assert_eq!(vb.policy_name, VALIDATING_POLICY);
+        assert_eq!(vb.validation_actions, vec!["Deny".to_string()]);
+        let mb = p.mutating_binding.spec.expect("binding spec");
+        assert_eq!(mb.policy_name.as_deref(), Some(MUTATING_POLICY));
+    }
+
+    #[test]
+    fn yaml_has_four_documents_with_kinds() {
+        let yaml = policies().to_yaml().expect("serializes");
+        let kinds: Vec<String> = serde_yaml::Deserializer::from_str(&yaml)
+            .map(|d| {
+                let v = <serde_yaml::Value as serde::Deserialize>::deserialize(d).expect("yaml");
+                v["kind"].as_str().unwrap_or_default().to_string()
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "MutatingAdmissionPolicy",
+                "MutatingAdmissionPolicyBinding",
+                "ValidatingAdmissionPolicy",
+                "ValidatingAdmissionPolicyBinding"
+            ]
+        );
+        assert!(yaml.contains("apiVersion: admissionregistration.k8s.io/v1"));
+    }
+}

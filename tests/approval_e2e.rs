@@ -1,0 +1,419 @@
+//! Four-eyes approvals on the local control plane, with two real users (alice and
+//! bob: static bearer tokens, no groups) and the admission policies of
+//! `crds/admission-policies.yaml`: identities come from the API server, so approval
+//! by a second user succeeds while self-approval is rejected by the API server (a
+//! forged one) or ignored by the operator (one in the requester's own name).
+//!
+//! Needs a cluster: `make cluster-up`, then `cargo test --test approval_e2e`. The
+//! policies are cluster-wide and shared: applied, never deleted.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use common::TestNamespace;
+use common::operator::*;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use playbook_operator::api::{Execution, ExecutionPhase, StepState};
+use serde_json::{Value, json};
+
+/// A Playbook whose second step needs an approval.
+async fn guarded_playbook(ns: &TestNamespace) {
+    ns.set_default_log(&step_log("done", json!({"ok": true})))
+        .await;
+    playbook(
+        ns,
+        "guarded",
+        json!([
+            {"id": "check", "image": "busybox"},
+            {"id": "restart", "image": "busybox", "approval": {"required": true}}
+        ]),
+    )
+    .await;
+}
+
+/// What an on-call person gets: run and approve playbooks in one namespace. Not
+/// `executions/status` (the controller's), not delete. SelfSubjectReview needs no
+/// grant: the default `system:basic-user` ClusterRole allows it to every
+/// authenticated user.
+async fn grant_on_call(ns: &TestNamespace) {
+    let role: Role = from_json(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "on-call"},
+        "rules": [
+            {"apiGroups": ["stackpulse.io"], "resources": ["executions"],
+             "verbs": ["get", "list", "watch", "create", "patch", "update"]},
+            {"apiGroups": ["stackpulse.io"], "resources": ["playbooks"], "verbs": ["get", "list"]}
+        ]
+    }));
+    let binding: RoleBinding = from_json(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "on-call"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "on-call"},
+        "subjects": [
+            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"},
+            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}
+        ]
+    }));
+    ns.api::<Role>()
+        .create(&PostParams::default(), &role)
+        .await
+        .expect("creating the on-call Role");
+    ns.api::<RoleBinding>()
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("creating the on-call RoleBinding");
+}
+
+/// `user`'s view of the namespace's Executions.
+async fn executions_as(user: &str, ns: &TestNamespace) -> Api<Execution> {
+    Api::namespaced(common::user_client(user).await, &ns.name)
+}
+
+fn execution_json(name: &str, requested_by: Option<&str>) -> Value {
+    let mut spec = json!({"playbookRef": {"name": "guarded"}});
+    if let Some(r) = requested_by {
+        spec["requestedBy"] = json!(r);
+    }
+    json!({
+        "apiVersion": "stackpulse.io/v1", "kind": "Execution",
+        "metadata": {"name": name},
+        "spec": spec
+    })
+}
+
+/// The API server's refusal of `result`, which must be a 403 from an admission policy.
+fn denied<T: std::fmt::Debug>(result: Result<T, kube::Error>, what: &str) -> String {
+    match result {
+        Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains("denied request") => {
+            s.message
+        }
+        other => panic!("{what}: expected the admission policy to deny it, got {other:?}"),
+    }
+}
+
+/// Waits until the policies (just applied, maybe just created) are enforced: a new
+/// policy reaches the API server's admission chain through an informer, a moment
+/// after it is stored. Probes with dry-run creates as alice, which store nothing.
+async fn wait_for_policies(ns: &TestNamespace) {
+    let alice = executions_as("alice", ns).await;
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let deadline = Instant::now() + common::TIMEOUT;
+    loop {
+        let forged = alice
+            .create(&dry, &from_json(execution_json("probe", Some("bob"))))
+            .await;
+        let stamped = alice
+            .create(&dry, &from_json(execution_json("probe", None)))
+            .await;
+        let validating = matches!(&forged, Err(kube::Error::Api(s)) if s.code == 403);
+        let mutating = matches!(&stamped, Ok(e) if e.spec.requested_by.as_deref() == Some("alice"));
+        if validating && mutating {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the admission policies of crds/admission-policies.yaml are not enforced within \
+             {:?}: a forged requestedBy gave {forged:?}, a missing one gave {stamped:?}",
+            common::TIMEOUT
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn setup_guarded(prefix: &str) -> TestNamespace {
+    let ns = setup(prefix).await;
+    grant_on_call(&ns).await;
+    wait_for_policies(&ns).await;
+    guarded_playbook(&ns).await;
+    ns
+}
+
+fn json_patch(ops: Value) -> Patch<()> {
+    Patch::Json(serde_json::from_value(ops).expect("a JSON patch"))
+}
+
+async fn wait_for_approval_step(ns: &TestNamespace, name: &str) {
+    wait_status(ns, name, "waiting for approval", common::TIMEOUT, |s| {
+        s.phase == ExecutionPhase::WaitingApproval
+            && s.steps
+                .iter()
+                .any(|st| st.id == "restart" && st.state == StepState::WaitingApproval)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approval_by_a_second_user_runs_the_step_and_self_approval_does_not() {
+    let ns = setup_guarded("approvals").await;
+    let operator = Operator::start(&ns);
+    let alice = executions_as("alice", &ns).await;
+    let bob = executions_as("bob", &ns).await;
+    let pp = PostParams::default();
+    let patch = PatchParams::default();
+
+    // Nobody can start a run in someone else's name.
+    let message = denied(
+        alice
+            .create(&pp, &from_json(execution_json("run-1", Some("bob"))))
+            .await,
+        "alice creating a run requested by bob",
+    );
+    assert!(
+        message.contains(
+            "spec.requestedBy must be your user name: set it to 'alice' (playbook-operator start does this)"
+        ),
+        "{message}"
+    );
+    alice
+        .create(&pp, &from_json(execution_json("run-1", Some("alice"))))
+        .await
+        .expect("alice may start a run in her own name");
+    wait_for_approval_step(&ns, "run-1").await;
+
+    // Nor approve in someone else's name.
+    let message = denied(
+        alice
+            .patch(
+                "run-1",
+                &patch,
+                &json_patch(json!([{"op": "add", "path": "/spec/approvals",
+                    "value": [{"step": "restart", "user": "bob"}]}])),
+            )
+            .await,
+        "alice writing an approval by bob",
+    );
+    assert!(
+        message.contains("a new approval must have user 'alice' (you), but the one for step 'restart' has user 'bob'"),
+        "{message}"
+    );
+
+    // Approving in her own name passes the API server, but the requester's approval
+    // does not count: the step keeps waiting, and says why.
+    alice
+        .patch(
+            "run-1",
+            &patch,
+            &json_patch(json!([{"op": "add", "path": "/spec/approvals",
+                "value": [{"step": "restart", "user": "alice"}]}])),
+        )
+        .await
+        .expect("alice's own approval is a valid write");
+    let status = wait_status(
+        &ns,
+        "run-1",
+        "ignoring alice's approval",
+        common::TIMEOUT,
+        |s| {
+            step(s, "restart")
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("approval by 'alice' ignored"))
+        },
+    )
+    .await;
+    assert_eq!(status.phase, ExecutionPhase::WaitingApproval);
+    assert_eq!(step(&status, "restart").state, StepState::WaitingApproval);
+    assert!(jobs_of_step(&ns, "restart").await.is_empty());
+
+    // Approvals are append-only, and the requester is fixed.
+    for (what, ops) in [
+        (
+            "removing",
+            json!([{"op": "remove", "path": "/spec/approvals/0"}]),
+        ),
+        (
+            "editing",
+            json!([{"op": "replace", "path": "/spec/approvals/0/step", "value": "check"}]),
+        ),
+    ] {
+        let message = denied(
+            alice.patch("run-1", &patch, &json_patch(ops)).await,
+            &format!("alice {what} an approval"),
+        );
+        assert!(
+            message.contains("spec.approvals can only be appended to: the approval of step 'restart' by 'alice' was removed or changed"),
+            "{what}: {message}"
+        );
+    }
+    let message = denied(
+        alice
+            .patch(
+                "run-1",
+                &patch,
+                &json_patch(
+                    json!([{"op": "replace", "path": "/spec/requestedBy", "value": "carol"}]),
+                ),
+            )
+            .await,
+        "alice handing the run to carol",
+    );
+    assert!(
+        message.contains("spec.requestedBy cannot change: leave it 'alice'"),
+        "{message}"
+    );
+    // Writes that leave spec alone are not the policy's business.
+    alice
+        .patch(
+            "run-1",
+            &patch,
+            &Patch::Merge(json!({"metadata": {"labels": {"team": "sre"}}})),
+        )
+        .await
+        .expect("a label change passes the policy");
+
+    // A second person approves: the step runs.
+    bob.patch(
+        "run-1",
+        &patch,
+        &json_patch(json!([{"op": "add", "path": "/spec/approvals/-",
+            "value": {"step": "restart", "user": "bob"}}])),
+    )
+    .await
+    .expect("bob approves");
+    let status = wait_final(&ns, "run-1").await;
+    assert_eq!(status.phase, ExecutionPhase::Succeeded, "{status:?}");
+    assert_eq!(step(&status, "restart").state, StepState::Succeeded);
+    assert_eq!(jobs_of_step(&ns, "restart").await.len(), 1);
+
+    operator.stop().await;
+    ns.cleanup().await;
+}
+
+/// The user's own kubeconfig of the local cluster (a real token): the binary is run
+/// as that user. Panics, naming the fix, against a cluster without one.
+fn kubeconfig_of(user: &str) -> PathBuf {
+    let path = common::kubeconfig_path().with_file_name(format!("kubeconfig-{user}"));
+    assert!(
+        path.is_file(),
+        "{} does not exist: the binary tests of `start` and `approve` run as alice and bob \
+         with the local cluster's kubeconfigs (tests/cluster/up.sh writes them); {}",
+        path.display(),
+        common::START_HINT
+    );
+    path
+}
+
+/// `playbook-operator ARGS` as `user`.
+async fn cli_as(user: &str, args: &[&str]) -> Output {
+    let kubeconfig = kubeconfig_of(user);
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_playbook-operator"))
+            .args(&args)
+            .env("KUBECONFIG", kubeconfig)
+            .output()
+            .expect("the binary runs")
+    })
+    .await
+    .expect("the command's thread")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_and_approve_from_the_shell() {
+    let ns = setup_guarded("approve-cli").await;
+    let operator = Operator::start(&ns);
+    let n = ns.name.as_str();
+
+    let out = cli_as("alice", &["start", "guardd", "-n", n]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "no Playbook 'guardd' in namespace '{n}': did you mean 'guarded'?"
+        )),
+        "{stderr}"
+    );
+
+    let out = cli_as(
+        "alice",
+        &[
+            "start",
+            "guarded",
+            "-n",
+            n,
+            "--param",
+            "Host=r1",
+            "-p",
+            "Port=6379",
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{out:?}");
+    let stdout = text(&out.stdout);
+    let name = stdout
+        .strip_prefix("execution ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no Execution name in: {stdout}"))
+        .to_string();
+    assert!(name.starts_with("guarded-"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "as 'alice'\nwatch it: kubectl get pbx {name} -n {n} -w"
+        )),
+        "{stdout}"
+    );
+    let exec = ns
+        .api::<Execution>()
+        .get(&name)
+        .await
+        .expect("the started Execution");
+    assert_eq!(exec.spec.requested_by.as_deref(), Some("alice"));
+    assert_eq!(
+        exec.spec.params,
+        Some(json!({"Host": "r1", "Port": "6379"}))
+    );
+    wait_for_approval_step(&ns, &name).await;
+
+    let out = cli_as("alice", &["approve", &name, "restart", "-n", n]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!("you ('alice') requested Execution '{name}'")),
+        "{stderr}"
+    );
+
+    let out = cli_as("bob", &["approve", &name, "check", "-n", n]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "step 'check' of Execution '{name}' is not waiting for approval; 'restart' is: playbook-operator approve {name} restart -n {n}"
+        )),
+        "{stderr}"
+    );
+
+    let out = cli_as("bob", &["approve", &name, "restart", "-n", n]).await;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        text(&out.stdout),
+        format!("approved step restart of Execution {name} in namespace {n} as 'bob'\n")
+    );
+    let status = wait_final(&ns, &name).await;
+    assert_eq!(status.phase, ExecutionPhase::Succeeded, "{status:?}");
+    let exec = ns
+        .api::<Execution>()
+        .get(&name)
+        .await
+        .expect("the Execution");
+    let approvals = &exec.spec.approvals;
+    assert_eq!(approvals.len(), 1, "{approvals:?}");
+    assert_eq!(
+        (approvals[0].step.as_str(), approvals[0].user.as_str()),
+        ("restart", "bob")
+    );
+    assert!(approvals[0].at.is_some(), "{approvals:?}");
+
+    operator.stop().await;
+    ns.cleanup().await;
+}
