@@ -8,7 +8,7 @@ CARGO ?= cargo
 E2E_TESTS  := $(basename $(notdir $(wildcard tests/*e2e.rs)))
 UNIT_TESTS := $(filter-out $(E2E_TESTS),$(basename $(notdir $(wildcard tests/*.rs))))
 
-.PHONY: all build test check fmt unit crds demo
+.PHONY: all build test check fmt unit crds demo bench
 
 all: build
 
@@ -31,6 +31,12 @@ fmt:
 ## demo: build, start the local control plane, apply the examples, show what would run.
 demo:
 	tests/demo.sh
+
+## bench: 200 Executions of a 4-step playbook against 200 bare Job chains (the floor),
+## on the local control plane (started if it is not up). BENCH_EXECUTIONS=N to change.
+bench:
+	$(CARGO) bench --locked --bench controller --no-run
+	tests/cluster/with-cluster.sh $(CARGO) bench --locked --bench controller
 
 ## crds: regenerate crds/ from the API types (a test fails when they drift).
 crds:

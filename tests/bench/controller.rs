@@ -1,0 +1,469 @@
+//! `make bench`: the controller against its floor, on the same cluster, in one run.
+//!
+//! 1. **Floor**: N bare chains of 4 Jobs, no operator. This process watches the pods
+//!    and creates each chain's next Job as soon as its previous pod's container has
+//!    terminated: the fastest any controller could go through the Job path here.
+//! 2. **Operator**: the release `playbook-operator run` binary as a child process, N
+//!    Executions of a 4-step Playbook created at once; each step's output (JSON read
+//!    through `pods/log`) feeds the next step's env, as in real playbooks.
+//!
+//! Both report wall time (first create to last step ended) and executions per
+//! minute; hand-off latency is "a step's container was seen terminated on the pod
+//! watch → the next Job was created": for the floor measured here per hand-off, for
+//! the operator read from its own `playbook_step_handoff_seconds` histogram (so
+//! bucket-resolution, interpolated like PromQL's `histogram_quantile`). The operator's
+//! peak RSS is the kernel's high-water mark (`VmHWM`). The ratio operator/floor is
+//! the number to watch: absolute figures depend on the machine and on
+//! kube-controller-manager's client limits, which are printed with the results.
+//!
+//! Env: `BENCH_EXECUTIONS` (default 200). Needs a cluster: `make bench` starts one.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use common::TestNamespace;
+use common::process::OperatorProcess;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use playbook_operator::api::{Execution, ExecutionPhase, Playbook};
+use serde_json::json;
+
+const STEPS: usize = 4;
+/// Concurrent creates from this process (both runs), so the burst of N creates does
+/// not become N open connections.
+const CREATE_CONCURRENCY: usize = 32;
+const RUN_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+
+fn main() -> anyhow::Result<()> {
+    let n: usize = match std::env::var("BENCH_EXECUTIONS") {
+        Ok(v) => v
+            .parse()
+            .with_context(|| format!("BENCH_EXECUTIONS={v:?}: expected a number"))?,
+        Err(_) => 200,
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(bench(n))
+}
+
+async fn bench(n: usize) -> anyhow::Result<()> {
+    let client = common::client().await;
+    common::install_crds(&client).await;
+    eprintln!("[bench] floor: {n} bare chains of {STEPS} Jobs");
+    let floor = bare_chains(&client, n).await?;
+    eprintln!("[bench] operator: {n} Executions of a {STEPS}-step Playbook");
+    let operator = operator_run(&client, n).await?;
+    report(n, &floor, &operator);
+    Ok(())
+}
+
+/// What one run measured.
+struct Run {
+    wall: Duration,
+    /// Hand-off latency quantiles p50, p99.
+    handoff: (Duration, Duration),
+    handoffs: u64,
+    peak_rss_kib: Option<u64>,
+}
+
+impl Run {
+    fn per_minute(&self, n: usize) -> f64 {
+        n as f64 * 60.0 / self.wall.as_secs_f64()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The floor: bare chains of Jobs.
+
+fn chain_job(chain: usize, step: usize) -> Job {
+    serde_json::from_value(json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": format!("c{chain}-s{step}")},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "metadata": {"labels": {"bench/chain": chain.to_string(), "bench/step": step.to_string()}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "step", "image": "busybox"}]
+                }
+            }
+        }
+    }))
+    .expect("a valid Job")
+}
+
+/// (chain, step) of a pod whose container terminated with exit code 0.
+fn finished_step(pod: &Pod) -> Option<(usize, usize)> {
+    let labels = pod.metadata.labels.as_ref()?;
+    let chain = labels.get("bench/chain")?.parse().ok()?;
+    let step = labels.get("bench/step")?.parse().ok()?;
+    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+    let done = statuses.iter().all(|c| {
+        c.state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .is_some_and(|t| t.exit_code == 0)
+    });
+    (done && !statuses.is_empty()).then_some((chain, step))
+}
+
+async fn bare_chains(client: &kube::Client, n: usize) -> anyhow::Result<Run> {
+    let ns = TestNamespace::with_client(client.clone(), "bench-floor").await;
+    let jobs: Api<Job> = ns.api();
+    let pods: Api<Pod> = ns.api();
+    let (tx, mut ended) = tokio::sync::mpsc::unbounded_channel::<(usize, usize, Instant)>();
+    let watch = tokio::spawn(async move {
+        let stream = watcher(pods, watcher::Config::default().labels("bench/chain"))
+            .default_backoff()
+            .applied_objects();
+        futures::pin_mut!(stream);
+        let mut seen = HashSet::new();
+        while let Some(pod) = stream.next().await {
+            let Ok(pod) = pod else { continue };
+            if let Some(key) = finished_step(&pod)
+                && seen.insert(key)
+            {
+                let _ = tx.send((key.0, key.1, Instant::now()));
+            }
+        }
+    });
+
+    let handoffs = Arc::new(Mutex::new(Vec::<Duration>::new()));
+    let start = Instant::now();
+    futures::stream::iter(0..n)
+        .map(|c| {
+            let jobs = jobs.clone();
+            async move { jobs.create(&PostParams::default(), &chain_job(c, 0)).await }
+        })
+        .buffer_unordered(CREATE_CONCURRENCY)
+        .try_collect::<Vec<_>>()
+        .await
+        .context("creating the first Jobs")?;
+    let (mut done, mut last_end) = (0, start);
+    let deadline = start + RUN_TIMEOUT;
+    while done < n {
+        let Ok(Some((chain, step, seen_at))) =
+            tokio::time::timeout_at(deadline.into(), ended.recv()).await
+        else {
+            bail!("floor: only {done}/{n} chains finished within {RUN_TIMEOUT:?}");
+        };
+        if step + 1 == STEPS {
+            done += 1;
+            last_end = last_end.max(seen_at);
+            continue;
+        }
+        let (jobs, handoffs) = (jobs.clone(), Arc::clone(&handoffs));
+        tokio::spawn(async move {
+            match jobs
+                .create(&PostParams::default(), &chain_job(chain, step + 1))
+                .await
+            {
+                Ok(_) => handoffs
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(seen_at.elapsed()),
+                Err(e) => eprintln!("[bench] creating c{chain}-s{}: {e}", step + 1),
+            }
+        });
+    }
+    watch.abort();
+    let mut samples = handoffs.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    samples.sort();
+    ns.cleanup().await;
+    Ok(Run {
+        wall: last_end - start,
+        handoff: (quantile(&samples, 0.5), quantile(&samples, 0.99)),
+        handoffs: samples.len() as u64,
+        peak_rss_kib: None,
+    })
+}
+
+fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+// ---------------------------------------------------------------------------
+// The operator.
+
+async fn operator_run(client: &kube::Client, n: usize) -> anyhow::Result<Run> {
+    let ns = TestNamespace::with_client(client.clone(), "bench-operator").await;
+    // Every step prints the same JSON; the default parser takes it as the output.
+    ns.set_default_log("{\"n\": 1, \"ok\": true}\n").await;
+    let steps: Vec<_> = (1..=STEPS)
+        .map(|i| match i {
+            1 => json!({"id": "s1", "image": "busybox"}),
+            _ => json!({"id": format!("s{i}"), "image": "busybox",
+                        "env": {"IN": format!("{{{{ .steps.s{}.outputs.n }}}}", i - 1)}}),
+        })
+        .collect();
+    let playbooks: Api<Playbook> = ns.api();
+    playbooks
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "stackpulse.io/v1", "kind": "Playbook",
+                "metadata": {"name": "bench"},
+                "spec": {"steps": steps}
+            }))?,
+        )
+        .await
+        .context("creating the Playbook")?;
+
+    let addr = free_local_addr()?;
+    let operator = OperatorProcess::start(&ns, &["--http-addr", &addr]);
+    wait_ready(&addr).await?;
+
+    let execs: Api<Execution> = ns.api();
+    let finished = Arc::new(Mutex::new(
+        BTreeMap::<String, (ExecutionPhase, Instant)>::new(),
+    ));
+    let watch = {
+        let (execs, finished) = (execs.clone(), Arc::clone(&finished));
+        tokio::spawn(async move {
+            let stream = watcher(execs, watcher::Config::default())
+                .default_backoff()
+                .applied_objects();
+            futures::pin_mut!(stream);
+            while let Some(exec) = stream.next().await {
+                let Ok(exec) = exec else { continue };
+                let Some(phase) = exec.status.as_ref().map(|s| s.phase) else {
+                    continue;
+                };
+                if phase.is_final() {
+                    let name = exec.metadata.name.clone().unwrap_or_default();
+                    let mut f = finished.lock().unwrap_or_else(|p| p.into_inner());
+                    f.entry(name).or_insert((phase, Instant::now()));
+                }
+            }
+        })
+    };
+
+    let start = Instant::now();
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let execs = execs.clone();
+            async move {
+                let exec: Execution = serde_json::from_value(json!({
+                    "apiVersion": "stackpulse.io/v1", "kind": "Execution",
+                    "metadata": {"name": format!("bench-{i}")},
+                    "spec": {"playbookRef": {"name": "bench"}}
+                }))
+                .expect("a valid Execution");
+                execs.create(&PostParams::default(), &exec).await
+            }
+        })
+        .buffer_unordered(CREATE_CONCURRENCY)
+        .try_collect::<Vec<_>>()
+        .await
+        .context("creating the Executions")?;
+
+    let mut last_report = Instant::now();
+    loop {
+        let (count, last_end, failed) = {
+            let f = finished.lock().unwrap_or_else(|p| p.into_inner());
+            let failed: Vec<String> = f
+                .iter()
+                .filter(|(_, (phase, _))| *phase != ExecutionPhase::Succeeded)
+                .map(|(name, (phase, _))| format!("{name} {phase:?}"))
+                .collect();
+            (f.len(), f.values().map(|(_, at)| *at).max(), failed)
+        };
+        if !failed.is_empty() {
+            bail!("operator: not every Execution succeeded: {failed:?}");
+        }
+        if count == n {
+            let wall = last_end.unwrap_or(start) - start;
+            watch.abort();
+            let metrics = http_get(&addr, "/metrics")?;
+            let handoff = histogram(&metrics, "playbook_step_handoff_seconds")
+                .context("no playbook_step_handoff_seconds in /metrics")?;
+            let peak_rss_kib = peak_rss_kib(operator.pid());
+            drop(operator);
+            ns.cleanup().await;
+            return Ok(Run {
+                wall,
+                handoff: (handoff.quantile(0.5), handoff.quantile(0.99)),
+                handoffs: handoff.count,
+                peak_rss_kib,
+            });
+        }
+        if start.elapsed() > RUN_TIMEOUT {
+            bail!("operator: only {count}/{n} Executions finished within {RUN_TIMEOUT:?}");
+        }
+        if last_report.elapsed() > Duration::from_secs(10) {
+            eprintln!(
+                "[bench] {count}/{n} Executions finished after {:.0?}",
+                start.elapsed()
+            );
+            last_report = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An address on 127.0.0.1 that was free a moment ago.
+fn free_local_addr() -> anyhow::Result<String> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr()?.to_string())
+}
+
+async fn wait_ready(addr: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if http_get(addr, "/readyz").is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the operator did not answer /readyz on {addr} within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A plain HTTP/1.0 GET: the body of a 200 answer, an error otherwise.
+fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
+        bail!("GET {path}: {}", head.lines().next().unwrap_or_default());
+    }
+    Ok(body.to_string())
+}
+
+/// A Prometheus histogram's cumulative buckets (upper bound in seconds, count).
+struct Histogram {
+    buckets: Vec<(f64, u64)>,
+    count: u64,
+}
+
+impl Histogram {
+    /// Like PromQL's `histogram_quantile`: linear within the bucket that holds it.
+    fn quantile(&self, q: f64) -> Duration {
+        let rank = q * self.count as f64;
+        let mut lower = (0.0, 0u64);
+        for &(le, cumulative) in &self.buckets {
+            if cumulative as f64 >= rank && cumulative > lower.1 {
+                if le.is_infinite() {
+                    return Duration::from_secs_f64(lower.0);
+                }
+                let within = (rank - lower.1 as f64) / (cumulative - lower.1) as f64;
+                return Duration::from_secs_f64(lower.0 + (le - lower.0) * within);
+            }
+            lower = (le, cumulative);
+        }
+        Duration::from_secs_f64(lower.0)
+    }
+}
+
+/// Reads `NAME_bucket{le="..."} COUNT` and `NAME_count COUNT` lines (no other labels).
+fn histogram(text: &str, name: &str) -> Option<Histogram> {
+    let mut buckets = Vec::new();
+    let mut count = None;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix(&format!("{name}_bucket{{le=\"")) {
+            let (le, value) = rest.split_once("\"}")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            buckets.push((le, value.trim().parse::<f64>().ok()? as u64));
+        } else if let Some(value) = line.strip_prefix(&format!("{name}_count ")) {
+            count = Some(value.trim().parse::<f64>().ok()? as u64);
+        }
+    }
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Some(Histogram {
+        buckets,
+        count: count?,
+    })
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+// ---------------------------------------------------------------------------
+
+fn report(n: usize, floor: &Run, operator: &Run) {
+    let env = common::local_cluster_env().unwrap_or_default();
+    let limit = |k: &str| env.get(k).cloned().unwrap_or_else(|| "?".into());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
+    println!();
+    println!(
+        "{n} executions x {STEPS} steps; Kubernetes {} + kwok; {cores} cores ({cpu}); \
+         kube-controller-manager --kube-api-qps={} --kube-api-burst={} --concurrent-job-syncs={}",
+        common::pinned_kubernetes_version(),
+        limit("KCM_QPS"),
+        limit("KCM_BURST"),
+        limit("KCM_CONCURRENT_JOB_SYNCS"),
+    );
+    println!();
+    println!("| | floor (bare Job chains) | operator | operator / floor |");
+    println!("|---|---|---|---|");
+    println!(
+        "| wall time | {:.1} s | {:.1} s | {:.2} |",
+        floor.wall.as_secs_f64(),
+        operator.wall.as_secs_f64(),
+        operator.wall.as_secs_f64() / floor.wall.as_secs_f64()
+    );
+    println!(
+        "| executions/min | {:.0} | {:.0} | {:.2} |",
+        floor.per_minute(n),
+        operator.per_minute(n),
+        operator.per_minute(n) / floor.per_minute(n)
+    );
+    for (label, f, o) in [
+        ("hand-off p50", floor.handoff.0, operator.handoff.0),
+        ("hand-off p99", floor.handoff.1, operator.handoff.1),
+    ] {
+        println!(
+            "| {label} | {} | {} | {:.1} |",
+            ms(f),
+            ms(o),
+            o.as_secs_f64() / f.as_secs_f64().max(1e-9)
+        );
+    }
+    println!(
+        "| hand-offs measured | {} | {} | |",
+        floor.handoffs, operator.handoffs
+    );
+    println!(
+        "| operator peak RSS | | {} | |",
+        operator
+            .peak_rss_kib
+            .map_or("?".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
+    );
+}
