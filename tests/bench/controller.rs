@@ -75,6 +75,11 @@ struct Run {
     handoff: (Duration, Duration),
     handoffs: u64,
     peak_rss_kib: Option<u64>,
+    /// CPU seconds spent during the run, per process (control plane, and the operator).
+    cpu: BTreeMap<String, f64>,
+    /// The operator's reconciles of Executions, and its failed reconciles by reason.
+    reconciles: Option<u64>,
+    errors: Vec<String>,
 }
 
 impl Run {
@@ -141,6 +146,7 @@ async fn bare_chains(client: &kube::Client, n: usize) -> anyhow::Result<Run> {
     });
 
     let handoffs = Arc::new(Mutex::new(Vec::<Duration>::new()));
+    let cpu_before = control_plane_cpu();
     let start = Instant::now();
     futures::stream::iter(0..n)
         .map(|c| {
@@ -178,6 +184,7 @@ async fn bare_chains(client: &kube::Client, n: usize) -> anyhow::Result<Run> {
             }
         });
     }
+    let cpu = cpu_delta(&cpu_before, &control_plane_cpu());
     watch.abort();
     let mut samples = handoffs.lock().unwrap_or_else(|p| p.into_inner()).clone();
     samples.sort();
@@ -187,6 +194,9 @@ async fn bare_chains(client: &kube::Client, n: usize) -> anyhow::Result<Run> {
         handoff: (quantile(&samples, 0.5), quantile(&samples, 0.99)),
         handoffs: samples.len() as u64,
         peak_rss_kib: None,
+        cpu,
+        reconciles: None,
+        errors: Vec::new(),
     })
 }
 
@@ -254,6 +264,8 @@ async fn operator_run(client: &kube::Client, n: usize) -> anyhow::Result<Run> {
         })
     };
 
+    let mut cpu_before = control_plane_cpu();
+    cpu_before.extend(cpu_seconds(operator.pid()).map(|c| ("operator".to_string(), c)));
     let start = Instant::now();
     futures::stream::iter(0..n)
         .map(|i| {
@@ -289,6 +301,8 @@ async fn operator_run(client: &kube::Client, n: usize) -> anyhow::Result<Run> {
         }
         if count == n {
             let wall = last_end.unwrap_or(start) - start;
+            let mut cpu_after = control_plane_cpu();
+            cpu_after.extend(cpu_seconds(operator.pid()).map(|c| ("operator".to_string(), c)));
             watch.abort();
             let metrics = http_get(&addr, "/metrics")?;
             let handoff = histogram(&metrics, "playbook_step_handoff_seconds")
@@ -301,6 +315,17 @@ async fn operator_run(client: &kube::Client, n: usize) -> anyhow::Result<Run> {
                 handoff: (handoff.quantile(0.5), handoff.quantile(0.99)),
                 handoffs: handoff.count,
                 peak_rss_kib,
+                cpu: cpu_delta(&cpu_before, &cpu_after),
+                reconciles: sample(
+                    &metrics,
+                    "playbook_reconcile_duration_seconds_count{controller=\"execution\"}",
+                )
+                .map(|v| v as u64),
+                errors: metrics
+                    .lines()
+                    .filter(|l| l.starts_with("playbook_reconcile_errors_total{"))
+                    .map(str::to_string)
+                    .collect(),
             });
         }
         if start.elapsed() > RUN_TIMEOUT {
@@ -399,6 +424,51 @@ fn histogram(text: &str, name: &str) -> Option<Histogram> {
     })
 }
 
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at `state`.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every Linux this runs on.
+    Some(ticks as f64 / 100.0)
+}
+
+/// CPU seconds so far of each local control-plane process (`<state>/pids/*.pid`).
+fn control_plane_cpu() -> BTreeMap<String, f64> {
+    let dir = common::local_cluster_dir().join("pids");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return BTreeMap::new();
+    };
+    entries
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            let name = path.file_stem()?.to_str()?.to_string();
+            let pid = std::fs::read_to_string(&path).ok()?.trim().parse().ok()?;
+            Some((name, cpu_seconds(pid)?))
+        })
+        .collect()
+}
+
+fn cpu_delta(
+    before: &BTreeMap<String, f64>,
+    after: &BTreeMap<String, f64>,
+) -> BTreeMap<String, f64> {
+    after
+        .iter()
+        .filter_map(|(k, a)| Some((k.clone(), a - before.get(k)?)))
+        .collect()
+}
+
+/// The value of one sample line `SERIES VALUE`.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))?
+        .trim()
+        .parse()
+        .ok()
+}
+
 fn peak_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -461,9 +531,32 @@ fn report(n: usize, floor: &Run, operator: &Run) {
         floor.handoffs, operator.handoffs
     );
     println!(
+        "| Execution reconciles | | {} ({:.1} per step) | |",
+        operator.reconciles.map_or("?".into(), |r| r.to_string()),
+        operator.reconciles.unwrap_or(0) as f64 / (n * STEPS) as f64
+    );
+    println!(
         "| operator peak RSS | | {} | |",
         operator
             .peak_rss_kib
             .map_or("?".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
     );
+    let procs: std::collections::BTreeSet<&String> =
+        floor.cpu.keys().chain(operator.cpu.keys()).collect();
+    for p in procs {
+        let f = floor.cpu.get(p).copied();
+        let o = operator.cpu.get(p).copied();
+        let show = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.1} s"));
+        let ratio = match (f, o) {
+            (Some(f), Some(o)) if f > 0.0 => format!("{:.1}", o / f),
+            _ => String::new(),
+        };
+        println!("| CPU {p} | {} | {} | {ratio} |", show(f), show(o));
+    }
+    if !operator.errors.is_empty() {
+        println!("\nfailed reconciles (retried):");
+        for line in &operator.errors {
+            println!("  {line}");
+        }
+    }
 }
