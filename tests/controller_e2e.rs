@@ -127,13 +127,27 @@ async fn redis_example_runs_to_succeeded_with_outputs_and_no_secret_values() {
         serde_json::to_string(&executions.list(&lp).await.expect("Executions").items),
     ];
     let events = events.list(&lp).await.expect("Events").items;
-    assert!(
-        events
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("StepSucceeded")),
-        "one Event per transition: {:?}",
-        events.iter().map(|e| &e.reason).collect::<Vec<_>>()
-    );
+    // One Event per step transition, each naming its step (not one series per reason).
+    for s in &status.steps {
+        for reason in ["StepStarted", "StepSucceeded"] {
+            let about_step = events.iter().filter(|e| {
+                e.reason.as_deref() == Some(reason)
+                    && e.note
+                        .as_deref()
+                        .is_some_and(|n| n.contains(&format!("'{}'", s.id)))
+            });
+            assert_eq!(
+                about_step.count(),
+                1,
+                "one {reason} Event for step {}: {:#?}",
+                s.id,
+                events
+                    .iter()
+                    .map(|e| (&e.reason, &e.note, &e.series))
+                    .collect::<Vec<_>>()
+            );
+        }
+    }
     written.push(serde_json::to_string(&events));
     written.push(serde_json::to_string(
         &core_events.list(&lp).await.expect("Events").items,

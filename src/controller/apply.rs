@@ -7,8 +7,9 @@
 //! 2. Job creates: names are deterministic per attempt, so AlreadyExists (409) means
 //!    an earlier reconcile created it, i.e. it is ours;
 //! 3. Job deletes (background propagation: the Pod goes with the Job; NotFound is fine);
-//! 4. Events, one per real transition. An Event that cannot be written is logged and
-//!    dropped: it must not make the reconcile (and so the status) go round again.
+//! 4. Events, one per real transition, named after it (a repeated transition gets
+//!    AlreadyExists, not a second Event). An Event that cannot be written is logged
+//!    and dropped: it must not make the reconcile (and so the status) go round again.
 //!
 //! Metrics are recorded here, where each transition becomes true: an Execution's end
 //! and its steps' durations once the status is written, a Job once created (not on
@@ -16,9 +17,11 @@
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::events::{Event, EventType as KubeEventType};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -26,11 +29,9 @@ use serde_json::json;
 use std::fmt::Debug;
 use std::time::Instant;
 
-use k8s_openapi::jiff::Timestamp;
-
 use super::{Context, Error, FIELD_MANAGER};
 use crate::api::{Execution, ExecutionStatus};
-use crate::engine::job::ANNOTATION_STEP_ID;
+use crate::engine::job::{ANNOTATION_STEP_ID, short_hash};
 use crate::engine::message::cut;
 use crate::engine::plan::{EventType, Intent, Plan};
 use crate::metrics::transitions;
@@ -69,17 +70,32 @@ pub async fn apply(
         }
     }
     metrics.jobs_applied(&uid, &changed, first_created);
-    let reference = exec.object_ref(&());
+    let instance = ctx.config.instance.as_deref().unwrap_or(FIELD_MANAGER);
+    let events: Api<Event> = Api::namespaced(ctx.client.clone(), &ns);
     for intent in &plan.intents {
-        let Some(event) = to_event(intent) else {
+        let Some(event) = to_event(intent, exec, instance, Timestamp::now()) else {
             continue;
         };
-        tracing::info!(reason = %event.reason, note = event.note.as_deref().unwrap_or(""), "transition");
-        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
-            tracing::warn!(reason = %event.reason, error = %e, "Event not recorded");
-        }
+        tracing::info!(reason = %event.reason.as_deref().unwrap_or(""), note = event.note.as_deref().unwrap_or(""), "transition");
+        publish(&events, &event).await;
     }
     Ok(())
+}
+
+/// Creates one Event. Its name is derived from the transition, so a reconcile that
+/// repeats a transition (planned from a cache that did not show its own status write
+/// yet) gets AlreadyExists instead of a second Event. An Event that cannot be written
+/// is logged and dropped: it must not make the reconcile (and the status) go round
+/// again.
+async fn publish(api: &Api<Event>, event: &Event) {
+    let reason = event.reason.as_deref().unwrap_or_default();
+    match api.create(&PostParams::default(), event).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            tracing::debug!(reason = %reason, "Event recorded already")
+        }
+        Err(e) => tracing::warn!(reason = %reason, error = %e, "Event not recorded"),
+    }
 }
 
 /// The whole status as this manager's apply configuration: fields it no longer sets
@@ -159,8 +175,18 @@ async fn delete_job(api: &Api<Job>, name: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// The Kubernetes Event of an `Intent::Event`; `None` for other intents.
-pub fn to_event(intent: &Intent) -> Option<Event> {
+/// The Kubernetes Event (events.k8s.io/v1) of an `Intent::Event` about `exec`;
+/// `None` for other intents.
+///
+/// Not kube-runtime's `Recorder`: it folds Events with the same reason into one series
+/// whatever their notes say, so "step 's2' started" would only bump the count of
+/// "step 's1' started". Here each transition is its own Event, named after it.
+pub fn to_event(
+    intent: &Intent,
+    exec: &Execution,
+    instance: &str,
+    now: Timestamp,
+) -> Option<Event> {
     let Intent::Event {
         type_,
         reason,
@@ -169,15 +195,31 @@ pub fn to_event(intent: &Intent) -> Option<Event> {
     else {
         return None;
     };
+    let exec_name = exec.name_any();
+    let uid = exec.uid().unwrap_or_default();
+    // Event names are DNS subdomains (at most 253 characters).
+    let prefix: String = exec_name.chars().take(200).collect();
     Some(Event {
-        type_: match type_ {
-            EventType::Normal => KubeEventType::Normal,
-            EventType::Warning => KubeEventType::Warning,
+        metadata: ObjectMeta {
+            name: Some(format!("{prefix}.{}", short_hash(&[&uid, reason, message]))),
+            namespace: exec.namespace(),
+            ..Default::default()
         },
-        reason: reason.clone(),
+        event_time: Some(MicroTime(now)),
+        type_: Some(
+            match type_ {
+                EventType::Normal => "Normal",
+                EventType::Warning => "Warning",
+            }
+            .into(),
+        ),
+        reason: Some(reason.clone()),
         note: Some(cut(message, MAX_NOTE)),
-        action: "Reconcile".into(),
-        secondary: None,
+        action: Some("Reconcile".into()),
+        regarding: Some(exec.object_ref(&())),
+        reporting_controller: Some(FIELD_MANAGER.into()),
+        reporting_instance: Some(instance.into()),
+        ..Default::default()
     })
 }
 

@@ -44,7 +44,6 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::DeserializeGuard;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -90,11 +89,10 @@ impl Default for Config {
     }
 }
 
-/// What every reconcile shares: the client, the caches, the Event recorder.
+/// What every reconcile shares: the client, the config, the caches.
 pub struct Context {
     pub client: Client,
     pub config: Config,
-    pub recorder: Recorder,
     pub jobs: Store<Job>,
     pub pods: Store<Pod>,
     pub playbooks: Store<DeserializeGuard<Playbook>>,
@@ -221,10 +219,6 @@ pub async fn run(
     })
     .touched_objects();
 
-    let reporter = Reporter {
-        controller: FIELD_MANAGER.into(),
-        instance: config.instance.clone(),
-    };
     let executions = api::<DeserializeGuard<Execution>>(&client, ns);
     let controller = Controller::new(executions, watcher::Config::default());
     let exec_store = controller.store();
@@ -233,7 +227,6 @@ pub async fn run(
         .metrics
         .attach(exec_store.clone(), caches_ready.clone());
     let ctx = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), reporter),
         client,
         config,
         caches_ready,

@@ -380,7 +380,8 @@ fn restricted_container() -> SecurityContext {
 const HASH_LEN: usize = 8;
 const MAX_NAME: usize = 63;
 
-fn short_hash(parts: &[&str]) -> String {
+/// 8 hex digits of SHA-256 over `parts` (NUL-separated): short, stable name suffixes.
+pub(crate) fn short_hash(parts: &[&str]) -> String {
     let mut h = Sha256::new();
     for p in parts {
         h.update(p.as_bytes());

@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 
 use http::{Request, Response};
 use kube::client::Body;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector;
 use serde_json::json;
 
@@ -35,12 +34,7 @@ fn fake_client(answer: fn(&str, &str) -> (u16, serde_json::Value)) -> (kube::Cli
 }
 
 fn context(client: kube::Client) -> Context {
-    let reporter = Reporter {
-        controller: FIELD_MANAGER.into(),
-        instance: None,
-    };
     Context {
-        recorder: Recorder::new(client.clone(), reporter),
         client,
         config: Config::default(),
         jobs: reflector::store().0,
@@ -194,9 +188,20 @@ fn events_carry_type_reason_and_a_bounded_note() {
         reason: "StepFailed".into(),
         message: "é".repeat(600),
     };
-    let event = to_event(&intent).expect("an event");
-    assert_eq!(event.type_, KubeEventType::Warning);
-    assert_eq!(event.reason, "StepFailed");
+    let event = to_event(&intent, &execution(), "pod-1", Timestamp::UNIX_EPOCH).expect("an event");
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    assert_eq!(event.reason.as_deref(), Some("StepFailed"));
+    assert_eq!(event.reporting_controller.as_deref(), Some(FIELD_MANAGER));
+    assert_eq!(event.reporting_instance.as_deref(), Some("pod-1"));
+    let regarding = event.regarding.expect("regarding");
+    assert_eq!(
+        (
+            regarding.kind.as_deref(),
+            regarding.name.as_deref(),
+            regarding.uid.as_deref()
+        ),
+        (Some("Execution"), Some("run"), Some("e-uid"))
+    );
     let note = event.note.unwrap_or_default();
     assert!(
         note.len() <= MAX_NOTE && note.ends_with('…'),
@@ -204,7 +209,45 @@ fn events_carry_type_reason_and_a_bounded_note() {
         note.len()
     );
     assert_eq!(
-        to_event(&Intent::DeleteJob { name: "j".into() }).map(|e| e.reason),
+        to_event(
+            &Intent::DeleteJob { name: "j".into() },
+            &execution(),
+            "i",
+            Timestamp::UNIX_EPOCH
+        )
+        .map(|e| e.reason),
         None
     );
+}
+
+/// Each transition is its own Event (kube-runtime's Recorder would fold every
+/// StepStarted into one series); the same transition again has the same name.
+#[test]
+fn event_names_follow_the_transition() {
+    let event = |reason: &str, message: &str| {
+        let intent = Intent::Event {
+            type_: EventType::Normal,
+            reason: reason.into(),
+            message: message.into(),
+        };
+        to_event(&intent, &execution(), "i", Timestamp::UNIX_EPOCH)
+            .and_then(|e| e.metadata.name)
+            .expect("a named event")
+    };
+    let s1 = event("StepStarted", "step 's1' started");
+    assert!(s1.starts_with("run."), "{s1}");
+    assert_ne!(s1, event("StepStarted", "step 's2' started"));
+    assert_ne!(s1, event("StepSucceeded", "step 's1' started"));
+    assert_eq!(s1, event("StepStarted", "step 's1' started"));
+    let mut long = execution();
+    long.metadata.name = Some("x".repeat(253));
+    let intent = Intent::Event {
+        type_: EventType::Normal,
+        reason: "R".into(),
+        message: "m".into(),
+    };
+    let name = to_event(&intent, &long, "i", Timestamp::UNIX_EPOCH)
+        .and_then(|e| e.metadata.name)
+        .expect("a name");
+    assert!(name.len() <= 253, "{}", name.len());
 }
