@@ -382,6 +382,11 @@ const MAX_NAME: usize = 63;
 
 /// 8 hex digits of SHA-256 over `parts` (NUL-separated): short, stable name suffixes.
 pub(crate) fn short_hash(parts: &[&str]) -> String {
+    hex_hash(parts, HASH_LEN)
+}
+
+/// `digits` (even, at most 64) hex digits of SHA-256 over `parts` (NUL-separated).
+pub(crate) fn hex_hash(parts: &[&str], digits: usize) -> String {
     let mut h = Sha256::new();
     for p in parts {
         h.update(p.as_bytes());
@@ -389,13 +394,13 @@ pub(crate) fn short_hash(parts: &[&str]) -> String {
     }
     h.finalize()
         .iter()
-        .take(HASH_LEN / 2)
+        .take(digits / 2)
         .map(|b| format!("{b:02x}"))
         .collect()
 }
 
 /// Lowercase DNS-label characters only, no leading or trailing '-'.
-fn dns_part(s: &str, max: usize) -> String {
+pub(crate) fn dns_part(s: &str, max: usize) -> String {
     let mapped: String = s
         .chars()
         .map(|c| {
