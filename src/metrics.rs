@@ -4,7 +4,11 @@
 //! `playbook_executions_total{playbook,result}`, `playbook_executions_running`,
 //! `playbook_step_duration_seconds{phase}`, `playbook_step_handoff_seconds`,
 //! `playbook_reconcile_errors_total{controller,reason}`,
-//! `playbook_reconcile_duration_seconds{controller}`, `playbook_jobs_created_total`.
+//! `playbook_reconcile_duration_seconds{controller}`, `playbook_jobs_created_total`,
+//! and for alerts `playbook_webhook_requests_total{source,code}`,
+//! `playbook_alerts_matched_total{source}`,
+//! `playbook_webhook_executions_created_total{source}`,
+//! `playbook_webhook_duplicates_total{source}`.
 //!
 //! One [`Metrics`] is created by the caller of `controller::run` (it rides in the
 //! controller's `Config`) and shared with the HTTP server. The controller records at
@@ -85,6 +89,20 @@ struct ErrorLabels {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    source: &'static str,
+    code: u16,
+}
+
+/// The `source` label values of the webhook metrics (the four endpoints).
+pub const SOURCES: [&str; 4] = ["alertmanager", "grafana", "pagerduty", "generic"];
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// What the HTTP endpoints read of a running controller.
@@ -103,6 +121,10 @@ pub struct Metrics {
     reconcile_errors: Family<ErrorLabels, Counter>,
     reconcile_duration: HistogramFamily<ControllerLabels>,
     jobs_created: Counter,
+    webhook_requests: Family<RequestLabels, Counter>,
+    alerts_matched: Family<SourceLabels, Counter>,
+    webhook_created: Family<SourceLabels, Counter>,
+    webhook_duplicates: Family<SourceLabels, Counter>,
     /// When the latest step container of each Execution (by uid) was seen ending,
     /// until the controller takes that end in (see [`Metrics::step_container_ended`]).
     ended: Mutex<HashMap<String, Instant>>,
@@ -133,6 +155,16 @@ impl Metrics {
         let reconcile_duration: HistogramFamily<ControllerLabels> =
             Family::new_with_constructor(|| Histogram::new(RECONCILE_BUCKETS));
         let jobs_created = Counter::default();
+        let webhook_requests = Family::<RequestLabels, Counter>::default();
+        let alerts_matched = Family::<SourceLabels, Counter>::default();
+        let webhook_created = Family::<SourceLabels, Counter>::default();
+        let webhook_duplicates = Family::<SourceLabels, Counter>::default();
+        for source in SOURCES {
+            let labels = SourceLabels { source };
+            let _ = alerts_matched.get_or_create(&labels);
+            let _ = webhook_created.get_or_create(&labels);
+            let _ = webhook_duplicates.get_or_create(&labels);
+        }
         // Series with a known, small label set exist from the start, at zero, so a
         // dashboard's rate() has a baseline before the first step ends.
         for phase in [
@@ -186,6 +218,26 @@ impl Metrics {
             "Step Jobs created (an AlreadyExists answer for a Job this operator created before is not counted)",
             jobs_created.clone(),
         );
+        registry.register(
+            "playbook_webhook_requests",
+            "Webhook requests answered, by source and HTTP status code",
+            webhook_requests.clone(),
+        );
+        registry.register(
+            "playbook_alerts_matched",
+            "Alerts that matched a Trigger, once per (alert, trigger), by source",
+            alerts_matched.clone(),
+        );
+        registry.register(
+            "playbook_webhook_executions_created",
+            "Executions created from alerts, by source",
+            webhook_created.clone(),
+        );
+        registry.register(
+            "playbook_webhook_duplicates",
+            "Alerts whose Execution existed already (a redelivery or a duplicate notification), by source",
+            webhook_duplicates.clone(),
+        );
         Self {
             registry,
             executions,
@@ -195,6 +247,10 @@ impl Metrics {
             reconcile_errors,
             reconcile_duration,
             jobs_created,
+            webhook_requests,
+            alerts_matched,
+            webhook_created,
+            webhook_duplicates,
             ended: Mutex::default(),
             counted: Mutex::new(Recent::new(RECENT_COUNTED)),
             controller: OnceLock::new(),
@@ -277,6 +333,30 @@ impl Metrics {
     /// One Job this process really created (not a 409).
     pub fn job_created(&self) {
         self.jobs_created.inc();
+    }
+
+    /// One webhook request of `source` (one of [`SOURCES`]) answered with `code`.
+    pub fn webhook_request(&self, source: &'static str, code: u16) {
+        self.webhook_requests
+            .get_or_create(&RequestLabels { source, code })
+            .inc();
+    }
+
+    /// What one webhook request did: (alert, trigger) pairs matched, Executions
+    /// created, and those that existed already.
+    pub fn webhook_alerts(
+        &self,
+        source: &'static str,
+        matched: u64,
+        created: u64,
+        duplicates: u64,
+    ) {
+        let labels = SourceLabels { source };
+        self.alerts_matched.get_or_create(&labels).inc_by(matched);
+        self.webhook_created.get_or_create(&labels).inc_by(created);
+        self.webhook_duplicates
+            .get_or_create(&labels)
+            .inc_by(duplicates);
     }
 
     /// Records what applying one plan of Execution `uid` (of `playbook`) changed,

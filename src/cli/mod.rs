@@ -13,6 +13,9 @@ mod render;
 mod run;
 mod start;
 
+/// Who the API server says the client is (the operator's `requestedBy` on alerts).
+pub use cluster::whoami;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};

@@ -1,10 +1,11 @@
-//! `playbook-operator run`: the controller and its HTTP server (metrics, probes),
-//! until SIGTERM or Ctrl-C.
+//! `playbook-operator run`: the controller and its HTTP server (metrics, probes,
+//! alert webhooks), until SIGTERM or Ctrl-C.
 //!
 //! The CLI's `main` is synchronous; the Tokio runtime is built here, for this command
 //! only, so the offline commands stay free of it.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -12,7 +13,9 @@ use futures::FutureExt;
 use tracing_subscriber::EnvFilter;
 
 use crate::controller::{self, Config, DEFAULT_LOG_LIMIT_BYTES};
-use crate::server;
+use crate::engine::alert::signature::DEFAULT_REPLAY_WINDOW_SECONDS;
+use crate::webhook::auth::{CredentialFiles, GRAFANA_SIGNATURE_HEADER, LinesFile};
+use crate::{server, webhook};
 
 /// Arguments of `run`.
 #[derive(clap::Args, Debug)]
@@ -30,6 +33,90 @@ pub struct Args {
     /// port; the log line "serving HTTP" gives it).
     #[arg(long, env = "PLAYBOOK_OPERATOR_HTTP_ADDR", default_value = server::DEFAULT_ADDR)]
     pub http_addr: SocketAddr,
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
+}
+
+/// The alert webhooks (`POST /webhooks/{alertmanager,grafana,pagerduty,generic}` on
+/// `--http-addr`). Credentials come from files, one value per line, re-read when
+/// they change: mount them from a Secret (the operator needs no access to Secrets).
+#[derive(clap::Args, Debug)]
+pub struct WebhookArgs {
+    /// Bearer tokens accepted on every webhook, one per line (several while rotating).
+    /// Without it (and without a source's secret file) the webhooks refuse everything.
+    #[arg(long, env = "PLAYBOOK_OPERATOR_WEBHOOK_TOKEN_FILE")]
+    pub webhook_token_file: Option<PathBuf>,
+    /// PagerDuty webhook signing secrets, one per line: requests to
+    /// /webhooks/pagerduty with a valid X-PagerDuty-Signature need no token.
+    #[arg(long, env = "PLAYBOOK_OPERATOR_WEBHOOK_PAGERDUTY_SECRET_FILE")]
+    pub webhook_pagerduty_secret_file: Option<PathBuf>,
+    /// Grafana contact point HMAC secrets, one per line.
+    #[arg(long, env = "PLAYBOOK_OPERATOR_WEBHOOK_GRAFANA_SECRET_FILE")]
+    pub webhook_grafana_secret_file: Option<PathBuf>,
+    /// The header of Grafana's HMAC signature (the contact point's "Header").
+    #[arg(long, default_value = GRAFANA_SIGNATURE_HEADER)]
+    pub webhook_grafana_signature_header: String,
+    /// The contact point's "Timestamp Header", when set there: then the signature
+    /// covers the timestamp, and the replay window applies.
+    #[arg(long)]
+    pub webhook_grafana_timestamp_header: Option<String>,
+    /// Secrets of the generic webhook's HMAC (X-Playbook-Signature over
+    /// `X-Playbook-Timestamp:BODY`), one per line.
+    #[arg(long, env = "PLAYBOOK_OPERATOR_WEBHOOK_GENERIC_SECRET_FILE")]
+    pub webhook_generic_secret_file: Option<PathBuf>,
+    /// A signed timestamp further than this from the operator's clock is refused.
+    #[arg(long, default_value_t = DEFAULT_REPLAY_WINDOW_SECONDS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub webhook_replay_window_seconds: u64,
+    /// Largest webhook body accepted; larger ones are answered 413.
+    #[arg(long, default_value_t = webhook::DEFAULT_MAX_BODY_BYTES)]
+    pub webhook_max_body_bytes: usize,
+    /// Executions waiting to be created, all requests together; past it requests
+    /// are answered 429 (the sender retries).
+    #[arg(long, default_value_t = webhook::DEFAULT_QUEUE)]
+    pub webhook_queue: usize,
+    /// Execution creates in flight to the API server at once.
+    #[arg(long, default_value_t = webhook::DEFAULT_CONCURRENCY)]
+    pub webhook_concurrency: usize,
+}
+
+impl WebhookArgs {
+    /// The webhook config; a credentials file that cannot be read stops the start.
+    pub fn config(
+        &self,
+        namespace: Option<String>,
+        requested_by: String,
+    ) -> anyhow::Result<webhook::Config> {
+        let open = |flag: &str, path: &Option<PathBuf>| -> anyhow::Result<Option<LinesFile>> {
+            path.as_deref()
+                .map(|p| LinesFile::open(p).map_err(|e| anyhow::anyhow!("--{flag}: {e}")))
+                .transpose()
+        };
+        Ok(webhook::Config {
+            namespace,
+            requested_by,
+            credentials: CredentialFiles {
+                tokens: open("webhook-token-file", &self.webhook_token_file)?,
+                pagerduty: open(
+                    "webhook-pagerduty-secret-file",
+                    &self.webhook_pagerduty_secret_file,
+                )?,
+                grafana: open(
+                    "webhook-grafana-secret-file",
+                    &self.webhook_grafana_secret_file,
+                )?,
+                generic: open(
+                    "webhook-generic-secret-file",
+                    &self.webhook_generic_secret_file,
+                )?,
+                grafana_signature_header: self.webhook_grafana_signature_header.clone(),
+                grafana_timestamp_header: self.webhook_grafana_timestamp_header.clone(),
+                replay_window_seconds: self.webhook_replay_window_seconds,
+            },
+            max_body_bytes: self.webhook_max_body_bytes,
+            queue: self.webhook_queue,
+            concurrency: self.webhook_concurrency,
+        })
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,6 +137,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         let client = kube::Client::try_default()
             .await
             .context("connecting to the cluster (in-cluster config or KUBECONFIG)")?;
+        // Executions created from alerts are requested by the operator itself: the
+        // admission policy wants the creator's own user name in spec.requestedBy.
+        let requested_by = crate::cli::cluster::whoami(&client).await?;
+        let webhook_config = args
+            .webhooks
+            .config(args.namespace.clone(), requested_by.clone())?;
         let config = Config {
             namespace: args.namespace.clone(),
             log_limit_bytes: args.log_limit_bytes,
@@ -67,16 +160,29 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         // The server also stops when the controller does on its own (its watches
         // ended): a process that serves probes for a dead controller would hide it.
         let (stopped, controller_stopped) = tokio::sync::oneshot::channel::<()>();
+        let stop = futures::future::select(shutdown.clone(), controller_stopped)
+            .map(|_| ())
+            .shared();
+        let (webhooks, webhook_task) = webhook::start(
+            client.clone(),
+            webhook_config,
+            config.metrics.clone(),
+            stop.clone(),
+        );
+        tracing::info!(
+            requested_by,
+            "serving alert webhooks on /webhooks/{{source}}"
+        );
         let http = server::serve(
             listener,
-            server::router(config.metrics.clone()),
-            futures::future::select(shutdown.clone(), controller_stopped).map(|_| ()),
+            server::router(config.metrics.clone()).merge(webhooks),
+            stop,
         );
         let controller = async move {
             controller::run(client, config, shutdown).await;
             let _ = stopped.send(());
         };
-        let ((), served) = futures::join!(controller, http);
+        let ((), served, ()) = futures::join!(controller, http, webhook_task);
         served?;
         anyhow::Ok(ExitCode::SUCCESS)
     })

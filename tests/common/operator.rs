@@ -13,7 +13,7 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, ListParams, PostParams};
 use playbook_operator::api::{Execution, ExecutionStatus, Playbook, Runner, StepStatus};
 use playbook_operator::controller::{self, Config};
-use playbook_operator::server;
+use playbook_operator::{server, webhook};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -46,6 +46,22 @@ impl Operator {
     /// Like [`Operator::start`], with the HTTP server (`/metrics`, `/readyz`) as
     /// `run` serves it, on 127.0.0.1 and a free port: returns that address.
     pub async fn start_serving(ns: &TestNamespace) -> (Self, std::net::SocketAddr) {
+        Self::serve(ns, None).await
+    }
+
+    /// [`Operator::start_serving`] with the alert webhooks too, as `run` serves them
+    /// (`requestedBy` is the test client's own user name, as `run` learns its own).
+    pub async fn start_with_webhooks(
+        ns: &TestNamespace,
+        webhooks: webhook::Config,
+    ) -> (Self, std::net::SocketAddr) {
+        Self::serve(ns, Some(webhooks)).await
+    }
+
+    async fn serve(
+        ns: &TestNamespace,
+        webhooks: Option<webhook::Config>,
+    ) -> (Self, std::net::SocketAddr) {
         let (tx, rx) = oneshot::channel::<()>();
         let config = Config {
             namespace: Some(ns.name.clone()),
@@ -59,14 +75,27 @@ impl Operator {
             let _ = rx.await;
         }
         .shared();
-        let http = server::serve(
-            listener,
-            server::router(config.metrics.clone()),
-            shutdown.clone(),
-        );
+        let mut router = server::router(config.metrics.clone());
+        let mut webhook_task = None;
+        if let Some(webhooks) = webhooks {
+            let (routes, task) = webhook::start(
+                ns.client.clone(),
+                webhooks,
+                config.metrics.clone(),
+                shutdown.clone(),
+            );
+            router = router.merge(routes);
+            webhook_task = Some(task);
+        }
+        let http = server::serve(listener, router, shutdown.clone());
         let controller = controller::run(ns.client.clone(), config, shutdown);
         let task = tokio::spawn(async move {
-            let ((), served) = futures::join!(controller, http);
+            let webhooks = async move {
+                if let Some(task) = webhook_task {
+                    task.await;
+                }
+            };
+            let ((), served, ()) = futures::join!(controller, http, webhooks);
             served.expect("the HTTP server runs until shutdown");
         });
         let operator = Self {

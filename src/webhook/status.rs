@@ -1,0 +1,107 @@
+//! Trigger status (`matched`, `executionsCreated`, `lastMatchedAt`), coalesced: the
+//! counts of many alerts are added up in memory and written every
+//! [`FLUSH_EVERY`] per Trigger, not once per alert (an alert storm would otherwise
+//! be a storm of status writes to the same objects).
+//!
+//! Each write reads the Trigger and server-side applies the new totals with its
+//! `resourceVersion` as a precondition, so two replicas adding at once cannot lose
+//! each other's counts (the loser gets a conflict and retries at the next flush).
+//! A count that could not be written stays pending; the counts of a process killed
+//! between flushes are lost, which status counters may afford (the metrics and the
+//! Executions themselves are the record).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde_json::json;
+
+use super::Shared;
+use crate::api::Trigger;
+use crate::controller::FIELD_MANAGER;
+
+const FLUSH_EVERY: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Pending {
+    matched: u64,
+    created: u64,
+    last: Option<Timestamp>,
+}
+
+/// Counts not written yet, by (namespace, trigger).
+#[derive(Debug, Default)]
+pub(super) struct TriggerStats(Mutex<HashMap<(String, String), Pending>>);
+
+impl TriggerStats {
+    /// One (alert, trigger) match that ended with its Execution existing.
+    pub(super) fn record(&self, namespace: &str, trigger: &str, created: bool) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let p = map
+            .entry((namespace.to_string(), trigger.to_string()))
+            .or_default();
+        p.matched += 1;
+        p.created += u64::from(created);
+        p.last = Some(Timestamp::now());
+    }
+
+    fn take(&self) -> HashMap<(String, String), Pending> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn put_back(&self, key: (String, String), p: Pending) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let e = map.entry(key).or_default();
+        e.matched += p.matched;
+        e.created += p.created;
+        e.last = e.last.max(p.last);
+    }
+}
+
+pub(super) async fn run(shared: std::sync::Arc<Shared>) {
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        flush(&shared).await;
+    }
+}
+
+pub(super) async fn flush(shared: &Shared) {
+    for (key, pending) in shared.stats.take() {
+        if let Err(e) = write(shared, &key.0, &key.1, pending).await {
+            match &e {
+                // The Trigger is gone: its counts go with it.
+                kube::Error::Api(s) if s.code == 404 => {}
+                _ => {
+                    tracing::debug!(trigger = %key.1, namespace = %key.0, error = %e, "writing Trigger status; retrying at the next flush");
+                    shared.stats.put_back(key, pending);
+                }
+            }
+        }
+    }
+}
+
+async fn write(shared: &Shared, ns: &str, name: &str, p: Pending) -> Result<(), kube::Error> {
+    let api: Api<Trigger> = Api::namespaced(shared.client.clone(), ns);
+    let current = api.get_status(name).await?;
+    let status = current.status.unwrap_or_default();
+    let last = p.last.map(Time).or(status.last_matched_at);
+    let patch = json!({
+        "apiVersion": "stackpulse.io/v1",
+        "kind": "Trigger",
+        "metadata": {"name": name, "resourceVersion": current.metadata.resource_version},
+        "status": {
+            "matched": status.matched + p.matched,
+            "executionsCreated": status.executions_created + p.created,
+            "lastMatchedAt": last,
+        }
+    });
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch_status(name, &pp, &Patch::Apply(&patch)).await?;
+    Ok(())
+}
