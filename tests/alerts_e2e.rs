@@ -361,6 +361,15 @@ async fn the_webhook_server_answers_why() {
         }),
     )
     .await;
+    trigger(
+        &ns,
+        "broken",
+        json!({
+            "playbookRef": {"name": "fix"},
+            "match": {"matchers": [{"name": "host", "op": "=~", "value": "db-(0"}]}
+        }),
+    )
+    .await;
     let (operator, addr) =
         Operator::start_with_webhooks(&ns, webhook_config(&ns, &dir, 4096).await).await;
     let auth = format!("Bearer {TOKEN}");
@@ -384,6 +393,12 @@ async fn the_webhook_server_answers_why() {
         .to_string();
     assert!(
         created.starts_with(&format!("{}/disk-", ns.name)),
+        "{answer}"
+    );
+    assert!(
+        answer["errors"][0]
+            .as_str()
+            .is_some_and(|e| e.contains("broken") && e.contains("not a valid regular expression")),
         "{answer}"
     );
     let (code, body) = post(addr, "/webhooks/generic", &ok, firing).await;
@@ -484,6 +499,42 @@ async fn the_webhook_server_answers_why() {
     );
     let status = wait_final(&ns, &name).await;
     assert_eq!(status.phase, ExecutionPhase::Cancelled, "{status:?}");
+
+    // Ready on the Triggers: the broken one says what to fix.
+    let api: Api<Trigger> = ns.api();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let ready = |t: &Trigger| {
+        t.status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready").cloned())
+    };
+    loop {
+        let broken = api.get("broken").await.expect("the trigger");
+        let disk = api.get("disk").await.expect("the trigger");
+        if let (Some(b), Some(d)) = (ready(&broken), ready(&disk)) {
+            assert_eq!(
+                (b.status.as_str(), b.reason.as_str()),
+                ("False", "Invalid"),
+                "{b:?}"
+            );
+            assert!(
+                b.message.contains("not a valid regular expression"),
+                "{b:?}"
+            );
+            assert_eq!(d.status, "True", "{d:?}");
+            // The counts, written by another field manager, stay next to it.
+            let counts = disk.status.unwrap_or_default();
+            if counts.matched >= 2 {
+                assert_eq!(counts.executions_created, 1, "{counts:?}");
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Ready and counts on the Triggers within 15 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     operator.stop().await;
     let _ = std::fs::remove_dir_all(&dir);

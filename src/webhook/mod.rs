@@ -114,14 +114,18 @@ pub fn start(
         .layer(DefaultBodyLimit::max(limit))
         .with_state(shared.clone());
     let task = async move {
-        let watch = reflector::reflector(writer, watcher(api, watcher::Config::default()))
-            .applied_objects()
-            .for_each(|o| {
-                if let Err(e) = o {
-                    tracing::warn!(error = %e, "Trigger watch");
-                }
-                futures::future::ready(())
-            });
+        // Backoff: without it a failing watch (API server down) retries in a loop.
+        let watch = reflector::reflector(
+            writer,
+            watcher(api, watcher::Config::default()).default_backoff(),
+        )
+        .applied_objects()
+        .for_each(|o| {
+            if let Err(e) = o {
+                tracing::warn!(error = %e, "Trigger watch");
+            }
+            futures::future::ready(())
+        });
         let ready = async move {
             if triggers.wait_until_ready().await.is_ok() {
                 ready_tx.send_replace(true);

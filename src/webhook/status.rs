@@ -1,4 +1,8 @@
-//! Trigger status (`matched`, `executionsCreated`, `lastMatchedAt`), coalesced: the
+//! Trigger status. `Ready` says whether the Trigger can work (its regexes compile
+//! and its templates parse), written when it changes, checked at every flush from
+//! the Trigger cache.
+//!
+//! The counts (`matched`, `executionsCreated`, `lastMatchedAt`) are coalesced: the
 //! counts of many alerts are added up in memory and written every
 //! [`FLUSH_EVERY`] per Trigger, not once per alert (an alert storm would otherwise
 //! be a storm of status writes to the same objects).
@@ -20,9 +24,17 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
+use kube::ResourceExt;
+
 use super::Shared;
 use crate::api::Trigger;
 use crate::controller::FIELD_MANAGER;
+use crate::engine::lint::{READY, trigger_ready_condition};
+
+/// Field manager of the counts. Not the one of `Ready` (the controller's): a server-side
+/// apply drops the fields its manager applied before and left out this time, so
+/// counts and conditions written separately need a manager each.
+const COUNTS_MANAGER: &str = "playbook-operator-webhook";
 
 const FLUSH_EVERY: Duration = Duration::from_secs(2);
 
@@ -72,6 +84,7 @@ pub(super) async fn run(shared: std::sync::Arc<Shared>) {
 }
 
 pub(super) async fn flush(shared: &Shared) {
+    write_ready(shared).await;
     for (key, pending) in shared.stats.take() {
         if let Err(e) = write(shared, &key.0, &key.1, pending).await {
             match &e {
@@ -101,7 +114,51 @@ async fn write(shared: &Shared, ns: &str, name: &str, p: Pending) -> Result<(), 
             "lastMatchedAt": last,
         }
     });
-    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    let pp = PatchParams::apply(COUNTS_MANAGER).force();
     api.patch_status(name, &pp, &Patch::Apply(&patch)).await?;
     Ok(())
+}
+
+/// Writes `Ready` on the Triggers whose condition is missing or out of date (a
+/// no-op for every Trigger that did not change).
+async fn write_ready(shared: &Shared) {
+    for t in shared.triggers.state() {
+        let Ok(trigger) = &t.0 else { continue };
+        let (Some(ns), name) = (trigger.namespace(), trigger.name_any()) else {
+            continue;
+        };
+        let conditions = trigger
+            .status
+            .as_ref()
+            .map(|s| s.conditions.as_slice())
+            .unwrap_or_default();
+        let old = conditions.iter().find(|c| c.type_ == READY);
+        let generation = trigger.metadata.generation;
+        let want = trigger_ready_condition(&trigger.spec, generation, old, Timestamp::now());
+        let same = old.is_some_and(|o| {
+            o.status == want.status
+                && o.reason == want.reason
+                && o.message == want.message
+                && o.observed_generation == want.observed_generation
+        });
+        if same {
+            continue;
+        }
+        let api: Api<Trigger> = Api::namespaced(shared.client.clone(), &ns);
+        let patch = json!({
+            "apiVersion": "stackpulse.io/v1",
+            "kind": "Trigger",
+            "metadata": {"name": name},
+            "status": {"conditions": [want]}
+        });
+        let pp = PatchParams::apply(FIELD_MANAGER).force();
+        match api.patch_status(&name, &pp, &Patch::Apply(&patch)).await {
+            Ok(_) => {
+                tracing::info!(trigger = %name, namespace = %ns, ready = %want.status, message = %want.message, "Ready written")
+            }
+            Err(e) => {
+                tracing::debug!(trigger = %name, error = %e, "writing Trigger Ready; retrying at the next flush")
+            }
+        }
+    }
 }

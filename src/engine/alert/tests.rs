@@ -698,3 +698,35 @@ fn a_resolution_cancels_what_its_firing_started() {
     });
     assert_eq!(keep.cancels(&resolved), None);
 }
+
+#[test]
+fn validate_says_what_to_fix() {
+    assert_eq!(trigger::validate(&spec()), Ok(()));
+    let bad_when = TriggerSpec {
+        when: Some("{{ eq .alert.status ".into()),
+        ..spec()
+    };
+    let e = trigger::validate(&bad_when).expect_err("a broken when");
+    assert!(e.starts_with("when: line 1"), "{e}");
+    let bad_param = TriggerSpec {
+        params: BTreeMap::from([("P".into(), "{{ .x }".into())]),
+        ..spec()
+    };
+    assert!(
+        trigger::validate(&bad_param)
+            .expect_err("a broken param")
+            .starts_with("params.P: ")
+    );
+    let bad_re = TriggerSpec {
+        matches: Some(AlertMatch {
+            matchers: vec![matcher("a", MatchOp::NotMatches, "[")],
+            ..Default::default()
+        }),
+        ..spec()
+    };
+    assert!(
+        trigger::validate(&bad_re)
+            .expect_err("a broken regex")
+            .contains("match.matchers")
+    );
+}

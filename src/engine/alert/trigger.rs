@@ -201,6 +201,19 @@ impl CompiledTrigger {
     }
 }
 
+/// Whether a Trigger can work: its regexes compile and its templates parse (a
+/// template that fails only on some alerts is reported per alert instead).
+pub fn validate(spec: &TriggerSpec) -> Result<(), String> {
+    CompiledTrigger::new("", "", spec)?;
+    if let Some(when) = &spec.when {
+        template::references(when).map_err(|e| format!("when: {e}"))?;
+    }
+    for (key, src) in &spec.params {
+        template::references(src).map_err(|e| format!("params.{key}: {e}"))?;
+    }
+    Ok(())
+}
+
 /// The Execution name for an alert through a trigger: `TRIGGER-HASH`, a DNS label of
 /// at most 63 characters, the hash over the trigger, the source, the alert's
 /// identity and its status. A redelivery of the same notification gets the same

@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
 use super::{Finding, Severity, lint_playbook};
-use crate::api::PlaybookSpec;
+use crate::api::{PlaybookSpec, TriggerSpec};
 use crate::engine::message::cut;
 
 /// The condition type.
@@ -59,6 +59,22 @@ pub fn ready_condition(
             };
             ("True", REASON_VALID, message)
         }
+    };
+    condition(status, reason, message, generation, old, now)
+}
+
+/// `Ready` for a Trigger: False (reason `Invalid`) with what to fix when a regex
+/// does not compile or a template does not parse; True (reason `Valid`) otherwise.
+pub fn trigger_ready_condition(
+    spec: &TriggerSpec,
+    generation: Option<i64>,
+    old: Option<&Condition>,
+    now: Timestamp,
+) -> Condition {
+    let (status, reason, message) = match crate::engine::alert::trigger::validate(spec) {
+        Ok(()) if !spec.enabled => ("True", REASON_VALID, "valid, but disabled".to_string()),
+        Ok(()) => ("True", REASON_VALID, "matching alerts".to_string()),
+        Err(e) => ("False", REASON_INVALID, e),
     };
     condition(status, reason, message, generation, old, now)
 }
