@@ -3,9 +3,10 @@
 # API server. Builds the operator and the local control plane (cold: ~10 min, said up
 # front), starts the cluster, installs the CRDs, starts the operator, applies the
 # seed's Redis playbook with its Runner and Secret, gives each step's fake (kwok) pod
-# the log a real step image would print, runs an Execution and prints it finished.
-#
-# Not yet: firing an alert (the webhook server is the alerts issue); the demo says so.
+# the log a real step image would print, fires an Alertmanager alert at the operator's
+# webhook (examples/alerts/alertmanager-redis-down.json; the example Trigger turns it
+# into an Execution), fires it again (a duplicate: nothing new), and prints the
+# finished Execution.
 # The cluster is left running so you can look around; `make cluster-down` stops it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +14,7 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 say "building playbook-operator"
 cargo build --release --locked --quiet
-OP=target/release/playbook-operator
+OP="${CARGO_TARGET_DIR:-target}/release/playbook-operator"
 
 say "building the local control plane (first time: ~10 minutes; later: instant)"
 tests/cluster/build.sh >/dev/null
@@ -25,7 +26,9 @@ export KUBECONFIG="${PLAYBOOK_OPERATOR_CLUSTER_DIR:-/tmp/playbook-operator-clust
 "$KUBECTL" version 2>/dev/null | sed 's/^/  /'
 
 say "installing the CRDs and the approval admission policies"
-"$KUBECTL" apply --server-side -f crds/
+# --force-conflicts: the e2e tests install the same objects with a field manager
+# of their own; on a cluster they ran on, the demo takes them over.
+"$KUBECTL" apply --server-side --force-conflicts -f crds/
 # Only CRDs have an Established condition; crds/admission-policies.yaml does not.
 "$KUBECTL" wait --for condition=Established --timeout=60s crd/playbooks.stackpulse.io \
   crd/executions.stackpulse.io crd/triggers.stackpulse.io crd/runners.stackpulse.io >/dev/null
@@ -87,35 +90,60 @@ stringData: {Redis_Secret: "demo:s3cret", Teams_Key: "https://teams.example/hook
 YAML
 
 say "starting the operator (logs: $STATE/logs/operator.log)"
-"$OP" run --namespace demo >"$STATE/logs/operator.log" 2>&1 &
+# The webhook's bearer token: in a cluster, a file mounted from a Secret.
+TOKEN_FILE="$STATE/webhook-token"
+[[ -s "$TOKEN_FILE" ]] || { umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$TOKEN_FILE"; }
+TOKEN="$(cat "$TOKEN_FILE")"
+# Any free port: the log line "serving HTTP addr=..." says which.
+: >"$STATE/logs/operator.log"
+"$OP" run --namespace demo --http-addr 127.0.0.1:0 --webhook-token-file "$TOKEN_FILE" \
+  >"$STATE/logs/operator.log" 2>&1 &
 OPERATOR=$!
 trap 'kill "$OPERATOR" 2>/dev/null; wait "$OPERATOR" 2>/dev/null' EXIT
+ADDR=""
+for _ in $(seq 100); do
+  ADDR="$(grep -o 'serving HTTP addr=[0-9.:]*' "$STATE/logs/operator.log" | head -1 | cut -d= -f2)" || true
+  [[ -n "$ADDR" ]] && break
+  sleep 0.1
+done
+[[ -n "$ADDR" ]] || { cat "$STATE/logs/operator.log" >&2; echo "the operator did not start" >&2; exit 1; }
+echo "  serving on http://$ADDR"
 
-say "running redis-incident-enrichment"
-"$KUBECTL" delete execution -n demo redis-demo --ignore-not-found >/dev/null
-"$KUBECTL" apply -n demo -f - <<'YAML'
-apiVersion: stackpulse.io/v1
-kind: Execution
-metadata: {name: redis-demo}
-spec:
-  playbookRef: {name: redis-incident-enrichment}
-YAML
+say "firing an alert: Alertmanager's webhook with RedisDown on redis.prod.svc"
+TRIGGER=redis-alerts-redis-down
+"$KUBECTL" delete execution -n demo -l "stackpulse.io/trigger=$TRIGGER" --ignore-not-found >/dev/null
+fire() {
+  curl -sS --retry 10 --retry-all-errors --retry-delay 1 -X POST \
+    -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+    --data-binary @examples/alerts/alertmanager-redis-down.json \
+    -w '  HTTP %{http_code}\n' "http://$ADDR/webhooks/alertmanager"
+}
+fire
+say "the same notification again (Alertmanager delivers at least once): a duplicate"
+fire
+NAME="$("$KUBECTL" get pbx -n demo -l "stackpulse.io/trigger=$TRIGGER" -o jsonpath='{.items[0].metadata.name}')"
+[[ -n "$NAME" ]] || { echo "the alert started no Execution" >&2; exit 1; }
 phase=""
 for _ in $(seq 300); do
-  phase="$("$KUBECTL" get pbx -n demo redis-demo -o jsonpath='{.status.phase}')"
+  phase="$("$KUBECTL" get pbx -n demo "$NAME" -o jsonpath='{.status.phase}')"
   [[ "$phase" == Succeeded || "$phase" == Failed || "$phase" == Cancelled ]] && break
   sleep 0.2
 done
 "$KUBECTL" get pbx -n demo
 "$KUBECTL" get jobs -n demo
+# Trigger counts are written every 2 s at most (coalesced), so wait a moment.
+for _ in $(seq 50); do
+  [[ -n "$("$KUBECTL" get trigger -n demo "$TRIGGER" -o jsonpath='{.status.matched}')" ]] && break
+  sleep 0.2
+done
+"$KUBECTL" get trigger -n demo
 
 say "the finished Execution"
-"$KUBECTL" get pbx -n demo redis-demo -o yaml
+"$KUBECTL" get pbx -n demo "$NAME" -o yaml
 
-say "not yet: alerts"
+say "done"
 cat <<TXT
-Starting a playbook from an alert (Alertmanager, Grafana, PagerDuty webhooks) is the
-next piece of work. The cluster keeps running:
+The cluster keeps running:
   export KUBECONFIG=$KUBECONFIG
   $KUBECTL get stackpulse -n demo
   make cluster-down      # stop it
