@@ -33,10 +33,11 @@ demo:
 	tests/demo.sh
 
 ## bench: 200 Executions of a 4-step playbook against 200 bare Job chains (the floor),
-## on the local control plane (started if it is not up). BENCH_EXECUTIONS=N to change.
+## then 10,000 alerts (with duplicates) at the webhook, on the local control plane
+## (started if it is not up). BENCH_EXECUTIONS=N, BENCH_ALERTS=N to change.
 bench:
-	$(CARGO) bench --locked --bench controller --no-run
-	tests/cluster/with-cluster.sh $(CARGO) bench --locked --bench controller
+	$(CARGO) bench --locked --bench controller --bench alerts --no-run
+	tests/cluster/with-cluster.sh bash -c '$(CARGO) bench --locked --bench controller && $(CARGO) bench --locked --bench alerts'
 
 ## crds: regenerate crds/ from the API types (a test fails when they drift).
 crds:

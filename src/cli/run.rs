@@ -68,14 +68,14 @@ pub struct WebhookArgs {
     #[arg(long, default_value_t = DEFAULT_REPLAY_WINDOW_SECONDS, value_parser = clap::value_parser!(u64).range(1..))]
     pub webhook_replay_window_seconds: u64,
     /// Largest webhook body accepted; larger ones are answered 413.
-    #[arg(long, default_value_t = webhook::DEFAULT_MAX_BODY_BYTES)]
+    #[arg(long, default_value_t = webhook::DEFAULT_MAX_BODY_BYTES, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub webhook_max_body_bytes: usize,
     /// Executions waiting to be created, all requests together; past it requests
     /// are answered 429 (the sender retries).
-    #[arg(long, default_value_t = webhook::DEFAULT_QUEUE)]
+    #[arg(long, default_value_t = webhook::DEFAULT_QUEUE, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub webhook_queue: usize,
     /// Execution creates in flight to the API server at once.
-    #[arg(long, default_value_t = webhook::DEFAULT_CONCURRENCY)]
+    #[arg(long, default_value_t = webhook::DEFAULT_CONCURRENCY, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub webhook_concurrency: usize,
 }
 

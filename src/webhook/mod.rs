@@ -235,7 +235,10 @@ async fn handle(
                     StatusCode::TOO_MANY_REQUESTS,
                     format!(
                         "{} Executions are waiting to be created (--webhook-queue {}): retry later",
-                        shared.config.queue - shared.queue.available_permits(),
+                        shared
+                            .config
+                            .queue
+                            .saturating_sub(shared.queue.available_permits()),
                         shared.config.queue
                     ),
                 );

@@ -6,15 +6,26 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// POSTs `body` to `path` with `headers`; returns the status code and the body.
+/// Panics if the server cannot be reached.
 pub async fn post(
     addr: SocketAddr,
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr)
+    try_post(addr, path, headers, body)
         .await
-        .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
+        .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"))
+}
+
+/// [`post`], with a connection error returned (for polling a server that starts).
+pub async fn try_post(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
     let mut head = format!(
         "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
         body.len()
@@ -23,10 +34,7 @@ pub async fn post(
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
-    stream
-        .write_all(head.as_bytes())
-        .await
-        .expect("sending the request head");
+    stream.write_all(head.as_bytes()).await?;
     // A server may answer (413) and close before reading a large body.
     let _ = stream.write_all(body).await;
     let mut answer = Vec::new();
@@ -38,5 +46,5 @@ pub async fn post(
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("no status line in {head:?}"));
-    (status, body.to_string())
+    Ok((status, body.to_string()))
 }
