@@ -32,6 +32,7 @@ async fn metrics_are_openmetrics_text_with_every_contract_name() {
     let metrics = Arc::new(Metrics::new());
     // Families with labels show once they have a series.
     metrics.job_created();
+    metrics.webhook_request("generic", 202);
     let _ = metrics
         .reconcile("execution", async {
             Err::<(), _>(crate::controller::Error::CachesNotReady)
@@ -56,6 +57,10 @@ async fn metrics_are_openmetrics_text_with_every_contract_name() {
         "# TYPE playbook_reconcile_errors counter",
         "# TYPE playbook_reconcile_duration_seconds histogram",
         "# TYPE playbook_jobs_created counter",
+        "# TYPE playbook_webhook_requests counter",
+        "# TYPE playbook_alerts_matched counter",
+        "# TYPE playbook_webhook_executions_created counter",
+        "# TYPE playbook_webhook_duplicates counter",
     ] {
         assert!(body.contains(family), "{family} missing in:\n{body}");
     }

@@ -108,11 +108,7 @@ pub fn start(
         triggers_ready,
         metrics,
     });
-    let router = Router::new()
-        .route("/webhooks/{source}", post(receive))
-        // The limit for the body extractor; 413 with our text in `receive`.
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(shared.clone());
+    let router = routes(shared.clone(), limit);
     let task = async move {
         // Backoff: without it a failing watch (API server down) retries in a loop.
         let watch = reflector::reflector(
@@ -139,6 +135,14 @@ pub fn start(
         }
     };
     (router, task)
+}
+
+fn routes(shared: Arc<Shared>, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/webhooks/{source}", post(receive))
+        // The limit for the body extractor; 413 with our text in `receive`.
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(shared)
 }
 
 /// The 202 body.
@@ -481,3 +485,6 @@ fn api_failure(e: &kube::Error) -> Response {
         other => unavailable(&format!("cannot reach the API server ({other}): retry")),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,179 @@
+//! The answers that need an API server misbehaving: against a fake one, through the
+//! real routes. (The happy paths and 400/401/403/404/413 run against a real API
+//! server in tests/alerts_e2e.rs.)
+
+use std::time::Duration;
+
+use axum::body::{Body, to_bytes};
+use http::{Request, Response};
+use kube::runtime::watcher::Event;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use super::*;
+use crate::webhook::auth::{CredentialFiles, LinesFile};
+
+const TOKEN: &str = "t0ken";
+
+/// A client whose API server answers every request with `code` after `delay`.
+fn fake_client(code: u16, delay: Duration) -> Client {
+    let service = tower::service_fn(move |_req: Request<kube::client::Body>| async move {
+        tokio::time::sleep(delay).await;
+        let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                          "code": code, "reason": if code == 409 { "AlreadyExists" } else { "Unknown" },
+                          "message": format!("the fake API server says {code}")});
+        let body = if code < 300 {
+            json!({"apiVersion": "stackpulse.io/v1", "kind": "Execution",
+                   "metadata": {"name": "x", "namespace": "ns"}, "spec": {"playbookRef": {"name": "pb"}}})
+        } else {
+            body
+        };
+        Response::builder()
+            .status(code)
+            .header("content-type", "application/json")
+            .body(kube::client::Body::from(body.to_string().into_bytes()))
+    });
+    Client::new(service, "ns")
+}
+
+fn token_file() -> LinesFile {
+    let dir = std::env::temp_dir().join(format!("pbo-webhook-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("tokens");
+    std::fs::write(&path, format!("{TOKEN}\n")).expect("token file");
+    LinesFile::open(&path).expect("opens")
+}
+
+/// The routes over a fake API server, with one Trigger matching every alert;
+/// `listed`: whether the Trigger cache has listed.
+fn router(client: Client, queue: usize, listed: bool) -> Router {
+    let (triggers, mut writer) = reflector::store::<DeserializeGuard<Trigger>>();
+    let trigger: Trigger = serde_json::from_value(json!({
+        "apiVersion": "stackpulse.io/v1", "kind": "Trigger",
+        "metadata": {"name": "all", "namespace": "ns"},
+        "spec": {"playbookRef": {"name": "pb"}}
+    }))
+    .expect("a Trigger");
+    writer.apply_watcher_event(&Event::Apply(DeserializeGuard(Ok(trigger))));
+    let shared = Arc::new(Shared {
+        client,
+        config: Config {
+            namespace: Some("ns".into()),
+            requested_by: "system:serviceaccount:ops:playbook-operator".into(),
+            credentials: CredentialFiles {
+                tokens: Some(token_file()),
+                ..CredentialFiles::default()
+            },
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            queue,
+            concurrency: 4,
+        },
+        triggers,
+        triggers_ready: watch::channel(listed).1,
+        queue: Semaphore::new(queue),
+        in_flight: Semaphore::new(4),
+        metrics: Arc::default(),
+        stats: TriggerStats::default(),
+    });
+    routes(shared, DEFAULT_MAX_BODY_BYTES)
+}
+
+async fn send(router: Router, body: Value) -> (StatusCode, Option<String>, String) {
+    let request = Request::post("/webhooks/generic")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(Body::from(body.to_string()))
+        .expect("a request");
+    let response = router.oneshot(request).await.expect("routers do not fail");
+    let status = response.status();
+    let retry = response
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = to_bytes(response.into_body(), usize::MAX)
+        .await
+        .expect("a body");
+    (status, retry, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn alerts(n: usize) -> Value {
+    json!({"alerts": (0..n).map(|i| json!({"id": format!("a-{i}")})).collect::<Vec<_>>()})
+}
+
+#[tokio::test]
+async fn created_and_duplicates_are_accepted() {
+    let (code, _, body) = send(
+        router(fake_client(201, Duration::ZERO), 10, true),
+        alerts(2),
+    )
+    .await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{body}");
+    let answer: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(
+        answer["created"].as_array().map(Vec::len),
+        Some(2),
+        "{answer}"
+    );
+    let (code, _, body) = send(
+        router(fake_client(409, Duration::ZERO), 10, true),
+        alerts(2),
+    )
+    .await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{body}");
+    let answer: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(
+        answer["duplicates"].as_array().map(Vec::len),
+        Some(2),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn an_unavailable_api_server_is_a_503_to_retry() {
+    for api in [503, 429, 500] {
+        let (code, retry, body) = send(
+            router(fake_client(api, Duration::ZERO), 10, true),
+            alerts(1),
+        )
+        .await;
+        assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE, "API {api}: {body}");
+        assert_eq!(retry.as_deref(), Some("5"));
+        assert!(body.contains("retry"), "{body}");
+    }
+    // A refusal that retrying does not fix is still not a 2xx: nothing was accepted.
+    let (code, _, body) = send(
+        router(fake_client(403, Duration::ZERO), 10, true),
+        alerts(1),
+    )
+    .await;
+    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert!(body.contains("RBAC"), "{body}");
+}
+
+#[tokio::test]
+async fn before_the_triggers_are_listed_the_answer_is_503() {
+    let (code, _, body) = send(
+        router(fake_client(201, Duration::ZERO), 10, false),
+        alerts(1),
+    )
+    .await;
+    assert_eq!(code, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.contains("has not listed the Triggers yet"), "{body}");
+}
+
+#[tokio::test]
+async fn a_full_queue_is_a_429() {
+    // Creates take 300 ms; the queue holds 2 Executions.
+    let routes = router(fake_client(201, Duration::from_millis(300)), 2, true);
+    let first = tokio::spawn(send(routes.clone(), alerts(2)));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (code, retry, body) = send(routes.clone(), alerts(1)).await;
+    assert_eq!(code, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(retry.as_deref(), Some("1"));
+    assert!(body.contains("--webhook-queue 2"), "{body}");
+    let (code, _, body) = first.await.expect("the first request");
+    assert_eq!(code, StatusCode::ACCEPTED, "{body}");
+    // Room again once the first is done.
+    let (code, _, _) = send(routes, alerts(1)).await;
+    assert_eq!(code, StatusCode::ACCEPTED);
+}
