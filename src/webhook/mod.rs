@@ -55,6 +55,8 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_QUEUE: usize = 5000;
 /// Default of `--webhook-concurrency`: creates in flight to the API server at once.
 pub const DEFAULT_CONCURRENCY: usize = 32;
+/// Most distinct trigger errors listed in one answer (and logged for one request).
+const MAX_ERRORS: usize = 20;
 /// How long a request may wait for the API server before it is answered 503.
 const API_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -357,12 +359,23 @@ fn match_all(shared: &Shared, alerts: &[AlertEvent]) -> (Plan, Accepted) {
                         plan.starts.push(*exec);
                     }
                 }
-                Outcome::Error(e) => accepted.errors.push(e),
+                // One line per distinct error: a storm of alerts through a broken
+                // trigger must not become a storm of identical lines.
+                Outcome::Error(e) => {
+                    if !accepted.errors.contains(&e) {
+                        accepted.errors.push(e);
+                    }
+                }
             }
             if let Some(selector) = t.cancels(alert) {
                 plan.cancels.push((t.namespace.clone(), selector));
             }
         }
+    }
+    if accepted.errors.len() > MAX_ERRORS {
+        let more = accepted.errors.len() - MAX_ERRORS;
+        accepted.errors.truncate(MAX_ERRORS);
+        accepted.errors.push(format!("... and {more} more"));
     }
     for e in &accepted.errors {
         tracing::warn!(error = %e, "alert not matched");

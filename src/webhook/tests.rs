@@ -47,23 +47,42 @@ fn token_file() -> LinesFile {
 /// The routes over a fake API server, with one Trigger matching every alert;
 /// `listed`: whether the Trigger cache has listed.
 fn router(client: Client, queue: usize, listed: bool) -> Router {
+    let credentials = CredentialFiles {
+        tokens: Some(token_file()),
+        ..CredentialFiles::default()
+    };
+    let shared = shared(
+        client,
+        queue,
+        listed,
+        json!({"playbookRef": {"name": "pb"}}),
+        credentials,
+    );
+    routes(shared, DEFAULT_MAX_BODY_BYTES)
+}
+
+/// What the routes share, with one Trigger (`spec`) in namespace `ns`.
+fn shared(
+    client: Client,
+    queue: usize,
+    listed: bool,
+    spec: Value,
+    credentials: CredentialFiles,
+) -> Arc<Shared> {
     let (triggers, mut writer) = reflector::store::<DeserializeGuard<Trigger>>();
     let trigger: Trigger = serde_json::from_value(json!({
         "apiVersion": "stackpulse.io/v1", "kind": "Trigger",
-        "metadata": {"name": "all", "namespace": "ns"},
-        "spec": {"playbookRef": {"name": "pb"}}
+        "metadata": {"name": "t", "namespace": "ns"},
+        "spec": spec
     }))
     .expect("a Trigger");
     writer.apply_watcher_event(&Event::Apply(DeserializeGuard(Ok(trigger))));
-    let shared = Arc::new(Shared {
+    Arc::new(Shared {
         client,
         config: Config {
             namespace: Some("ns".into()),
             requested_by: "system:serviceaccount:ops:playbook-operator".into(),
-            credentials: CredentialFiles {
-                tokens: Some(token_file()),
-                ..CredentialFiles::default()
-            },
+            credentials,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             queue,
             concurrency: 4,
@@ -74,8 +93,7 @@ fn router(client: Client, queue: usize, listed: bool) -> Router {
         in_flight: Semaphore::new(4),
         metrics: Arc::default(),
         stats: TriggerStats::default(),
-    });
-    routes(shared, DEFAULT_MAX_BODY_BYTES)
+    })
 }
 
 async fn send(router: Router, body: Value) -> (StatusCode, Option<String>, String) {
@@ -176,4 +194,45 @@ async fn a_full_queue_is_a_429() {
     // Room again once the first is done.
     let (code, _, _) = send(routes, alerts(1)).await;
     assert_eq!(code, StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn a_pagerduty_signature_in_any_header_case_replaces_the_token() {
+    let dir = std::env::temp_dir().join(format!("pbo-webhook-pd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("pd");
+    std::fs::write(&path, "old-secret\nnew-secret\n").expect("secret file");
+    let credentials = CredentialFiles {
+        pagerduty: Some(LinesFile::open(&path).expect("opens")),
+        ..CredentialFiles::default()
+    };
+    let spec = json!({"playbookRef": {"name": "pb"}, "sources": ["pagerduty"]});
+    let shared = shared(
+        fake_client(201, Duration::ZERO),
+        10,
+        true,
+        spec,
+        credentials,
+    );
+    let body = include_bytes!("../../examples/alerts/pagerduty-triggered.json");
+    let sig = crate::engine::alert::signature::sign_hex(b"new-secret", body);
+    let post = |signature: String| {
+        Request::post("/webhooks/pagerduty")
+            .header("X-PAGERDUTY-SIGNATURE", signature)
+            .body(Body::from(body.to_vec()))
+            .expect("a request")
+    };
+    let routes = routes(shared, DEFAULT_MAX_BODY_BYTES);
+    let ok = routes
+        .clone()
+        .oneshot(post(format!("v1=deadbeef,v1={sig}")))
+        .await
+        .expect("answer");
+    assert_eq!(ok.status(), StatusCode::ACCEPTED);
+    let bad = routes
+        .oneshot(post("v1=deadbeef".into()))
+        .await
+        .expect("answer");
+    assert_eq!(bad.status(), StatusCode::FORBIDDEN);
+    let _ = std::fs::remove_dir_all(&dir);
 }
