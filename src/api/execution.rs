@@ -199,6 +199,10 @@ pub struct StepStatus {
     /// When the step ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Time>,
+    /// When the step began waiting for an approval; kept once approved, so that
+    /// `startedAt - waitingSince` is how long people took (`playbook-operator report`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_since: Option<Time>,
     /// Exit code of the step container's last attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,

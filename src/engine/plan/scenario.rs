@@ -327,6 +327,8 @@ pub enum Act {
     Truncated(&'static str),
     /// The env var of the step's current Job has this value.
     Env(&'static str, &'static str, &'static str),
+    /// Seconds between the step's `waitingSince` and its `startedAt`.
+    Waited(&'static str, i64),
 }
 
 pub struct Case {
@@ -398,6 +400,12 @@ fn run(case: Case) {
             ),
             Severity(want) => assert_eq!(s.input.status.severity.as_deref(), want, "{at}"),
             Truncated(id) => assert!(s.status_of(id).outputs_truncated, "{at}"),
+            Waited(id, want) => {
+                let st = s.status_of(id);
+                let since = st.waiting_since.map(|t| t.0.as_second());
+                let started = st.started_at.map(|t| t.0.as_second());
+                assert_eq!(started.zip(since).map(|(a, b)| a - b), Some(want), "{at}");
+            }
             Env(id, var, want) => assert_eq!(
                 s.job_env(id).get(var).map(String::as_str),
                 Some(want),

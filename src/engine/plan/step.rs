@@ -128,6 +128,7 @@ impl Planner<'_> {
                 Approval::Granted(note) => self.launch(i, 1, Some(note)),
                 Approval::Waiting(message, _) => {
                     self.st.steps[i].state = StepState::WaitingApproval;
+                    self.st.steps[i].waiting_since = Some(time(self.now));
                     self.st.steps[i].message = Some(message.clone());
                     self.event(
                         EventType::Normal,
