@@ -4,7 +4,12 @@
 //! `playbook_executions_total{playbook,result}`, `playbook_executions_running`,
 //! `playbook_step_duration_seconds{phase}`, `playbook_step_handoff_seconds`,
 //! `playbook_reconcile_errors_total{controller,reason}`,
-//! `playbook_reconcile_duration_seconds{controller}`, `playbook_jobs_created_total`.
+//! `playbook_reconcile_duration_seconds{controller}`, `playbook_jobs_created_total`,
+//! and the incident review's numbers (the same as `playbook-operator report`, from
+//! `engine::report::run_review` when a run finishes):
+//! `playbook_time_to_phase_seconds{playbook,phase}`,
+//! `playbook_approval_wait_seconds{playbook}`,
+//! `playbook_executions_automated_total{playbook}`.
 //!
 //! One [`Metrics`] is created by the caller of `controller::run` (it rides in the
 //! controller's `Config`) and shared with the HTTP server. The controller records at
@@ -33,6 +38,7 @@ use tokio::sync::watch;
 
 use crate::api::{Execution, ExecutionPhase, ExecutionStatus, Phase, StepState};
 use crate::controller::Error;
+use crate::engine::report::{RunReview, run_review};
 
 /// Hand-off latency: the controller's own reaction time, 1 ms to 10 s.
 const HANDOFF_BUCKETS: [f64; 13] = [
@@ -41,6 +47,11 @@ const HANDOFF_BUCKETS: [f64; 13] = [
 /// Step durations: from a quick lookup (0.1 s) to an hour-long remediation.
 const STEP_BUCKETS: [f64; 14] = [
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
+/// Time to a phase, approval waits: seconds for an automated enrichment, hours for a
+/// remediation that waited for someone.
+const REVIEW_BUCKETS: [f64; 13] = [
+    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0, 14400.0,
 ];
 /// Reconciles: milliseconds normally; up to 30 s while waiting for the caches.
 const RECONCILE_BUCKETS: [f64; 13] = [
@@ -67,6 +78,17 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 struct ExecutionLabels {
     playbook: String,
     result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PlaybookLabels {
+    playbook: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PlaybookPhaseLabels {
+    playbook: String,
+    phase: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -103,6 +125,9 @@ pub struct Metrics {
     reconcile_errors: Family<ErrorLabels, Counter>,
     reconcile_duration: HistogramFamily<ControllerLabels>,
     jobs_created: Counter,
+    time_to_phase: HistogramFamily<PlaybookPhaseLabels>,
+    approval_wait: HistogramFamily<PlaybookLabels>,
+    automated: Family<PlaybookLabels, Counter>,
     /// When the latest step container of each Execution (by uid) was seen ending,
     /// until the controller takes that end in (see [`Metrics::step_container_ended`]).
     ended: Mutex<HashMap<String, Instant>>,
@@ -133,6 +158,11 @@ impl Metrics {
         let reconcile_duration: HistogramFamily<ControllerLabels> =
             Family::new_with_constructor(|| Histogram::new(RECONCILE_BUCKETS));
         let jobs_created = Counter::default();
+        let time_to_phase: HistogramFamily<PlaybookPhaseLabels> =
+            Family::new_with_constructor(|| Histogram::new(REVIEW_BUCKETS));
+        let approval_wait: HistogramFamily<PlaybookLabels> =
+            Family::new_with_constructor(|| Histogram::new(REVIEW_BUCKETS));
+        let automated = Family::<PlaybookLabels, Counter>::default();
         // Series with a known, small label set exist from the start, at zero, so a
         // dashboard's rate() has a baseline before the first step ends.
         for phase in [
@@ -186,6 +216,21 @@ impl Metrics {
             "Step Jobs created (an AlreadyExists answer for a Job this operator created before is not counted)",
             jobs_created.clone(),
         );
+        registry.register(
+            "playbook_time_to_phase_seconds",
+            "Finished runs: seconds from the run's start to the end of its last step of a phase (Enrich, Triage, Communicate, Remediate), when every step of that phase succeeded or was skipped",
+            time_to_phase.clone(),
+        );
+        registry.register(
+            "playbook_approval_wait_seconds",
+            "Finished runs: seconds each approved step waited for a person (waitingSince to start)",
+            approval_wait.clone(),
+        );
+        registry.register(
+            "playbook_executions_automated",
+            "Runs this operator brought to a final phase in which no step waited for a person",
+            automated.clone(),
+        );
         Self {
             registry,
             executions,
@@ -195,6 +240,9 @@ impl Metrics {
             reconcile_errors,
             reconcile_duration,
             jobs_created,
+            time_to_phase,
+            approval_wait,
+            automated,
             ended: Mutex::default(),
             counted: Mutex::new(Recent::new(RECENT_COUNTED)),
             controller: OnceLock::new(),
@@ -292,6 +340,9 @@ impl Metrics {
                     result,
                 })
                 .inc();
+            if let Some(review) = &t.review {
+                self.finished_run(playbook, review);
+            }
         }
         for step in &t.steps_ended {
             if counted.first_time(format!("{uid}/{}/{}", step.id, step.attempt)) {
@@ -301,6 +352,29 @@ impl Metrics {
                     })
                     .observe(step.seconds);
             }
+        }
+    }
+
+    /// The review numbers of a run that just finished.
+    fn finished_run(&self, playbook: &str, review: &RunReview) {
+        for (phase, secs) in &review.to_phase {
+            self.time_to_phase
+                .get_or_create(&PlaybookPhaseLabels {
+                    playbook: playbook.to_string(),
+                    phase: phase_label(*phase),
+                })
+                .observe(*secs as f64);
+        }
+        let labels = PlaybookLabels {
+            playbook: playbook.to_string(),
+        };
+        for secs in &review.approval_waits {
+            self.approval_wait
+                .get_or_create(&labels)
+                .observe(*secs as f64);
+        }
+        if review.automated() {
+            self.automated.get_or_create(&labels).inc();
         }
     }
 
@@ -389,6 +463,8 @@ pub struct Transitions {
     /// hand-off; if not (an approval, a retry's backoff, the end of the run), the
     /// wait is not the controller's and nothing is observed.
     pub took_in_end: bool,
+    /// The review of the run, when it finished in this plan.
+    pub review: Option<RunReview>,
 }
 
 /// What changed from `before` to `after` (one plan), for the metrics. `now` is the
@@ -399,9 +475,11 @@ pub fn transitions(
     now: Timestamp,
 ) -> Transitions {
     let was = |id: &str| before.steps.iter().find(|s| s.id == id);
+    let finished = (after.phase.is_final() && !before.phase.is_final()).then_some(after.phase);
     let mut t = Transitions {
-        finished: (after.phase.is_final() && !before.phase.is_final()).then_some(after.phase),
+        finished,
         is_final: after.phase.is_final(),
+        review: finished.map(|_| run_review(after, after.started_at.as_ref().map(|t| t.0), now)),
         ..Transitions::default()
     };
     for step in &after.steps {

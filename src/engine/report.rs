@@ -14,7 +14,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use serde::Serialize;
 
-use crate::api::{Execution, ExecutionPhase, Phase, StepState};
+use crate::api::{Execution, ExecutionPhase, ExecutionStatus, Phase, StepState};
 
 /// How many failing steps a playbook's report lists.
 const TOP_FAILING: usize = 5;
@@ -68,25 +68,31 @@ pub struct FailingStep {
     pub last_message: String,
 }
 
-/// What one Execution contributes.
-#[derive(Default)]
-struct Sample {
-    phase: ExecutionPhase,
-    to_phase: BTreeMap<Phase, i64>,
-    approval_waits: Vec<i64>,
-    waited: bool,
+/// What one run contributes to the review (and, when it finishes, to the metrics of
+/// the same numbers).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunReview {
+    pub phase: ExecutionPhase,
+    /// Seconds from the run's start to the end of each phase it completed.
+    pub to_phase: BTreeMap<Phase, i64>,
+    /// Seconds each approval took (to now, for a step still waiting).
+    pub approval_waits: Vec<i64>,
+    /// True when some step waited for a person.
+    pub waited: bool,
     /// (step, message, when) of each failed step.
-    failures: Vec<(String, String, Timestamp)>,
+    pub failures: Vec<(String, String, Timestamp)>,
 }
 
-fn sample(exec: &Execution, now: Timestamp) -> Sample {
-    let status = exec.status.clone().unwrap_or_default();
-    let start = status
-        .started_at
-        .as_ref()
-        .or(exec.metadata.creation_timestamp.as_ref())
-        .map(|t| t.0);
-    let mut s = Sample {
+impl RunReview {
+    /// Finished with no person in the loop.
+    pub fn automated(&self) -> bool {
+        self.phase.is_final() && !self.waited
+    }
+}
+
+/// The review of one run whose status is `status`, started at `start`.
+pub fn run_review(status: &ExecutionStatus, start: Option<Timestamp>, now: Timestamp) -> RunReview {
+    let mut s = RunReview {
         phase: status.phase,
         ..Default::default()
     };
@@ -128,9 +134,19 @@ fn sample(exec: &Execution, now: Timestamp) -> Sample {
     s
 }
 
+fn sample(exec: &Execution, now: Timestamp) -> RunReview {
+    let status = exec.status.clone().unwrap_or_default();
+    let start = status
+        .started_at
+        .as_ref()
+        .or(exec.metadata.creation_timestamp.as_ref())
+        .map(|t| t.0);
+    run_review(&status, start, now)
+}
+
 /// The review of `execs` created at or after `since`.
 pub fn build(execs: &[Execution], since: Timestamp, now: Timestamp) -> Report {
-    let mut by_playbook: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
+    let mut by_playbook: BTreeMap<String, Vec<RunReview>> = BTreeMap::new();
     for exec in execs {
         let created = exec.metadata.creation_timestamp.as_ref().map(|t| t.0);
         if created.is_some_and(|c| c < since) {
@@ -155,7 +171,7 @@ pub fn build(execs: &[Execution], since: Timestamp, now: Timestamp) -> Report {
     }
 }
 
-fn summarize<'a>(name: &str, samples: impl Iterator<Item = &'a Sample>) -> PlaybookReport {
+fn summarize<'a>(name: &str, samples: impl Iterator<Item = &'a RunReview>) -> PlaybookReport {
     let mut r = PlaybookReport {
         playbook: name.to_string(),
         ..Default::default()
@@ -171,7 +187,7 @@ fn summarize<'a>(name: &str, samples: impl Iterator<Item = &'a Sample>) -> Playb
             ExecutionPhase::Cancelled => r.cancelled += 1,
             _ => r.running += 1,
         }
-        if s.phase.is_final() && !s.waited {
+        if s.automated() {
             r.automated += 1;
         }
         for (phase, secs) in &s.to_phase {
