@@ -76,6 +76,20 @@ pub struct ApprovalRecord {
     pub at: Option<Time>,
 }
 
+/// How the main steps of a run ended (before its `finally` steps).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MainOutcome {
+    /// Succeeded, Failed or Cancelled.
+    pub phase: ExecutionPhase,
+    /// What the main steps' end said (the Execution's message at that moment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The step that failed the run, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_step: Option<String>,
+}
+
 /// Phase of a whole Execution.
 #[derive(
     schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
@@ -132,6 +146,13 @@ pub struct ExecutionStatus {
     /// One entry per step run (per attempt-series and per foreach item).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepStatus>,
+    /// How the main steps ended, recorded when the playbook's `finally` steps start;
+    /// the Execution takes this phase once they are done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub main_outcome: Option<MainOutcome>,
+    /// The playbook's `finally` steps, once the main steps have ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub finally: Vec<StepStatus>,
     /// Standard conditions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,

@@ -406,3 +406,23 @@ fn converted_paths_map_back_to_the_dialect() {
         assert_eq!(file::to_source(canonical, origins), source);
     }
 }
+
+#[test]
+fn finally_steps_are_linted_like_steps() {
+    let s = spec(
+        "steps: [{id: a, image: x}]\nfinally: [{id: cleanup, image: x, env: {P: '{{ .execution.phase }}', BAD: '{{ if }}'}}, {id: a, image: x}]",
+    );
+    let found = lint_playbook(&s, None);
+    let paths: Vec<&str> = found.iter().map(|f| f.path.as_str()).collect();
+    assert!(paths.contains(&"spec.finally[0].env.BAD"), "{found:#?}");
+    assert!(
+        !paths.contains(&"spec.finally[0].env.P"),
+        ".execution.phase is known: {found:#?}"
+    );
+    assert!(
+        found.iter().any(|f| f
+            .message
+            .contains("finally step 'a': id 'a' is also a step's id")),
+        "{found:#?}"
+    );
+}

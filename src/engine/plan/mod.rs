@@ -25,6 +25,7 @@
 //!   crash between writing "Cancelled" and deleting its Jobs heals).
 
 mod expand;
+mod finally;
 mod graph;
 mod output;
 mod settle;
@@ -45,11 +46,12 @@ use k8s_openapi::jiff::Timestamp;
 use serde_json::{Map, Value};
 
 use crate::api::{
-    ExecutionPhase, ExecutionSpec, ExecutionStatus, PlaybookSpec, RunnerSpec, StepState, StepStatus,
+    ExecutionPhase, ExecutionSpec, ExecutionStatus, MainOutcome, PlaybookSpec, RunnerSpec,
+    StepState, StepStatus,
 };
 use crate::engine::context::{self, ExecutionMeta, InstanceId};
 
-pub use graph::validate_graph;
+pub use graph::{finally_problems, validate_graph};
 
 /// The Execution being planned, as its metadata says.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -77,6 +79,16 @@ pub struct PlanInput {
     /// The Runners of the Execution's namespace, by name.
     pub runners: BTreeMap<String, RunnerSpec>,
     pub limits: Limits,
+    /// Set only for planning a run's `finally` steps (see the `finally` module).
+    pub main: Option<MainRun>,
+}
+
+/// How the main steps of a run ended, and their statuses (finally steps' templates
+/// see their outputs).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MainRun {
+    pub outcome: MainOutcome,
+    pub steps: Vec<StepStatus>,
 }
 
 /// What the controller saw of one step Job and its pod.
@@ -200,6 +212,7 @@ pub fn awaiting_output(status: &ExecutionStatus) -> BTreeSet<&str> {
     let running = status
         .steps
         .iter()
+        .chain(&status.finally)
         .filter(|s| s.state == StepState::Running);
     running.filter_map(|s| s.job_name.as_deref()).collect()
 }
@@ -254,9 +267,12 @@ impl<'a> Planner<'a> {
         if self.st.phase.is_final() {
             return;
         }
+        if self.st.main_outcome.is_some() {
+            return self.run_finally();
+        }
         if self.input.spec.cancel {
             self.cancel();
-            return;
+            return self.start_finally();
         }
         if self.st.playbook.is_none() && !self.begin_run() {
             return;
@@ -293,6 +309,7 @@ impl<'a> Planner<'a> {
         }
         self.severity();
         self.settle();
+        self.start_finally();
     }
 
     /// Takes the snapshot and starts the run. False when there is nothing more to plan.
@@ -354,6 +371,7 @@ impl<'a> Planner<'a> {
             .st
             .steps
             .iter()
+            .chain(&self.st.finally)
             .filter(|s| s.state == StepState::Running)
             .filter_map(|s| s.job_name.as_deref())
             .collect();
@@ -402,13 +420,31 @@ impl<'a> Planner<'a> {
             namespace: e.namespace.clone(),
             url: e.url.clone(),
             started_at: self.st.started_at.clone(),
-            phase: self.st.phase,
+            // Finally steps see how the main steps ended.
+            phase: self
+                .input
+                .main
+                .as_ref()
+                .map_or(self.st.phase, |m| m.outcome.phase),
+            failed_step: self
+                .input
+                .main
+                .as_ref()
+                .and_then(|m| m.outcome.failed_step.clone()),
             playbook: self.input.spec.playbook_ref.name.clone(),
         }
     }
 
     /// The template context over the given steps' statuses.
     fn context_over(&self, steps: &[StepStatus]) -> Value {
+        let with_main: Vec<StepStatus>;
+        let steps = match &self.input.main {
+            Some(main) => {
+                with_main = main.steps.iter().chain(steps).cloned().collect();
+                &with_main
+            }
+            None => steps,
+        };
         context::build(
             &self.meta(),
             &self.params,

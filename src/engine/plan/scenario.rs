@@ -162,6 +162,15 @@ impl Scenario {
         self
     }
 
+    /// The playbook's `finally` steps.
+    pub fn finally(self, steps: Vec<S>) -> Self {
+        self.with(|i| {
+            if let Some(pb) = i.playbook.as_mut() {
+                pb.finally = steps.into_iter().map(|s| s.0).collect();
+            }
+        })
+    }
+
     pub fn runner(self, name: &str) -> Self {
         self.with(|i| {
             i.runners.insert(name.into(), RunnerSpec::default());
@@ -209,6 +218,7 @@ impl Scenario {
             .status
             .steps
             .iter()
+            .chain(&self.input.status.finally)
             .find(|s| s.id == id)
             .cloned()
             .unwrap_or_else(|| panic!("no step '{id}' in status"))
@@ -244,14 +254,20 @@ impl Scenario {
         });
     }
 
-    /// `a=Running b=Pending`, in status order.
+    /// `a=Running b=Pending`, in status order; then `| f=Running` for finally steps.
     pub fn states(&self) -> String {
-        let steps = &self.input.status.steps;
-        steps
-            .iter()
-            .map(|s| format!("{}={:?}", s.id, s.state))
-            .collect::<Vec<_>>()
-            .join(" ")
+        let list = |steps: &[StepStatus]| {
+            steps
+                .iter()
+                .map(|s| format!("{}={:?}", s.id, s.state))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let status = &self.input.status;
+        match status.finally.as_slice() {
+            [] => list(&status.steps),
+            finally => format!("{} | {}", list(&status.steps), list(finally)),
+        }
     }
 
     fn intents(&self) -> &[Intent] {
