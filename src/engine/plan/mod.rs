@@ -88,11 +88,11 @@ pub struct PlanInput {
     pub limits: Limits,
 }
 
-/// What the controller saw of one step Job and its pod.
+/// What the controller saw of one step (or parser) Job and its pod.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ObservedJob {
-    /// The step container (named after the step) has terminated (from the pod watch;
-    /// do not wait for the Job).
+    /// The Job's container (the step's, named after it, or its parser's) has
+    /// terminated (from the pod watch; do not wait for the Job).
     pub terminated: Option<Terminated>,
     /// The Job failed without the container reporting an end (e.g. `DeadlineExceeded`,
     /// the pod was evicted or never started).

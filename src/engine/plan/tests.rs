@@ -498,7 +498,6 @@ fn cases() -> Vec<Case> {
                 Plan,
                 States("a=Running"),
                 Attempt("a", 2),
-                Msg("a", ""),
                 ConfigMaps(0),
                 Creates(1),
                 Exit("a", 0, "up 4 days"),
@@ -752,4 +751,28 @@ fn restart_around_an_image_parser_start_is_idempotent() {
     // Everything exists: nothing to do.
     s.plan();
     assert!(s.creates().is_empty() && s.config_map_creates().is_empty());
+}
+
+/// A log longer than a ConfigMap holds: its beginning is parsed, and the step says so.
+#[test]
+fn a_raw_output_too_big_for_a_config_map_is_cut_and_said_so() {
+    let mut s = Scenario::new(vec![step("a").parser(UPTIME)]);
+    s.plan();
+    let big = "x".repeat(crate::engine::job::MAX_OUTPUT_BYTES + 10);
+    s.exit("a", 0, &big);
+    s.plan();
+    let run = s.status_of("a").parser.expect("a parser run");
+    assert!(run.input_truncated);
+    assert_eq!(
+        s.raw_output("a").len(),
+        crate::engine::job::MAX_OUTPUT_BYTES
+    );
+    s.exit_parser("a", 0, r#"{"ok": true}"#);
+    s.plan();
+    assert_eq!(s.states(), "a=Succeeded");
+    let message = s.status_of("a").message.unwrap_or_default();
+    assert!(
+        message.contains("the raw output was cut to its first 1048576 bytes before parsing"),
+        "{message}"
+    );
 }
