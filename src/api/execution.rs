@@ -169,7 +169,8 @@ pub enum StepState {
     /// Not started: waiting for the steps it depends on.
     #[default]
     Pending,
-    /// Its Job exists and the container has not ended.
+    /// Its Job exists and the container has not ended, or (with `parser` set) an
+    /// image parser Job is turning its output into JSON.
     Running,
     /// Waiting for a retry's backoff to pass.
     Retrying,
@@ -237,4 +238,29 @@ pub struct StepStatus {
     /// True when the output was larger than the status budget and was cut.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub outputs_truncated: bool,
+    /// The image parser run of the current attempt, when the step's `outputParser` is
+    /// an image: set once the step container ended, kept after the step ends so the
+    /// raw output can be found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parser: Option<ParserRun>,
+}
+
+/// An image parser run: the step's raw output in a ConfigMap, read by a parser Job.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ParserRun {
+    /// The parser image (`outputParser.name`).
+    pub image: String,
+    /// The ConfigMap (owned by the Execution) holding the step's raw output under key
+    /// `output`: the parser's input.
+    pub config_map_name: String,
+    /// The parser Job. Its log must be JSON: that is the step's output.
+    pub job_name: String,
+    /// When the parser Job was asked for; its deadline counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    /// True when the raw output was longer than a ConfigMap holds and was cut (its end
+    /// is missing).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub input_truncated: bool,
 }

@@ -223,6 +223,14 @@ const ENGINE_CASES: &[(&str, &str, Severity, &str, &str, &str)] = &[
         "",
         "steps: [{id: a, image: x, outputParser: {name: regex, pattern: '(?P<x>\\d+)'}}]",
     ),
+    (
+        "a built-in parser misspelt is not taken for an image",
+        "steps: [{id: a, image: x, outputParser: {name: jsn}}]",
+        Severity::Error,
+        "spec.steps[0].outputParser",
+        "outputParser 'jsn' is unknown (known: json, raw, yaml, kv, redis-info, regex, lines, table, or an image reference such as registry.example/parsers/name:1): did you mean 'json'?",
+        "steps: [{id: a, image: x, outputParser: {name: registry.example/parsers/uptime:1}}]",
+    ),
 ];
 
 fn run(cases: &[(&str, &str, Severity, &str, &str, &str)]) {

@@ -111,6 +111,7 @@ impl Planner<'_> {
         for intent in inner.intents {
             match intent {
                 Intent::CreateJob(job) => self.create(*job),
+                Intent::CreateConfigMap(config_map) => self.create_config_map(*config_map),
                 // Jobs no step owns are deleted by this (outer) plan, which sees both
                 // the main and the finally steps.
                 Intent::DeleteJob { .. } => {}
