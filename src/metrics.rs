@@ -4,7 +4,8 @@
 //! `playbook_executions_total{playbook,result}`, `playbook_executions_running`,
 //! `playbook_step_duration_seconds{phase}`, `playbook_step_handoff_seconds`,
 //! `playbook_reconcile_errors_total{controller,reason}`,
-//! `playbook_reconcile_duration_seconds{controller}`, `playbook_jobs_created_total`.
+//! `playbook_reconcile_duration_seconds{controller}`, `playbook_jobs_created_total`,
+//! `playbook_leader`.
 //!
 //! One [`Metrics`] is created by the caller of `controller::run` (it rides in the
 //! controller's `Config`) and shared with the HTTP server. The controller records at
@@ -103,6 +104,12 @@ pub struct Metrics {
     reconcile_errors: Family<ErrorLabels, Counter>,
     reconcile_duration: HistogramFamily<ControllerLabels>,
     jobs_created: Counter,
+    /// 1 while this process runs the controller: always without leader election,
+    /// only while it holds the Lease with it (see [`Metrics::set_leader`]).
+    leader: Gauge,
+    /// True while this replica waits for the leader Lease: `/readyz` answers 200
+    /// then (a standby serves webhooks), although its controller has no caches.
+    standby: std::sync::atomic::AtomicBool,
     /// When the latest step container of each Execution (by uid) was seen ending,
     /// until the controller takes that end in (see [`Metrics::step_container_ended`]).
     ended: Mutex<HashMap<String, Instant>>,
@@ -133,6 +140,8 @@ impl Metrics {
         let reconcile_duration: HistogramFamily<ControllerLabels> =
             Family::new_with_constructor(|| Histogram::new(RECONCILE_BUCKETS));
         let jobs_created = Counter::default();
+        let leader = Gauge::default();
+        leader.set(1);
         // Series with a known, small label set exist from the start, at zero, so a
         // dashboard's rate() has a baseline before the first step ends.
         for phase in [
@@ -186,6 +195,11 @@ impl Metrics {
             "Step Jobs created (an AlreadyExists answer for a Job this operator created before is not counted)",
             jobs_created.clone(),
         );
+        registry.register(
+            "playbook_leader",
+            "1 while this replica runs the controller (holds the leader Lease, or runs without leader election)",
+            leader.clone(),
+        );
         Self {
             registry,
             executions,
@@ -195,6 +209,8 @@ impl Metrics {
             reconcile_errors,
             reconcile_duration,
             jobs_created,
+            leader,
+            standby: std::sync::atomic::AtomicBool::new(false),
             ended: Mutex::default(),
             counted: Mutex::new(Recent::new(RECENT_COUNTED)),
             controller: OnceLock::new(),
@@ -220,6 +236,19 @@ impl Metrics {
         self.controller
             .get()
             .is_some_and(|c| *c.caches_ready.borrow())
+    }
+
+    /// Leader election's verdict: `false` makes this replica a standby (no
+    /// controller, `/readyz` 200, `playbook_leader` 0).
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
+        self.standby
+            .store(!leader, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// True while this replica waits for the leader Lease.
+    pub fn standby(&self) -> bool {
+        self.standby.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The metrics in the OpenMetrics text format ([`CONTENT_TYPE`]).
