@@ -32,7 +32,7 @@ for want in 'replicas: 2' 'runAsNonRoot: true' 'readOnlyRootFilesystem: true' \
   'allowPrivilegeEscalation: false' '- ALL' 'type: RuntimeDefault' 'path: /healthz' \
   'path: /readyz' 'fieldPath: metadata.name' 'fieldPath: metadata.namespace' \
   '- --leader-elect' 'kind: PodDisruptionBudget' 'kind: ClusterRole' 'kind: Runner' \
-  'kind: ValidatingAdmissionPolicy' 'terminationGracePeriodSeconds: 30'; do
+  'kind: ValidatingAdmissionPolicy' 'terminationGracePeriodSeconds: 30' 'preStop:'; do
   grep -qF -- "$want" "$out/default.yaml" || fail "the default render lacks '$want'"
 done
 grep -A8 '^          resources:' "$out/default.yaml" | grep -q 'limits:' || fail "no resource limits by default"
