@@ -5,9 +5,9 @@
 //!
 //! Least privilege is proven from the API server's audit log (tests/cluster/up.sh
 //! records what service accounts do): every (verb, group, resource) the chart's
-//! ClusterRole and Lease Role grant was used by the operator during the run, and the
-//! operator was denied nothing but the one probe it makes on purpose (a Runner's
-//! Secret: 403 means "unchecked"). So a rule removed from the chart fails the run
+//! ClusterRole (a Role with `watchNamespace`) and Lease Role grant was used by the
+//! operator during the run, and the operator was denied nothing but the one probe it
+//! makes on purpose (a Runner's Secret: 403 means "unchecked"). So a rule removed from the chart fails the run
 //! (the operator is denied, or a step of the run never happens), and a rule added
 //! without use fails here. Rights granted for code still on other branches are
 //! listed in [`NOT_YET_USED`] and must stay unused until that code lands.
@@ -237,15 +237,12 @@ fn audited(user: &str) -> BTreeSet<(String, String, String, bool)> {
     out
 }
 
-/// `resource`: `resource`, `resource/subresource`, or `group.resource` (batch.jobs).
-async fn can_i(client: &Client, verb: &str, resource: &str, ns: &str) -> bool {
-    let (group, rest) = match resource.split_once('.') {
-        Some((group, rest)) => (group, rest),
-        None => ("", resource),
-    };
-    let (resource, subresource) = match rest.split_once('/') {
+/// Whether `client` may `verb` the `resource` (`resource/subresource` for one) of API
+/// `group` in `ns`, by the API server's word (SelfSubjectAccessReview).
+async fn can_i(client: &Client, verb: &str, group: &str, resource: &str, ns: &str) -> bool {
+    let (resource, subresource) = match resource.split_once('/') {
         Some((r, s)) => (r, Some(s.to_string())),
-        None => (rest, None),
+        None => (resource, None),
     };
     let review = SelfSubjectAccessReview {
         spec: SelfSubjectAccessReviewSpec {
@@ -276,19 +273,23 @@ fn code(e: kube::Error) -> u16 {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_chart_installs_and_its_service_account_runs_playbooks_with_least_privilege() {
-    // The harness installs the CRDs and the (cluster-wide, shared) admission policies
-    // first; the chart skips CRDs that exist, and leaves the policies to the harness.
-    let ns = setup("chart").await;
-    let release = Release::install(
-        &ns,
-        &[
-            "admissionPolicies.enabled=false",
-            "leaderElection.leaseDurationSeconds=6",
-            "leaderElection.renewBeforeSeconds=2",
-        ],
-    );
+/// The chart's release in a new namespace, its Deployment checked, and the operator
+/// started as its ServiceAccount with its leader election: the operator and the
+/// ServiceAccount's kubeconfig.
+async fn install_and_run_as_the_chart(
+    ns: &TestNamespace,
+    values: &[&str],
+) -> (Release, OperatorProcess, PathBuf) {
+    // The harness installed the CRDs and the (cluster-wide, shared) admission policies
+    // first: the chart skips CRDs that exist, and leaves the policies to the harness
+    // (uninstalling the release would delete them).
+    let mut all = vec![
+        "admissionPolicies.enabled=false",
+        "leaderElection.leaseDurationSeconds=6",
+        "leaderElection.renewBeforeSeconds=2",
+    ];
+    all.extend_from_slice(values);
+    let release = Release::install(ns, &all);
     let name = release.fullname();
     let deployment = ns
         .api::<Deployment>()
@@ -300,12 +301,11 @@ async fn the_chart_installs_and_its_service_account_runs_playbooks_with_least_pr
     let pod = spec.template.spec.expect("a pod spec");
     assert_eq!(pod.service_account_name.as_deref(), Some(name.as_str()));
 
-    // The operator as the chart's ServiceAccount, with the chart's leader election.
-    let kubeconfig = service_account_kubeconfig(&ns, &name).await;
+    let kubeconfig = service_account_kubeconfig(ns, &name).await;
     let kubeconfig_str = kubeconfig.to_string_lossy().into_owned();
     let lease_flag = format!("--leader-elect-lease-name={name}");
-    let mut operator = OperatorProcess::start_as(
-        &ns,
+    let operator = OperatorProcess::start_as(
+        ns,
         "sa",
         &[
             "--leader-elect",
@@ -320,14 +320,17 @@ async fn the_chart_installs_and_its_service_account_runs_playbooks_with_least_pr
         ],
     );
     operator.wait_log("became the leader").await;
+    (release, operator, kubeconfig)
+}
 
-    // The run: every right is used once. Two quick runs (outputs read from the step
-    // log; historyLimit deletes the older), one cancelled run (its Job deleted),
-    // Runners and Playbooks made Ready, Events for the transitions.
+/// A run that uses every right once: two quick runs (outputs read from the step log;
+/// historyLimit deletes the older), one cancelled run (its Job deleted), Runners and
+/// Playbooks made Ready, Events for the transitions. Then SIGTERM releases the Lease.
+async fn exercise(ns: &TestNamespace, mut operator: OperatorProcess, lease: &str) {
     ns.set_default_log(&step_log("checking", json!({"ok": true})))
         .await;
     create::<Runner>(
-        &ns,
+        ns,
         json!({
             "apiVersion": "stackpulse.io/v1", "kind": "Runner",
             "metadata": {"name": "slow"},
@@ -339,7 +342,7 @@ async fn the_chart_installs_and_its_service_account_runs_playbooks_with_least_pr
     )
     .await;
     create::<Playbook>(
-        &ns,
+        ns,
         json!({
             "apiVersion": "stackpulse.io/v1", "kind": "Playbook",
             "metadata": {"name": "quick"},
@@ -351,7 +354,7 @@ async fn the_chart_installs_and_its_service_account_runs_playbooks_with_least_pr
     )
     .await;
     create::<Playbook>(
-        &ns,
+        ns,
         json!({
             "apiVersion": "stackpulse.io/v1", "kind": "Playbook",
             "metadata": {"name": "long"},
@@ -359,8 +362,8 @@ async fn the_chart_installs_and_its_service_account_runs_playbooks_with_least_pr
         }),
     )
     .await;
-    execution(&ns, "quick-1", "quick", json!({})).await;
-    let first = wait_final(&ns, "quick-1").await;
+    execution(ns, "quick-1", "quick", json!({})).await;
+    let first = wait_final(ns, "quick-1").await;
     assert_eq!(first.phase, ExecutionPhase::Succeeded, "{first:?}");
     let check = common::operator::step(&first, "check");
     assert_eq!(
@@ -368,9 +371,9 @@ async fn the_chart_installs_and_its_service_account_runs_playbooks_with_least_pr
         Some(json!(true)),
         "the output comes from the step's log: {check:?}"
     );
-    execution(&ns, "quick-2", "quick", json!({})).await;
+    execution(ns, "quick-2", "quick", json!({})).await;
     assert_eq!(
-        wait_final(&ns, "quick-2").await.phase,
+        wait_final(ns, "quick-2").await.phase,
         ExecutionPhase::Succeeded
     );
     let executions: Api<Execution> = ns.api();
@@ -388,8 +391,8 @@ async fn the_chart_installs_and_its_service_account_runs_playbooks_with_least_pr
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    execution(&ns, "long-1", "long", json!({})).await;
-    wait_status(&ns, "long-1", "running", Duration::from_secs(30), |s| {
+    execution(ns, "long-1", "long", json!({})).await;
+    wait_status(ns, "long-1", "running", Duration::from_secs(30), |s| {
         s.steps
             .iter()
             .any(|st| st.state == StepState::Running && st.job_name.is_some())
@@ -404,25 +407,24 @@ async fn the_chart_installs_and_its_service_account_runs_playbooks_with_least_pr
         .await
         .expect("cancelling long-1");
     assert_eq!(
-        wait_final(&ns, "long-1").await.phase,
+        wait_final(ns, "long-1").await.phase,
         ExecutionPhase::Cancelled
     );
 
     // Ready conditions: the chart's default Runner, the Runner whose Secret the
     // operator may not read, the Playbooks.
     for runner in ["default", "slow"] {
-        wait_condition::<Runner>(&ns, runner).await;
+        wait_condition::<Runner>(ns, runner).await;
     }
     for playbook in ["quick", "long"] {
-        wait_condition::<Playbook>(&ns, playbook).await;
+        wait_condition::<Playbook>(ns, playbook).await;
     }
 
-    // SIGTERM: the operator stops and releases the Lease.
     let exited = operator.terminate();
     assert!(exited.success(), "{exited}");
     let lease = ns
         .api::<Lease>()
-        .get(&name)
+        .get(lease)
         .await
         .expect("the leader Lease");
     assert_eq!(
@@ -430,19 +432,20 @@ async fn the_chart_installs_and_its_service_account_runs_playbooks_with_least_pr
         None,
         "SIGTERM releases the Lease"
     );
+}
 
-    // What the ServiceAccount did, from the audit log.
-    let user = format!("system:serviceaccount:{}:{name}", ns.name);
-    let did = audited(&user);
+/// From the audit log: the ServiceAccount `sa` of `ns` used every right in `rules`
+/// (but those of [`NOT_YET_USED`], which it must not have used yet) and was denied
+/// nothing but [`DENIED_ON_PURPOSE`].
+fn assert_used_exactly(ns: &TestNamespace, sa: &str, rules: &[PolicyRule]) {
+    let triple = |(v, g, r): &(&str, &str, &str)| (v.to_string(), g.to_string(), r.to_string());
+    let did = audited(&format!("system:serviceaccount:{}:{sa}", ns.name));
     let denied: BTreeSet<_> = did
         .iter()
         .filter(|d| !d.3)
         .map(|(v, g, r, _)| (v.clone(), g.clone(), r.clone()))
         .collect();
-    let on_purpose: BTreeSet<_> = DENIED_ON_PURPOSE
-        .iter()
-        .map(|(v, g, r)| (v.to_string(), g.to_string(), r.to_string()))
-        .collect();
+    let on_purpose: BTreeSet<_> = DENIED_ON_PURPOSE.iter().map(triple).collect();
     assert_eq!(
         denied, on_purpose,
         "the operator was denied something the chart should grant (or no longer probes \
@@ -453,21 +456,8 @@ async fn the_chart_installs_and_its_service_account_runs_playbooks_with_least_pr
         .filter(|d| d.3)
         .map(|(v, g, r, _)| (v.clone(), g.clone(), r.clone()))
         .collect();
-    let cluster_role = Api::<ClusterRole>::all(ns.client.clone())
-        .get(&name)
-        .await
-        .expect("the chart's ClusterRole");
-    let lease_role = ns
-        .api::<Role>()
-        .get(&format!("{name}-leader-election"))
-        .await
-        .expect("the chart's leader-election Role");
-    let mut grants = granted(cluster_role.rules.as_deref().unwrap_or_default());
-    grants.extend(granted(lease_role.rules.as_deref().unwrap_or_default()));
-    let not_yet: BTreeSet<_> = NOT_YET_USED
-        .iter()
-        .map(|(v, g, r)| (v.to_string(), g.to_string(), r.to_string()))
-        .collect();
+    let grants = granted(rules);
+    let not_yet: BTreeSet<_> = NOT_YET_USED.iter().map(triple).collect();
     let unused: Vec<_> = grants
         .iter()
         .filter(|g| !used.contains(*g) && !not_yet.contains(*g))
@@ -487,30 +477,31 @@ async fn the_chart_installs_and_its_service_account_runs_playbooks_with_least_pr
         ungranted.is_empty(),
         "NOT_YET_USED names rights the chart does not grant: {ungranted:?}"
     );
+}
 
-    // (a) The ServiceAccount cannot read Secrets or create Pods, by the API's word and
-    // in fact. (After the audit check: these 403s are the test's, not the operator's.)
-    let sa = client_from(&kubeconfig).await;
-    for (verb, resource) in [
-        ("get", "secrets"),
-        ("list", "secrets"),
-        ("watch", "secrets"),
-        ("create", "pods"),
-        ("delete", "pods"),
-        ("create", "pods/exec"),
-        ("update", "batch.jobs"),
-        ("patch", "batch.jobs"),
+/// The ServiceAccount cannot read Secrets or create Pods, by the API's word and in
+/// fact. Called after the audit check: these 403s are the test's, not the operator's.
+async fn assert_no_secrets_no_pods(sa: &Client, ns: &str) {
+    for (verb, group, resource) in [
+        ("get", "", "secrets"),
+        ("list", "", "secrets"),
+        ("watch", "", "secrets"),
+        ("create", "", "pods"),
+        ("delete", "", "pods"),
+        ("create", "", "pods/exec"),
+        ("update", "batch", "jobs"),
+        ("patch", "batch", "jobs"),
     ] {
         assert!(
-            !can_i(&sa, verb, resource, &ns.name).await,
+            !can_i(sa, verb, group, resource, ns).await,
             "the operator's ServiceAccount may {verb} {resource}"
         );
     }
     assert!(
-        can_i(&sa, "create", "batch.jobs", &ns.name).await,
+        can_i(sa, "create", "batch", "jobs", ns).await,
         "sanity: it may create Jobs"
     );
-    let secrets: Api<Secret> = Api::namespaced(sa.clone(), &ns.name);
+    let secrets: Api<Secret> = Api::namespaced(sa.clone(), ns);
     assert_eq!(
         code(secrets.list(&Default::default()).await.unwrap_err()),
         403
@@ -519,7 +510,7 @@ async fn the_chart_installs_and_its_service_account_runs_playbooks_with_least_pr
         code(secrets.get("playbook-secrets").await.unwrap_err()),
         403
     );
-    let pods: Api<Pod> = Api::namespaced(sa, &ns.name);
+    let pods: Api<Pod> = Api::namespaced(sa.clone(), ns);
     let pod: Pod = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "not-allowed"},
@@ -530,7 +521,78 @@ async fn the_chart_installs_and_its_service_account_runs_playbooks_with_least_pr
         code(pods.create(&PostParams::default(), &pod).await.unwrap_err()),
         403
     );
+}
 
+/// Default values: all namespaces, so a ClusterRole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chart_installs_and_its_service_account_runs_playbooks_with_least_privilege() {
+    let ns = setup("chart").await;
+    let (release, operator, kubeconfig) = install_and_run_as_the_chart(&ns, &[]).await;
+    let name = release.fullname();
+    exercise(&ns, operator, &name).await;
+
+    let cluster_role = Api::<ClusterRole>::all(ns.client.clone())
+        .get(&name)
+        .await
+        .expect("the chart's ClusterRole");
+    let lease_role = ns
+        .api::<Role>()
+        .get(&format!("{name}-leader-election"))
+        .await
+        .expect("the chart's leader-election Role");
+    let mut rules = cluster_role.rules.unwrap_or_default();
+    rules.extend(lease_role.rules.unwrap_or_default());
+    assert_used_exactly(&ns, &name, &rules);
+
+    let sa = client_from(&kubeconfig).await;
+    assert_no_secrets_no_pods(&sa, &ns.name).await;
+    assert!(
+        can_i(&sa, "list", "stackpulse.io", "executions", "default").await,
+        "sanity: with a ClusterRole it watches every namespace"
+    );
+    let _ = std::fs::remove_file(&kubeconfig);
+    drop(release);
+    ns.cleanup().await;
+}
+
+/// `watchNamespace`: the same rules as a Role in that namespace, no ClusterRole, and
+/// nothing anywhere else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_watch_namespace_the_rights_stop_at_that_namespace() {
+    let ns = setup("chart-ns").await;
+    let watch = format!("watchNamespace={}", ns.name);
+    let (release, operator, kubeconfig) = install_and_run_as_the_chart(&ns, &[&watch]).await;
+    let name = release.fullname();
+    exercise(&ns, operator, &name).await;
+
+    let cluster_role = Api::<ClusterRole>::all(ns.client.clone())
+        .get_opt(&name)
+        .await
+        .expect("looking for a ClusterRole");
+    assert!(cluster_role.is_none(), "no ClusterRole with watchNamespace");
+    let mut rules = Vec::new();
+    for role in [name.clone(), format!("{name}-leader-election")] {
+        let role = ns
+            .api::<Role>()
+            .get(&role)
+            .await
+            .expect("the chart's Roles");
+        rules.extend(role.rules.unwrap_or_default());
+    }
+    assert_used_exactly(&ns, &name, &rules);
+
+    let sa = client_from(&kubeconfig).await;
+    assert_no_secrets_no_pods(&sa, &ns.name).await;
+    for (verb, group, resource) in [
+        ("list", "stackpulse.io", "executions"),
+        ("create", "batch", "jobs"),
+        ("get", "", "pods/log"),
+    ] {
+        assert!(
+            !can_i(&sa, verb, group, resource, "default").await,
+            "with watchNamespace the ServiceAccount may {verb} {resource} elsewhere"
+        );
+    }
     let _ = std::fs::remove_file(&kubeconfig);
     drop(release);
     ns.cleanup().await;
