@@ -137,9 +137,25 @@ impl Drop for Release {
     }
 }
 
+/// A kubeconfig file holding a ServiceAccount token: created 0600, deleted when
+/// dropped (also when the test panics), so no token outlives the test.
+struct TokenKubeconfig(PathBuf);
+
+impl TokenKubeconfig {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TokenKubeconfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// A kubeconfig for the ServiceAccount `sa` of `ns`: the admin kubeconfig's cluster
 /// and a bound token from the TokenRequest API (what a pod's projected token is).
-async fn service_account_kubeconfig(ns: &TestNamespace, sa: &str) -> PathBuf {
+async fn service_account_kubeconfig(ns: &TestNamespace, sa: &str) -> TokenKubeconfig {
     let request = TokenRequest {
         // No audiences: the API server's own (what a pod's projected token carries).
         spec: Some(TokenRequestSpec {
@@ -174,13 +190,19 @@ async fn service_account_kubeconfig(ns: &TestNamespace, sa: &str) -> PathBuf {
         ns = ns.name
     );
     let path = std::env::temp_dir().join(format!("kubeconfig-{}-{sa}", ns.name));
-    std::fs::write(&path, text).expect("writing the ServiceAccount's kubeconfig");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
     #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
-    }
-    path
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = TokenKubeconfig(path);
+    std::io::Write::write_all(
+        &mut options
+            .open(file.path())
+            .expect("creating the ServiceAccount's kubeconfig"),
+        text.as_bytes(),
+    )
+    .expect("writing the ServiceAccount's kubeconfig");
+    file
 }
 
 async fn client_from(path: &Path) -> Client {
@@ -279,7 +301,7 @@ fn code(e: kube::Error) -> u16 {
 async fn install_and_run_as_the_chart(
     ns: &TestNamespace,
     values: &[&str],
-) -> (Release, OperatorProcess, PathBuf) {
+) -> (Release, OperatorProcess, TokenKubeconfig) {
     // The harness installed the CRDs and the (cluster-wide, shared) admission policies
     // first: the chart skips CRDs that exist, and leaves the policies to the harness
     // (uninstalling the release would delete them).
@@ -302,7 +324,7 @@ async fn install_and_run_as_the_chart(
     assert_eq!(pod.service_account_name.as_deref(), Some(name.as_str()));
 
     let kubeconfig = service_account_kubeconfig(ns, &name).await;
-    let kubeconfig_str = kubeconfig.to_string_lossy().into_owned();
+    let kubeconfig_str = kubeconfig.path().to_string_lossy().into_owned();
     let lease_flag = format!("--leader-elect-lease-name={name}");
     let operator = OperatorProcess::start_as(
         ns,
@@ -544,13 +566,13 @@ async fn the_chart_installs_and_its_service_account_runs_playbooks_with_least_pr
     rules.extend(lease_role.rules.unwrap_or_default());
     assert_used_exactly(&ns, &name, &rules);
 
-    let sa = client_from(&kubeconfig).await;
+    let sa = client_from(kubeconfig.path()).await;
     assert_no_secrets_no_pods(&sa, &ns.name).await;
     assert!(
         can_i(&sa, "list", "stackpulse.io", "executions", "default").await,
         "sanity: with a ClusterRole it watches every namespace"
     );
-    let _ = std::fs::remove_file(&kubeconfig);
+    drop(kubeconfig);
     drop(release);
     ns.cleanup().await;
 }
@@ -581,7 +603,7 @@ async fn with_watch_namespace_the_rights_stop_at_that_namespace() {
     }
     assert_used_exactly(&ns, &name, &rules);
 
-    let sa = client_from(&kubeconfig).await;
+    let sa = client_from(kubeconfig.path()).await;
     assert_no_secrets_no_pods(&sa, &ns.name).await;
     for (verb, group, resource) in [
         ("list", "stackpulse.io", "executions"),
@@ -593,7 +615,7 @@ async fn with_watch_namespace_the_rights_stop_at_that_namespace() {
             "with watchNamespace the ServiceAccount may {verb} {resource} elsewhere"
         );
     }
-    let _ = std::fs::remove_file(&kubeconfig);
+    drop(kubeconfig);
     drop(release);
     ns.cleanup().await;
 }
