@@ -3,11 +3,12 @@
 //! `api` holds the CRD types, `engine` the pure core (templates, output parsers, the
 //! step planner, Job building, the StackPulse converter, lint). Neither may touch a
 //! client, a runtime or the network; the shell around them does the I/O: `controller`
-//! (observe, plan, apply), `metrics` and `server` (the HTTP endpoints), and `cli`.
+//! (observe, plan, apply), `metrics` and `server` (the HTTP endpoints), `leader` (leader election), and `cli`.
 
 pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod engine;
+pub mod leader;
 pub mod metrics;
 pub mod server;

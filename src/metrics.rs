@@ -9,7 +9,8 @@
 //! `engine::report::run_review` when a run finishes):
 //! `playbook_time_to_phase_seconds{playbook,phase}`,
 //! `playbook_approval_wait_seconds{playbook}`,
-//! `playbook_executions_automated_total{playbook}`.
+//! `playbook_executions_automated_total{playbook}`; and `playbook_leader` (leader
+//! election).
 //!
 //! One [`Metrics`] is created by the caller of `controller::run` (it rides in the
 //! controller's `Config`) and shared with the HTTP server. The controller records at
@@ -128,6 +129,12 @@ pub struct Metrics {
     time_to_phase: HistogramFamily<PlaybookPhaseLabels>,
     approval_wait: HistogramFamily<PlaybookLabels>,
     automated: Family<PlaybookLabels, Counter>,
+    /// 1 while this process runs the controller: always without leader election,
+    /// only while it holds the Lease with it (see [`Metrics::set_leader`]).
+    leader: Gauge,
+    /// True while this replica waits for the leader Lease: `/readyz` answers 200
+    /// then (a standby serves webhooks), although its controller has no caches.
+    standby: std::sync::atomic::AtomicBool,
     /// When the latest step container of each Execution (by uid) was seen ending,
     /// until the controller takes that end in (see [`Metrics::step_container_ended`]).
     ended: Mutex<HashMap<String, Instant>>,
@@ -163,6 +170,8 @@ impl Metrics {
         let approval_wait: HistogramFamily<PlaybookLabels> =
             Family::new_with_constructor(|| Histogram::new(REVIEW_BUCKETS));
         let automated = Family::<PlaybookLabels, Counter>::default();
+        let leader = Gauge::default();
+        leader.set(1);
         // Series with a known, small label set exist from the start, at zero, so a
         // dashboard's rate() has a baseline before the first step ends.
         for phase in [
@@ -231,6 +240,11 @@ impl Metrics {
             "Runs this operator brought to a final phase in which no step waited for a person",
             automated.clone(),
         );
+        registry.register(
+            "playbook_leader",
+            "1 while this replica runs the controller (holds the leader Lease, or runs without leader election)",
+            leader.clone(),
+        );
         Self {
             registry,
             executions,
@@ -243,6 +257,8 @@ impl Metrics {
             time_to_phase,
             approval_wait,
             automated,
+            leader,
+            standby: std::sync::atomic::AtomicBool::new(false),
             ended: Mutex::default(),
             counted: Mutex::new(Recent::new(RECENT_COUNTED)),
             controller: OnceLock::new(),
@@ -268,6 +284,19 @@ impl Metrics {
         self.controller
             .get()
             .is_some_and(|c| *c.caches_ready.borrow())
+    }
+
+    /// Leader election's verdict: `false` makes this replica a standby (no
+    /// controller, `/readyz` 200, `playbook_leader` 0).
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
+        self.standby
+            .store(!leader, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// True while this replica waits for the leader Lease.
+    pub fn standby(&self) -> bool {
+        self.standby.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The metrics in the OpenMetrics text format ([`CONTENT_TYPE`]).
