@@ -23,7 +23,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::TestNamespace;
-use common::operator::{create, execution, setup, step_log, wait_final, wait_status};
+use common::operator::{
+    create, execution, playbook, playbook_spec, setup, step_log, wait_final, wait_status,
+};
 use common::process::OperatorProcess;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
@@ -362,25 +364,19 @@ async fn exercise(ns: &TestNamespace, mut operator: OperatorProcess, lease: &str
         }),
     )
     .await;
-    create::<Playbook>(
+    playbook_spec(
         ns,
+        "quick",
         json!({
-            "apiVersion": "stackpulse.io/v1", "kind": "Playbook",
-            "metadata": {"name": "quick"},
-            "spec": {
-                "steps": [{"id": "check", "image": "busybox"}],
-                "historyLimit": {"succeeded": 1}
-            }
+            "steps": [{"id": "check", "image": "busybox"}],
+            "historyLimit": {"succeeded": 1}
         }),
     )
     .await;
-    create::<Playbook>(
+    playbook(
         ns,
-        json!({
-            "apiVersion": "stackpulse.io/v1", "kind": "Playbook",
-            "metadata": {"name": "long"},
-            "spec": {"steps": [{"id": "wait", "image": "sleep", "runner": "slow"}]}
-        }),
+        "long",
+        json!([{"id": "wait", "image": "sleep", "runner": "slow"}]),
     )
     .await;
     execution(ns, "quick-1", "quick", json!({})).await;

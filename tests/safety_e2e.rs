@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::operator::*;
 use kube::api::{Api, Patch, PatchParams};
-use playbook_operator::api::{Execution, ExecutionPhase, Playbook, StepState};
+use playbook_operator::api::{Execution, ExecutionPhase, StepState};
 use serde_json::json;
 
 /// A clean-up step that reports what it saw of the main steps.
@@ -25,15 +25,7 @@ fn cleanup() -> serde_json::Value {
 }
 
 async fn finally_playbook(ns: &common::TestNamespace, name: &str, steps: serde_json::Value) {
-    let _: Playbook = create(
-        ns,
-        json!({
-            "apiVersion": "stackpulse.io/v1", "kind": "Playbook",
-            "metadata": {"name": name},
-            "spec": {"steps": steps, "finally": [cleanup()]}
-        }),
-    )
-    .await;
+    playbook_spec(ns, name, json!({"steps": steps, "finally": [cleanup()]})).await;
 }
 
 /// The cleanup Job's env, once it exists.
@@ -96,18 +88,7 @@ async fn cancel_stops_the_steps_but_not_the_clean_up() {
     .await;
     let operator = Operator::start(&ns);
     execution(&ns, "long-1", "long", json!({})).await;
-    wait_status(
-        &ns,
-        "long-1",
-        "work Running",
-        Duration::from_secs(60),
-        |s| {
-            s.steps
-                .iter()
-                .any(|st| st.id == "work" && st.state == StepState::Running)
-        },
-    )
-    .await;
+    wait_step_running(&ns, "long-1", "work").await;
     let api: Api<Execution> = ns.api();
     api.patch(
         "long-1",
@@ -150,18 +131,7 @@ async fn finally_runs_when_the_controller_was_down_as_the_steps_ended() {
     finally_playbook(&ns, "short", json!([{"id": "work", "image": "busybox"}])).await;
     let operator = Operator::start(&ns);
     execution(&ns, "short-1", "short", json!({})).await;
-    wait_status(
-        &ns,
-        "short-1",
-        "work Running",
-        Duration::from_secs(60),
-        |s| {
-            s.steps
-                .iter()
-                .any(|st| st.id == "work" && st.state == StepState::Running)
-        },
-    )
-    .await;
+    wait_step_running(&ns, "short-1", "work").await;
     operator.stop().await;
     // The pod ends (2 s) while nothing watches.
     tokio::time::sleep(Duration::from_secs(4)).await;
