@@ -119,6 +119,8 @@ struct ControllerView {
 /// The operator's metrics, and what `/readyz` asks the controller.
 pub struct Metrics {
     registry: Registry,
+    /// Every metric family registered, as named in `# TYPE` lines.
+    names: Vec<String>,
     executions: Family<ExecutionLabels, Counter>,
     running: Gauge,
     step_duration: HistogramFamily<PhaseLabels>,
@@ -189,64 +191,88 @@ impl Metrics {
         }
 
         let mut registry = Registry::default();
+        let mut names = Vec::new();
         // prometheus-client appends `_total` to counters.
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "playbook_executions",
             "Executions this operator brought to a final phase, by playbook and result (Succeeded, Failed, Cancelled)",
             executions.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "playbook_executions_running",
             "Executions in the watched namespaces whose phase is not final",
             running.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "playbook_step_duration_seconds",
             "Duration of steps that ended (from the attempt's start to its end, 1 s resolution), by incident phase",
             step_duration.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "playbook_step_handoff_seconds",
             "The controller's own latency from seeing a step's container end (the Pod watch event) to creating the next step's Job, measured in process; for parallel branches from the latest end",
             handoff.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "playbook_reconcile_errors",
             "Failed reconciles, by controller (execution, playbook, runner) and reason",
             reconcile_errors.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "playbook_reconcile_duration_seconds",
             "Time of one reconcile, by controller (execution, playbook, runner)",
             reconcile_duration.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "playbook_jobs_created",
             "Step Jobs created (an AlreadyExists answer for a Job this operator created before is not counted)",
             jobs_created.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "playbook_time_to_phase_seconds",
             "Finished runs: seconds from the run's start to the end of its last step of a phase (Enrich, Triage, Communicate, Remediate), when every step of that phase succeeded or was skipped",
             time_to_phase.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "playbook_approval_wait_seconds",
             "Finished runs: seconds each approved step waited for a person (waitingSince to start)",
             approval_wait.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "playbook_executions_automated",
             "Runs this operator brought to a final phase in which no step waited for a person",
             automated.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "playbook_leader",
             "1 while this replica runs the controller (holds the leader Lease, or runs without leader election)",
             leader.clone(),
         );
         Self {
             registry,
+            names,
             executions,
             running,
             step_duration,
@@ -263,6 +289,11 @@ impl Metrics {
             counted: Mutex::new(Recent::new(RECENT_COUNTED)),
             controller: OnceLock::new(),
         }
+    }
+
+    /// The metric families this operator exports (a dashboard may query only these).
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// Lets the HTTP endpoints see the controller: its Execution cache (for the
@@ -422,6 +453,19 @@ impl Metrics {
                 .observe(created.saturating_duration_since(end).as_secs_f64());
         }
     }
+}
+
+/// Registers one metric and remembers its family name (prometheus-client exposes
+/// counters with `_total` appended to the sample names, not to the family's).
+fn register(
+    registry: &mut Registry,
+    names: &mut Vec<String>,
+    name: &str,
+    help: &str,
+    metric: impl prometheus_client::registry::Metric,
+) {
+    names.push(name.to_string());
+    registry.register(name, help, metric);
 }
 
 /// A poisoned lock only means another thread panicked mid-update of a metric

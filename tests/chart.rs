@@ -72,3 +72,43 @@ fn chart_admission_policies_are_the_repository_ones() {
         );
     }
 }
+
+/// Every metric the shipped Grafana dashboard queries is one the operator exports
+/// (a renamed metric would otherwise leave an empty panel nobody notices).
+#[test]
+fn the_dashboard_queries_only_exported_metrics() {
+    let path = repo().join("charts/playbook-operator/dashboards/playbook-operator.json");
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&read(&path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let exported: std::collections::BTreeSet<String> = playbook_operator::metrics::Metrics::new()
+        .names()
+        .iter()
+        .cloned()
+        .collect();
+    assert!(
+        exported.contains("playbook_step_handoff_seconds"),
+        "{exported:?}"
+    );
+    let mut queried = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("an expr");
+            queried.extend(
+                expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .filter(|w| w.starts_with("playbook_"))
+                    .map(str::to_string),
+            );
+        }
+    }
+    assert!(queried.len() >= 10, "{queried:?}");
+    for name in queried {
+        let family = ["_bucket", "_sum", "_count", "_total"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .unwrap_or(&name);
+        assert!(
+            exported.contains(family) || exported.contains(&name),
+            "the dashboard queries {name}, which the operator does not export (exported: {exported:?})"
+        );
+    }
+}
