@@ -8,7 +8,7 @@ CARGO ?= cargo
 E2E_TESTS  := $(basename $(notdir $(wildcard tests/*e2e.rs)))
 UNIT_TESTS := $(filter-out $(E2E_TESTS),$(basename $(notdir $(wildcard tests/*.rs))))
 
-.PHONY: all build test check fmt unit crds demo bench
+.PHONY: all build test check fmt unit crds demo bench chart-check
 
 all: build
 
@@ -16,7 +16,7 @@ build:
 	$(CARGO) build --release --locked
 
 ## test: formatting, lints, unit tests, then the end-to-end tests on the local control plane.
-test: check unit test-e2e
+test: check unit chart-check test-e2e
 
 check:
 	$(CARGO) fmt --all -- --check
@@ -24,6 +24,10 @@ check:
 
 unit:
 	$(CARGO) test --locked --lib --bins $(addprefix --test ,$(UNIT_TESTS))
+
+## chart-check: helm lint and helm template (default and ci/full-values.yaml), and bad values rejected.
+chart-check:
+	tests/chart-check.sh
 
 fmt:
 	$(CARGO) fmt --all
@@ -39,8 +43,10 @@ bench:
 	$(CARGO) bench --locked --bench controller --bench alerts --no-run
 	tests/cluster/with-cluster.sh bash -c '$(CARGO) bench --locked --bench controller && $(CARGO) bench --locked --bench alerts'
 
-## crds: regenerate crds/ from the API types (a test fails when they drift).
+## crds: regenerate crds/ from the API types, and the chart's copies (tests fail when they drift).
 crds:
 	$(CARGO) run --quiet --locked -- crd --out-dir crds
+	cp crds/*.stackpulse.io.yaml charts/playbook-operator/crds/
+	cp crds/admission-policies.yaml charts/playbook-operator/files/
 
 include tests/cluster/cluster.mk

@@ -5,7 +5,12 @@
 //! `playbook_step_duration_seconds{phase}`, `playbook_step_handoff_seconds`,
 //! `playbook_reconcile_errors_total{controller,reason}`,
 //! `playbook_reconcile_duration_seconds{controller}`, `playbook_jobs_created_total`,
-//! and for alerts `playbook_webhook_requests_total{source,code}`,
+//! and the incident review's numbers (the same as `playbook-operator report`, from
+//! `engine::report::run_review` when a run finishes):
+//! `playbook_time_to_phase_seconds{playbook,phase}`,
+//! `playbook_approval_wait_seconds{playbook}`,
+//! `playbook_executions_automated_total{playbook}`; `playbook_leader` (leader
+//! election); and for alerts `playbook_webhook_requests_total{source,code}`,
 //! `playbook_alerts_matched_total{source}`,
 //! `playbook_webhook_executions_created_total{source}`,
 //! `playbook_webhook_duplicates_total{source}`.
@@ -37,6 +42,7 @@ use tokio::sync::watch;
 
 use crate::api::{Execution, ExecutionPhase, ExecutionStatus, Phase, StepState};
 use crate::controller::Error;
+use crate::engine::report::{RunReview, run_review};
 
 /// Hand-off latency: the controller's own reaction time, 1 ms to 10 s.
 const HANDOFF_BUCKETS: [f64; 13] = [
@@ -45,6 +51,11 @@ const HANDOFF_BUCKETS: [f64; 13] = [
 /// Step durations: from a quick lookup (0.1 s) to an hour-long remediation.
 const STEP_BUCKETS: [f64; 14] = [
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
+/// Time to a phase, approval waits: seconds for an automated enrichment, hours for a
+/// remediation that waited for someone.
+const REVIEW_BUCKETS: [f64; 13] = [
+    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0, 14400.0,
 ];
 /// Reconciles: milliseconds normally; up to 30 s while waiting for the caches.
 const RECONCILE_BUCKETS: [f64; 13] = [
@@ -71,6 +82,17 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 struct ExecutionLabels {
     playbook: String,
     result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PlaybookLabels {
+    playbook: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PlaybookPhaseLabels {
+    playbook: String,
+    phase: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -114,6 +136,8 @@ struct ControllerView {
 /// The operator's metrics, and what `/readyz` asks the controller.
 pub struct Metrics {
     registry: Registry,
+    /// Every metric family registered, as named in `# TYPE` lines.
+    names: Vec<String>,
     executions: Family<ExecutionLabels, Counter>,
     running: Gauge,
     step_duration: HistogramFamily<PhaseLabels>,
@@ -125,6 +149,15 @@ pub struct Metrics {
     alerts_matched: Family<SourceLabels, Counter>,
     webhook_created: Family<SourceLabels, Counter>,
     webhook_duplicates: Family<SourceLabels, Counter>,
+    time_to_phase: HistogramFamily<PlaybookPhaseLabels>,
+    approval_wait: HistogramFamily<PlaybookLabels>,
+    automated: Family<PlaybookLabels, Counter>,
+    /// 1 while this process runs the controller: always without leader election,
+    /// only while it holds the Lease with it (see [`Metrics::set_leader`]).
+    leader: Gauge,
+    /// True while this replica waits for the leader Lease: `/readyz` answers 200
+    /// then (a standby serves webhooks), although its controller has no caches.
+    standby: std::sync::atomic::AtomicBool,
     /// When the latest step container of each Execution (by uid) was seen ending,
     /// until the controller takes that end in (see [`Metrics::step_container_ended`]).
     ended: Mutex<HashMap<String, Instant>>,
@@ -165,6 +198,13 @@ impl Metrics {
             let _ = webhook_created.get_or_create(&labels);
             let _ = webhook_duplicates.get_or_create(&labels);
         }
+        let time_to_phase: HistogramFamily<PlaybookPhaseLabels> =
+            Family::new_with_constructor(|| Histogram::new(REVIEW_BUCKETS));
+        let approval_wait: HistogramFamily<PlaybookLabels> =
+            Family::new_with_constructor(|| Histogram::new(REVIEW_BUCKETS));
+        let automated = Family::<PlaybookLabels, Counter>::default();
+        let leader = Gauge::default();
+        leader.set(1);
         // Series with a known, small label set exist from the start, at zero, so a
         // dashboard's rate() has a baseline before the first step ends.
         for phase in [
@@ -182,64 +222,116 @@ impl Metrics {
         }
 
         let mut registry = Registry::default();
+        let mut names = Vec::new();
         // prometheus-client appends `_total` to counters.
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "playbook_executions",
             "Executions this operator brought to a final phase, by playbook and result (Succeeded, Failed, Cancelled)",
             executions.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "playbook_executions_running",
             "Executions in the watched namespaces whose phase is not final",
             running.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "playbook_step_duration_seconds",
             "Duration of steps that ended (from the attempt's start to its end, 1 s resolution), by incident phase",
             step_duration.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "playbook_step_handoff_seconds",
             "The controller's own latency from seeing a step's container end (the Pod watch event) to creating the next step's Job, measured in process; for parallel branches from the latest end",
             handoff.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "playbook_reconcile_errors",
             "Failed reconciles, by controller (execution, playbook, runner) and reason",
             reconcile_errors.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "playbook_reconcile_duration_seconds",
             "Time of one reconcile, by controller (execution, playbook, runner)",
             reconcile_duration.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "playbook_jobs_created",
             "Step Jobs created (an AlreadyExists answer for a Job this operator created before is not counted)",
             jobs_created.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
+            "playbook_time_to_phase_seconds",
+            "Finished runs: seconds from the run's start to the end of its last step of a phase (Enrich, Triage, Communicate, Remediate), when every step of that phase succeeded or was skipped",
+            time_to_phase.clone(),
+        );
+        register(
+            &mut registry,
+            &mut names,
+            "playbook_approval_wait_seconds",
+            "Finished runs: seconds each approved step waited for a person (waitingSince to start)",
+            approval_wait.clone(),
+        );
+        register(
+            &mut registry,
+            &mut names,
+            "playbook_executions_automated",
+            "Runs this operator brought to a final phase in which no step waited for a person",
+            automated.clone(),
+        );
+        register(
+            &mut registry,
+            &mut names,
+            "playbook_leader",
+            "1 while this replica runs the controller (holds the leader Lease, or runs without leader election)",
+            leader.clone(),
+        );
+        register(
+            &mut registry,
+            &mut names,
             "playbook_webhook_requests",
             "Webhook requests answered, by source and HTTP status code",
             webhook_requests.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "playbook_alerts_matched",
             "Alerts that matched a Trigger, once per (alert, trigger), by source",
             alerts_matched.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "playbook_webhook_executions_created",
             "Executions created from alerts, by source",
             webhook_created.clone(),
         );
-        registry.register(
+        register(
+            &mut registry,
+            &mut names,
             "playbook_webhook_duplicates",
             "Alerts whose Execution existed already (a redelivery or a duplicate notification), by source",
             webhook_duplicates.clone(),
         );
         Self {
             registry,
+            names,
             executions,
             running,
             step_duration,
@@ -251,10 +343,20 @@ impl Metrics {
             alerts_matched,
             webhook_created,
             webhook_duplicates,
+            time_to_phase,
+            approval_wait,
+            automated,
+            leader,
+            standby: std::sync::atomic::AtomicBool::new(false),
             ended: Mutex::default(),
             counted: Mutex::new(Recent::new(RECENT_COUNTED)),
             controller: OnceLock::new(),
         }
+    }
+
+    /// The metric families this operator exports (a dashboard may query only these).
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// Lets the HTTP endpoints see the controller: its Execution cache (for the
@@ -276,6 +378,19 @@ impl Metrics {
         self.controller
             .get()
             .is_some_and(|c| *c.caches_ready.borrow())
+    }
+
+    /// Leader election's verdict: `false` makes this replica a standby (no
+    /// controller, `/readyz` 200, `playbook_leader` 0).
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
+        self.standby
+            .store(!leader, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// True while this replica waits for the leader Lease.
+    pub fn standby(&self) -> bool {
+        self.standby.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The metrics in the OpenMetrics text format ([`CONTENT_TYPE`]).
@@ -372,6 +487,9 @@ impl Metrics {
                     result,
                 })
                 .inc();
+            if let Some(review) = &t.review {
+                self.finished_run(playbook, review);
+            }
         }
         for step in &t.steps_ended {
             if counted.first_time(format!("{uid}/{}/{}", step.id, step.attempt)) {
@@ -381,6 +499,29 @@ impl Metrics {
                     })
                     .observe(step.seconds);
             }
+        }
+    }
+
+    /// The review numbers of a run that just finished.
+    fn finished_run(&self, playbook: &str, review: &RunReview) {
+        for (phase, secs) in &review.to_phase {
+            self.time_to_phase
+                .get_or_create(&PlaybookPhaseLabels {
+                    playbook: playbook.to_string(),
+                    phase: phase_label(*phase),
+                })
+                .observe(*secs as f64);
+        }
+        let labels = PlaybookLabels {
+            playbook: playbook.to_string(),
+        };
+        for secs in &review.approval_waits {
+            self.approval_wait
+                .get_or_create(&labels)
+                .observe(*secs as f64);
+        }
+        if review.automated() {
+            self.automated.get_or_create(&labels).inc();
         }
     }
 
@@ -399,6 +540,19 @@ impl Metrics {
                 .observe(created.saturating_duration_since(end).as_secs_f64());
         }
     }
+}
+
+/// Registers one metric and remembers its family name (prometheus-client exposes
+/// counters with `_total` appended to the sample names, not to the family's).
+fn register(
+    registry: &mut Registry,
+    names: &mut Vec<String>,
+    name: &str,
+    help: &str,
+    metric: impl prometheus_client::registry::Metric,
+) {
+    names.push(name.to_string());
+    registry.register(name, help, metric);
 }
 
 /// A poisoned lock only means another thread panicked mid-update of a metric
@@ -469,6 +623,8 @@ pub struct Transitions {
     /// hand-off; if not (an approval, a retry's backoff, the end of the run), the
     /// wait is not the controller's and nothing is observed.
     pub took_in_end: bool,
+    /// The review of the run, when it finished in this plan.
+    pub review: Option<RunReview>,
 }
 
 /// What changed from `before` to `after` (one plan), for the metrics. `now` is the
@@ -479,9 +635,11 @@ pub fn transitions(
     now: Timestamp,
 ) -> Transitions {
     let was = |id: &str| before.steps.iter().find(|s| s.id == id);
+    let finished = (after.phase.is_final() && !before.phase.is_final()).then_some(after.phase);
     let mut t = Transitions {
-        finished: (after.phase.is_final() && !before.phase.is_final()).then_some(after.phase),
+        finished,
         is_final: after.phase.is_final(),
+        review: finished.map(|_| run_review(after, after.started_at.as_ref().map(|t| t.0), now)),
         ..Transitions::default()
     };
     for step in &after.steps {

@@ -43,9 +43,16 @@ async fn healthz() -> &'static str {
 }
 
 /// 200 once the controller's caches hold their first list; until then its view of
-/// the cluster is partial, so a readiness probe (and a rollout) should wait.
+/// the cluster is partial, so a readiness probe (and a rollout) should wait. A
+/// standby replica (leader election) runs no controller and is ready at once: it
+/// serves webhooks, and a rollout must not wait for a Lease the old pods hold.
 async fn readyz(State(metrics): State<Arc<Metrics>>) -> (StatusCode, &'static str) {
-    if metrics.caches_ready() {
+    if metrics.standby() {
+        (
+            StatusCode::OK,
+            "ready (standby: another replica holds the leader Lease)\n",
+        )
+    } else if metrics.caches_ready() {
         (StatusCode::OK, "ready\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "caches not listed yet\n")

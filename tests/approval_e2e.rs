@@ -413,6 +413,32 @@ async fn start_and_approve_from_the_shell() {
         ("restart", "bob")
     );
     assert!(approvals[0].at.is_some(), "{approvals:?}");
+    let restart = step(&status, "restart");
+    assert!(
+        restart.waiting_since.is_some() && restart.started_at >= restart.waiting_since,
+        "the wait is recorded for the review: {restart:?}"
+    );
+
+    // The review sees one run, not automated (a person approved), with its wait.
+    let out = cli_as("alice", &["report", "-n", n, "--format", "json"]).await;
+    assert!(out.status.success(), "{out:?}");
+    let review: Value = serde_json::from_slice(&out.stdout).expect("report --format json");
+    let total = &review["total"];
+    assert_eq!(
+        (
+            &total["executions"],
+            &total["succeeded"],
+            &total["automated"]
+        ),
+        (&json!(1), &json!(1), &json!(0)),
+        "{review:#}"
+    );
+    assert_eq!(total["approvalWait"]["count"], json!(1), "{review:#}");
+    assert_eq!(
+        review["playbooks"][0]["playbook"],
+        json!(format!("{n}/guarded")),
+        "{review:#}"
+    );
 
     operator.stop().await;
     ns.cleanup().await;

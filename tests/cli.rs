@@ -211,3 +211,46 @@ fn run_says_which_address_is_taken_and_how_to_change_it() {
         format!("error: cannot listen on {addr}: address in use; set --http-addr")
     );
 }
+
+#[test]
+fn run_leader_elect_says_what_is_missing_before_reaching_for_a_cluster() {
+    let leader_run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_playbook-operator"))
+            .args(["run", "--http-addr", "127.0.0.1:0", "--leader-elect"])
+            .args(extra)
+            .env("KUBECONFIG", "/nonexistent/kubeconfig")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("POD_NAMESPACE")
+            .output()
+            .expect("the binary runs")
+    };
+    let out = leader_run(&[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("set --leader-elect-namespace or POD_NAMESPACE"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = leader_run(&[
+        "--leader-elect-namespace=ops",
+        "--leader-elect-lease-duration-seconds=5",
+        "--leader-elect-renew-before-seconds=5",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(
+            "--leader-elect-renew-before-seconds (5) must be less than \
+             --leader-elect-lease-duration-seconds (5)"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+    // The election's flags mean nothing without --leader-elect.
+    let out = run(&["run", "--leader-elect-lease-name=x"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--leader-elect"),
+        "{}",
+        text(&out.stderr)
+    );
+}

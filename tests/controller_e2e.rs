@@ -585,15 +585,12 @@ async fn wait_gone(ns: &TestNamespace, name: &str, why: &str) {
 async fn finished_executions_go_by_history_limit_and_ttl() {
     let ns = setup("ctl-history").await;
     ns.set_default_log("ok\n").await;
-    create::<Playbook>(
+    playbook_spec(
         &ns,
+        "quick",
         json!({
-            "apiVersion": "stackpulse.io/v1", "kind": "Playbook",
-            "metadata": {"name": "quick"},
-            "spec": {
-                "steps": [{"id": "check", "image": "busybox"}],
-                "historyLimit": {"succeeded": 1}
-            }
+            "steps": [{"id": "check", "image": "busybox"}],
+            "historyLimit": {"succeeded": 1}
         }),
     )
     .await;

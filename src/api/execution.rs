@@ -76,6 +76,20 @@ pub struct ApprovalRecord {
     pub at: Option<Time>,
 }
 
+/// How the main steps of a run ended (before its `finally` steps).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MainOutcome {
+    /// Succeeded, Failed or Cancelled.
+    pub phase: ExecutionPhase,
+    /// What the main steps' end said (the Execution's message at that moment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The step that failed the run, when one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_step: Option<String>,
+}
+
 /// Phase of a whole Execution.
 #[derive(
     schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
@@ -132,6 +146,13 @@ pub struct ExecutionStatus {
     /// One entry per step run (per attempt-series and per foreach item).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepStatus>,
+    /// How the main steps ended, recorded when the playbook's `finally` steps start;
+    /// the Execution takes this phase once they are done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub main_outcome: Option<MainOutcome>,
+    /// The playbook's `finally` steps, once the main steps have ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub finally: Vec<StepStatus>,
     /// Standard conditions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
@@ -148,7 +169,8 @@ pub enum StepState {
     /// Not started: waiting for the steps it depends on.
     #[default]
     Pending,
-    /// Its Job exists and the container has not ended.
+    /// Its Job exists and the container has not ended, or (with `parser` set) an
+    /// image parser Job is turning its output into JSON.
     Running,
     /// Waiting for a retry's backoff to pass.
     Retrying,
@@ -199,6 +221,10 @@ pub struct StepStatus {
     /// When the step ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Time>,
+    /// When the step began waiting for an approval; kept once approved, so that
+    /// `startedAt - waitingSince` is how long people took (`playbook-operator report`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_since: Option<Time>,
     /// Exit code of the step container's last attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
@@ -212,4 +238,29 @@ pub struct StepStatus {
     /// True when the output was larger than the status budget and was cut.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub outputs_truncated: bool,
+    /// The image parser run of the current attempt, when the step's `outputParser` is
+    /// an image: set once the step container ended, kept after the step ends so the
+    /// raw output can be found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parser: Option<ParserRun>,
+}
+
+/// An image parser run: the step's raw output in a ConfigMap, read by a parser Job.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ParserRun {
+    /// The parser image (`outputParser.name`).
+    pub image: String,
+    /// The ConfigMap (owned by the Execution) holding the step's raw output under key
+    /// `output`: the parser's input.
+    pub config_map_name: String,
+    /// The parser Job. Its log must be JSON: that is the step's output.
+    pub job_name: String,
+    /// When the parser Job was asked for; its deadline counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    /// True when the raw output was longer than a ConfigMap holds and was cut (its end
+    /// is missing).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub input_truncated: bool,
 }

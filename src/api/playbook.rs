@@ -43,6 +43,16 @@ pub struct PlaybookSpec {
     /// conditional group (`when`) or a loop (`foreach`) around those steps.
     #[schemars(length(min = 1, max = 100))]
     pub steps: Vec<PlaybookStep>,
+    /// Steps that run once the main steps have ended, whatever the outcome: success,
+    /// a failed or timed-out step, `spec.cancel`. They run one after another, in
+    /// order, and each runs even if the one before failed (clean-up must not stop
+    /// half way). Their templates see the outputs so far, `.execution.phase` (the
+    /// main steps' outcome: Succeeded, Failed or Cancelled) and `.execution.failedStep`.
+    /// The Execution's phase stays the main steps' outcome; a failing finally step is
+    /// reported in its message and as an Event. `dependsOn` is not allowed here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub finally: Vec<PlaybookStep>,
     /// A template rendered after the enrich-phase steps end that sets the Execution's
     /// severity, e.g. `{{ if gt .Clients.connected_clients 1000 }}critical{{ else }}warning{{ end }}`.
     /// A step output field named `severity` sets it too; this template wins.

@@ -1,7 +1,7 @@
 //! The command line: parses arguments and hands each subcommand to its module.
 //!
 //! Offline commands (`crd`, `lint`, `convert`, `render`) need no cluster; `run` is
-//! the operator itself; `start` and `approve` act on a cluster as the caller.
+//! the operator itself; `start`, `approve` and `report` act on a cluster as the caller.
 //! Exit codes: 0 success, 1 the input has problems (reported on stderr), 2 usage.
 
 mod approve;
@@ -10,6 +10,7 @@ mod convert;
 pub mod crd;
 mod lint;
 mod render;
+mod report;
 mod run;
 mod start;
 
@@ -55,12 +56,16 @@ enum Command {
     Render(render::Args),
     /// Run the operator: drive every Execution (in one namespace or all) from
     /// Pending to a final phase, running its steps as Jobs. Stops on SIGTERM/SIGINT.
-    Run(run::Args),
+    /// Boxed: its flags (election, webhooks) make it much larger than the others.
+    Run(Box<run::Args>),
     /// Start a run of a Playbook: create an Execution requested by you, with params.
     Start(start::Args),
     /// Approve a step waiting for approval, as you; someone other than the run's
     /// requester must approve (four eyes).
     Approve(approve::Args),
+    /// The incident review: outcomes, time to enrich/triage/remediate, approval
+    /// waits, automation share and failing steps, per playbook.
+    Report(report::Args),
 }
 
 /// Parse the command line, run the subcommand, and turn its outcome into an exit code:
@@ -75,6 +80,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Start(args) => start::run(&args),
         Command::Approve(args) => approve::run(&args),
+        Command::Report(args) => report::run(&args),
     };
     match result {
         Ok(code) => code,

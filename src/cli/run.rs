@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use futures::FutureExt;
@@ -15,7 +16,7 @@ use tracing_subscriber::EnvFilter;
 use crate::controller::{self, Config, DEFAULT_LOG_LIMIT_BYTES};
 use crate::engine::alert::signature::DEFAULT_REPLAY_WINDOW_SECONDS;
 use crate::webhook::auth::{CredentialFiles, GRAFANA_SIGNATURE_HEADER, LinesFile};
-use crate::{server, webhook};
+use crate::{leader, server, webhook};
 
 /// Arguments of `run`.
 #[derive(clap::Args, Debug)]
@@ -33,6 +34,8 @@ pub struct Args {
     /// port; the log line "serving HTTP" gives it).
     #[arg(long, env = "PLAYBOOK_OPERATOR_HTTP_ADDR", default_value = server::DEFAULT_ADDR)]
     pub http_addr: SocketAddr,
+    #[command(flatten)]
+    pub election: ElectionArgs,
     #[command(flatten)]
     pub webhooks: WebhookArgs,
 }
@@ -119,6 +122,61 @@ impl WebhookArgs {
     }
 }
 
+/// Leader election: with several replicas, the holder of a Lease reconciles and
+/// every replica serves HTTP (see `leader`).
+#[derive(clap::Args, Debug)]
+pub struct ElectionArgs {
+    /// Reconcile only while holding the leader Lease (for more than one replica).
+    #[arg(long)]
+    pub leader_elect: bool,
+    /// Name of the Lease.
+    #[arg(long, default_value = "playbook-operator", requires = "leader_elect")]
+    pub leader_elect_lease_name: String,
+    /// Namespace of the Lease (in a pod: its own, from the downward API). Not tied to
+    /// --leader-elect by clap, like the identity: their env vars are set in every pod.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub leader_elect_namespace: Option<String>,
+    /// This replica's name in the Lease (default: POD_NAME, else host name and pid).
+    #[arg(long, env = "POD_NAME")]
+    pub leader_elect_identity: Option<String>,
+    /// A leader that stops renewing loses the Lease after this many seconds.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..), requires = "leader_elect")]
+    pub leader_elect_lease_duration_seconds: u64,
+    /// The leader renews this many seconds before the Lease would expire.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..), requires = "leader_elect")]
+    pub leader_elect_renew_before_seconds: u64,
+}
+
+impl ElectionArgs {
+    /// The election to run, or `None` without `--leader-elect`.
+    fn election(&self) -> anyhow::Result<Option<leader::Election>> {
+        if !self.leader_elect {
+            return Ok(None);
+        }
+        let namespace = self
+            .leader_elect_namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .context(
+                "--leader-elect needs the Lease's namespace: set --leader-elect-namespace \
+                 or POD_NAMESPACE (the Helm chart sets it from the downward API)",
+            )?;
+        let identity = self
+            .leader_elect_identity
+            .clone()
+            .filter(|i| !i.is_empty())
+            .unwrap_or_else(leader::default_identity);
+        let election = leader::Election::new(
+            self.leader_elect_lease_name.clone(),
+            namespace,
+            identity,
+            Duration::from_secs(self.leader_elect_lease_duration_seconds),
+            Duration::from_secs(self.leader_elect_renew_before_seconds),
+        )?;
+        Ok(Some(election))
+    }
+}
+
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -127,6 +185,7 @@ pub enum LogFormat {
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     init_tracing(args.log_format);
+    let election = args.election.election()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -146,8 +205,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         let config = Config {
             namespace: args.namespace.clone(),
             log_limit_bytes: args.log_limit_bytes,
-            // In a Deployment, the pod name tells replicas' Events apart.
-            instance: std::env::var("POD_NAME").ok().filter(|n| !n.is_empty()),
+            // In a Deployment, the pod name tells replicas' Events apart (with leader
+            // election, the identity in the Lease: the pod name too, by default).
+            instance: election
+                .as_ref()
+                .map(|e| e.identity().to_string())
+                .or_else(|| std::env::var("POD_NAME").ok().filter(|n| !n.is_empty())),
             ..Config::default()
         };
         // One signal stops both the controller and the HTTP server.
@@ -178,12 +241,24 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             server::router(config.metrics.clone()).merge(webhooks),
             stop,
         );
+        let metrics = config.metrics.clone();
         let controller = async move {
-            controller::run(client, config, shutdown).await;
+            let result = match &election {
+                None => {
+                    controller::run(client.clone(), config, shutdown).await;
+                    Ok(())
+                }
+                Some(election) => {
+                    let run = |stop| controller::run(client.clone(), config, stop);
+                    leader::run_elected(client.clone(), election, &metrics, shutdown, run).await
+                }
+            };
             let _ = stopped.send(());
+            result
         };
-        let ((), served, ()) = futures::join!(controller, http, webhook_task);
+        let (elected, served, ()) = futures::join!(controller, http, webhook_task);
         served?;
+        elected?;
         anyhow::Ok(ExitCode::SUCCESS)
     })
 }

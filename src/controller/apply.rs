@@ -1,6 +1,9 @@
 //! Apply: make a `Plan` true, in the order that keeps a crash anywhere harmless.
 //!
 //! Last stage of the reconcile pipeline (observe → plan → apply):
+//! 0. ConfigMap creates (a step's raw output for its image parser), before the
+//!    status that names them, so a status never points at output nobody kept;
+//!    AlreadyExists (409) is ours, as for Jobs;
 //! 1. status by server-side apply (field manager `playbook-operator`), skipped when
 //!    the planner changed nothing: outputs reach status before the next Job exists,
 //!    so a crash never loses a parsed output;
@@ -17,6 +20,7 @@
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
@@ -51,6 +55,12 @@ pub async fn apply(
     let uid = exec.uid().unwrap_or_default();
     let metrics = &ctx.config.metrics;
     let changed = transitions(current, &plan.status, Timestamp::now());
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
+    for intent in &plan.intents {
+        if let Intent::CreateConfigMap(cm) = intent {
+            create_config_map(&config_maps, cm).await?;
+        }
+    }
     if plan.status != *current {
         write_status::<Execution>(&ctx.client, &ns, &name, &plan.status).await?;
         metrics.status_written(&uid, &exec.spec.playbook_ref.name, &changed);
@@ -66,7 +76,7 @@ pub async fn apply(
                 }
             }
             Intent::DeleteJob { name } => delete_job(&jobs, name).await?,
-            Intent::Event { .. } => {}
+            Intent::CreateConfigMap(_) | Intent::Event { .. } => {}
         }
     }
     metrics.jobs_applied(&uid, &changed, first_created);
@@ -159,6 +169,24 @@ async fn create_job(api: &Api<Job>, job: &Job) -> Result<bool, Error> {
         }
         Err(source) => Err(Error::CreateJob { name, source }),
     }
+}
+
+/// Creates the ConfigMap of a step attempt's raw output; one that exists is ours
+/// (the name is deterministic per attempt, and its content is that attempt's log).
+async fn create_config_map(api: &Api<ConfigMap>, cm: &ConfigMap) -> Result<(), Error> {
+    let name = cm.name_any();
+    let params = PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    match api.create(&params, cm).await {
+        Ok(_) => tracing::info!(config_map = %name, "output ConfigMap created"),
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            tracing::debug!(config_map = %name, "output ConfigMap exists already: ours");
+        }
+        Err(source) => return Err(Error::CreateConfigMap { name, source }),
+    }
+    Ok(())
 }
 
 async fn delete_job(api: &Api<Job>, name: &str) -> Result<(), Error> {

@@ -46,6 +46,12 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("creating ConfigMap {name}: {source}")]
+    CreateConfigMap {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("creating Job {name}: {source}")]
     CreateJob {
         name: String,
@@ -75,6 +81,7 @@ impl Error {
             Self::ReadLog { .. } => "read_log",
             Self::ReadSecret { .. } => "read_secret",
             Self::WriteStatus { .. } => "write_status",
+            Self::CreateConfigMap { .. } => "create_config_map",
             Self::CreateJob { .. } => "create_job",
             Self::DeleteJob { .. } => "delete_job",
             Self::DeleteExecution { .. } => "delete_execution",

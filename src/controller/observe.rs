@@ -84,6 +84,7 @@ pub fn plan_input(exec: &Execution, cached: &Cached, limits: &Limits) -> (PlanIn
         jobs,
         runners: cached.runners.clone(),
         limits: limits.clone(),
+        main: None,
     };
     (input, reads)
 }

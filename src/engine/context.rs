@@ -40,6 +40,8 @@ pub struct ExecutionMeta {
     pub url: Option<String>,
     pub started_at: Option<Time>,
     pub phase: ExecutionPhase,
+    /// For `finally` steps: the main step that failed the run (`.execution.failedStep`).
+    pub failed_step: Option<String>,
     /// Name of the Playbook the Execution runs (`.playbook.name`).
     pub playbook: String,
 }
@@ -212,6 +214,7 @@ pub fn build(
             "url": url,
             "startedAt": started_at,
             "phase": phase_name(meta.phase),
+            "failedStep": meta.failed_step,
         }),
     );
     root.insert(
@@ -363,6 +366,7 @@ mod tests {
             url: None,
             started_at: None,
             phase: ExecutionPhase::Running,
+            failed_step: None,
             playbook: "redis".into(),
         }
     }

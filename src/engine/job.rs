@@ -33,6 +33,8 @@ pub const LABEL_PLAYBOOK: &str = "stackpulse.io/playbook";
 pub const LABEL_STEP: &str = "stackpulse.io/step";
 pub const LABEL_INDEX: &str = "stackpulse.io/index";
 pub const LABEL_ATTEMPT: &str = "stackpulse.io/attempt";
+/// Label of a Job that is not a step attempt itself: `parser` for an image parser's Job.
+pub const LABEL_ROLE: &str = "stackpulse.io/role";
 /// Annotation with the full `status.steps[].id` (`notify[2]`), which labels cannot hold.
 pub const ANNOTATION_STEP_ID: &str = "stackpulse.io/step-id";
 /// The Secret `{{ secret "KEY" }}` reads when neither the template nor the Runner names one.
@@ -141,27 +143,42 @@ impl JobError {
 
 /// Builds the Job of one step attempt. Pure: same input, same Job, same name.
 pub fn build_job(input: &JobInput) -> Result<Job, JobError> {
+    build(input, &Role::Step)
+}
+
+/// What a Job runs: the step itself, or the image parser of one of its attempts.
+/// Everything else (Runner settings, owner, labels, security) is the same for both.
+enum Role<'a> {
+    Step,
+    /// The image parser of the attempt, reading the raw output from this ConfigMap.
+    Parser(&'a str),
+}
+
+fn build(input: &JobInput, role: &Role) -> Result<Job, JobError> {
     let step = input.step;
     let id = input.instance.to_string();
     if step.image.is_empty() {
         return Err(JobError::NoImage(id));
     }
-    let name = job_name(
-        input.execution,
-        &input.instance.path(),
-        input.instance.index,
-        input.attempt,
-    );
+    let (name, container_name) = match role {
+        Role::Step => (
+            job_name(
+                input.execution,
+                &input.instance.path(),
+                input.instance.index,
+                input.attempt,
+            ),
+            container_name(input.instance),
+        ),
+        Role::Parser(_) => (
+            parser::parser_job_name(input.execution, input.instance, input.attempt),
+            parser::parser_container_name(input.instance),
+        ),
+    };
 
-    let mut labels = BTreeMap::from([
-        (LABEL_EXECUTION.to_string(), label_value(input.execution)),
-        (LABEL_EXECUTION_UID.to_string(), label_value(input.uid)),
-        (LABEL_PLAYBOOK.to_string(), label_value(input.playbook)),
-        (LABEL_STEP.to_string(), label_value(&input.instance.path())),
-        (LABEL_ATTEMPT.to_string(), input.attempt.to_string()),
-    ]);
-    if let Some(i) = input.instance.index {
-        labels.insert(LABEL_INDEX.to_string(), i.to_string());
+    let mut labels = attempt_labels(input);
+    if let Role::Parser(_) = role {
+        labels.insert(LABEL_ROLE.to_string(), parser::ROLE_PARSER.to_string());
     }
     // Ours go last: a Runner must not be able to hide a pod from the controller's watch.
     let mut pod_labels = input.runner.labels.clone();
@@ -176,8 +193,27 @@ pub fn build_job(input: &JobInput) -> Result<Job, JobError> {
     pod_annotations.extend(step_annotation.clone());
 
     let runner = input.runner;
+    // The root filesystem is read-only by default; scripts still need a /tmp.
+    let mut mounts = vec![VolumeMount {
+        name: "tmp".into(),
+        mount_path: "/tmp".into(),
+        ..Default::default()
+    }];
+    let mut volumes = vec![Volume {
+        name: "tmp".into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Default::default()
+    }];
+    if let Role::Parser(config_map) = role {
+        let (volume, mount) = parser::output_volume(config_map);
+        volumes.push(volume);
+        mounts.push(mount);
+    }
+    // A parser only turns a file into JSON: it gets no Kubernetes API token even when
+    // the Runner's service account (kept for image pulls and admission rules) has one.
+    let api_token = runner.service_account_name.is_some() && matches!(role, Role::Step);
     let container = Container {
-        name: container_name(input.instance),
+        name: container_name,
         image: Some(step.image.clone()),
         command: step.command.clone(),
         args: step.args.clone(),
@@ -193,12 +229,7 @@ pub fn build_job(input: &JobInput) -> Result<Job, JobError> {
         // A failing step's last log lines become the termination message, which the
         // controller puts in the step's status message.
         termination_message_policy: Some("FallbackToLogsOnError".into()),
-        // The root filesystem is read-only by default; scripts still need a /tmp.
-        volume_mounts: Some(vec![VolumeMount {
-            name: "tmp".into(),
-            mount_path: "/tmp".into(),
-            ..Default::default()
-        }]),
+        volume_mounts: Some(mounts),
         ..Default::default()
     };
     let pod = PodSpec {
@@ -206,7 +237,7 @@ pub fn build_job(input: &JobInput) -> Result<Job, JobError> {
         restart_policy: Some("Never".into()),
         service_account_name: runner.service_account_name.clone(),
         // Only a Runner that names a service account gives steps API credentials.
-        automount_service_account_token: Some(runner.service_account_name.is_some()),
+        automount_service_account_token: Some(api_token),
         // Service links would add FOO_PORT-style variables that clash with step env.
         enable_service_links: Some(false),
         node_selector: Some(runner.node_selector.clone()).filter(|m| !m.is_empty()),
@@ -219,11 +250,7 @@ pub fn build_job(input: &JobInput) -> Result<Job, JobError> {
                 .clone()
                 .unwrap_or_else(restricted_pod),
         ),
-        volumes: Some(vec![Volume {
-            name: "tmp".into(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
-            ..Default::default()
-        }]),
+        volumes: Some(volumes),
         ..Default::default()
     };
     Ok(Job {
@@ -232,14 +259,7 @@ pub fn build_job(input: &JobInput) -> Result<Job, JobError> {
             namespace: Some(input.namespace.to_string()),
             labels: Some(job_labels),
             annotations: Some(step_annotation),
-            owner_references: Some(vec![OwnerReference {
-                api_version: format!("{}/v1", crate::api::GROUP),
-                kind: "Execution".into(),
-                name: input.execution.to_string(),
-                uid: input.uid.to_string(),
-                controller: Some(true),
-                block_owner_deletion: Some(true),
-            }]),
+            owner_references: Some(vec![owner(input)]),
             ..Default::default()
         },
         spec: Some(JobSpec {
@@ -258,6 +278,34 @@ pub fn build_job(input: &JobInput) -> Result<Job, JobError> {
         }),
         status: None,
     })
+}
+
+/// The labels of everything made for one step attempt: the controller selects its
+/// Jobs, Pods and ConfigMaps by the uid label.
+fn attempt_labels(input: &JobInput) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::from([
+        (LABEL_EXECUTION.to_string(), label_value(input.execution)),
+        (LABEL_EXECUTION_UID.to_string(), label_value(input.uid)),
+        (LABEL_PLAYBOOK.to_string(), label_value(input.playbook)),
+        (LABEL_STEP.to_string(), label_value(&input.instance.path())),
+        (LABEL_ATTEMPT.to_string(), input.attempt.to_string()),
+    ]);
+    if let Some(i) = input.instance.index {
+        labels.insert(LABEL_INDEX.to_string(), i.to_string());
+    }
+    labels
+}
+
+/// The Execution as controlling owner: what is made for it is garbage collected with it.
+fn owner(input: &JobInput) -> OwnerReference {
+    OwnerReference {
+        api_version: format!("{}/v1", crate::api::GROUP),
+        kind: "Execution".into(),
+        name: input.execution.to_string(),
+        uid: input.uid.to_string(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
 }
 
 /// The env of the step container: the secret variables first (Kubernetes expands
@@ -488,5 +536,12 @@ pub fn label_value(s: &str) -> String {
     }
 }
 
+mod parser;
 #[cfg(test)]
 mod tests;
+
+pub use parser::{
+    MAX_OUTPUT_BYTES, OUTPUT_FILE_ENV, OUTPUT_KEY, OUTPUT_PATH, ROLE_OUTPUT, ROLE_PARSER,
+    build_output_config_map, build_parser_job, output_config_map_name, parser_container_name,
+    parser_deadline, parser_job_name,
+};

@@ -12,4 +12,5 @@ pub mod lint;
 pub mod message;
 pub mod parse;
 pub mod plan;
+pub mod report;
 pub mod template;

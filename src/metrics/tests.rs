@@ -74,6 +74,7 @@ fn a_step_that_ends_is_timed_from_its_start_and_hands_off() {
                 seconds: 3.0,
             }],
             took_in_end: true,
+            review: None,
         }
     );
 }
@@ -192,6 +193,7 @@ fn finished_chain() -> Transitions {
             seconds: 2.0,
         }],
         took_in_end: true,
+        review: None,
     }
 }
 
@@ -344,4 +346,83 @@ fn the_oldest_counted_keys_make_room_for_new_ones() {
     assert!(recent.first_time("c".into()));
     assert!(recent.first_time("a".into()), "a was forgotten for c");
     assert!(!recent.first_time("c".into()));
+}
+
+/// The review numbers of `playbook-operator report`, as histograms: a run that
+/// finishes records its time to each phase, its approval waits, and whether it was
+/// automated, once.
+#[test]
+fn a_finished_run_records_the_review_numbers_once() {
+    let mut approved = step(
+        "fix",
+        Phase::Remediate,
+        StepState::Succeeded,
+        1,
+        (Some(400), Some(460)),
+    );
+    approved.waiting_since = Some(at(100));
+    let before = status(ExecutionPhase::Running, vec![]);
+    let mut after = status(
+        ExecutionPhase::Succeeded,
+        vec![
+            step(
+                "info",
+                Phase::Enrich,
+                StepState::Succeeded,
+                1,
+                (Some(10), Some(40)),
+            ),
+            approved,
+        ],
+    );
+    after.started_at = Some(at(10));
+    let t = transitions(&before, &after, now());
+    let m = Metrics::new();
+    m.status_written("uid-1", "redis", &t);
+    m.status_written("uid-1", "redis", &t);
+    let text = m.render();
+    let value = |name: &str| sample(&text, name);
+    assert_eq!(
+        value(r#"playbook_time_to_phase_seconds_sum{playbook="redis",phase="Enrich"}"#),
+        Some(30.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(r#"playbook_time_to_phase_seconds_sum{playbook="redis",phase="Remediate"}"#),
+        Some(450.0)
+    );
+    assert_eq!(
+        value(r#"playbook_approval_wait_seconds_count{playbook="redis"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(r#"playbook_approval_wait_seconds_sum{playbook="redis"}"#),
+        Some(300.0)
+    );
+    assert_eq!(
+        value(r#"playbook_executions_automated_total{playbook="redis"}"#),
+        None,
+        "a person approved: not automated"
+    );
+
+    let automated = status(
+        ExecutionPhase::Failed,
+        vec![step(
+            "info",
+            Phase::Enrich,
+            StepState::Failed,
+            1,
+            (Some(1), Some(2)),
+        )],
+    );
+    m.status_written("uid-2", "redis", &transitions(&before, &automated, now()));
+    let text = m.render();
+    assert_eq!(
+        sample(
+            &text,
+            r#"playbook_executions_automated_total{playbook="redis"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
 }

@@ -61,10 +61,13 @@ async fn metrics_are_openmetrics_text_with_every_contract_name() {
         "# TYPE playbook_alerts_matched counter",
         "# TYPE playbook_webhook_executions_created counter",
         "# TYPE playbook_webhook_duplicates counter",
+        "# TYPE playbook_leader gauge",
     ] {
         assert!(body.contains(family), "{family} missing in:\n{body}");
     }
     assert!(body.contains("\nplaybook_jobs_created_total 1\n"), "{body}");
+    // Without leader election the one process reconciles.
+    assert!(body.contains("\nplaybook_leader 1\n"), "{body}");
     assert!(body.contains("playbook_step_handoff_seconds_bucket{le=\"0.001\"} 0"));
     assert!(body.contains("playbook_step_duration_seconds_count{phase=\"Remediate\"} 0"));
     assert!(body.contains("playbook_executions_total{playbook=\"pb\",result=\"Failed\"} 1"));
@@ -91,6 +94,36 @@ async fn readyz_waits_for_the_controller_caches_and_healthz_does_not() {
     listed.send_replace(true);
     assert_eq!(get(app.clone(), "/readyz").await.0, StatusCode::OK);
     assert_eq!(get(app, "/nope").await.0, StatusCode::NOT_FOUND);
+}
+
+/// A standby (leader election) runs no controller but serves webhooks: ready at once;
+/// once it leads, readiness waits for its caches like any controller's.
+#[tokio::test]
+async fn a_standby_is_ready_and_a_new_leader_waits_for_its_caches() {
+    let metrics = Arc::new(Metrics::new());
+    let app = router(metrics.clone());
+    metrics.set_leader(false);
+    let (status, _, body) = get(app.clone(), "/readyz").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("standby"), "{body}");
+    assert!(
+        get(app.clone(), "/metrics")
+            .await
+            .2
+            .contains("\nplaybook_leader 0\n")
+    );
+
+    metrics.set_leader(true);
+    assert_eq!(
+        get(app.clone(), "/readyz").await.0,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert!(
+        get(app, "/metrics")
+            .await
+            .2
+            .contains("\nplaybook_leader 1\n")
+    );
 }
 
 #[tokio::test]

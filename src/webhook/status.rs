@@ -7,9 +7,10 @@
 //! [`FLUSH_EVERY`] per Trigger, not once per alert (an alert storm would otherwise
 //! be a storm of status writes to the same objects).
 //!
-//! Each write reads the Trigger and server-side applies the new totals with its
-//! `resourceVersion` as a precondition, so two replicas adding at once cannot lose
-//! each other's counts (the loser gets a conflict and retries at the next flush).
+//! Each write takes the Trigger from the cache and server-side applies the new
+//! totals with its `resourceVersion` as a precondition, so two replicas adding at
+//! once cannot lose each other's counts, nor can a stale cache (the loser gets a
+//! conflict and retries at the next flush).
 //! A count that could not be written stays pending; the counts of a process killed
 //! between flushes are lost, which status counters may afford (the metrics and the
 //! Executions themselves are the record).
@@ -25,6 +26,8 @@ use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
 use kube::ResourceExt;
+use kube::core::DeserializeGuard;
+use kube::runtime::reflector::ObjectRef;
 
 use super::Shared;
 use crate::api::Trigger;
@@ -101,8 +104,18 @@ pub(super) async fn flush(shared: &Shared) {
 
 async fn write(shared: &Shared, ns: &str, name: &str, p: Pending) -> Result<(), kube::Error> {
     let api: Api<Trigger> = Api::namespaced(shared.client.clone(), ns);
-    let current = api.get_status(name).await?;
-    let status = current.status.unwrap_or_default();
+    // From the cache, not a GET (so no `get` right is needed): when the cache is
+    // behind, the resourceVersion precondition fails, the counts stay pending, and
+    // the next flush adds them to the newer totals.
+    let key = ObjectRef::<DeserializeGuard<Trigger>>::new(name).within(ns);
+    let Some(current) = shared.triggers.get(&key) else {
+        // Deleted since it matched (it matched from this cache): its counts go with it.
+        return Ok(());
+    };
+    let Ok(current) = &current.0 else {
+        return Ok(());
+    };
+    let status = current.status.clone().unwrap_or_default();
     let last = p.last.map(Time).or(status.last_matched_at);
     let patch = json!({
         "apiVersion": "stackpulse.io/v1",

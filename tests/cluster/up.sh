@@ -215,6 +215,7 @@ KCM_QPS=$KCM_QPS
 KCM_BURST=$KCM_BURST
 KCM_CONCURRENT_JOB_SYNCS=$KCM_CONCURRENT_JOB_SYNCS
 KUBECONFIG=$STATE/kubeconfig
+AUDIT_LOG=$STATE/logs/audit.log
 EOF
 
 # ---------------------------------------------------------------------------
@@ -277,6 +278,22 @@ wait_for etcd "etcd health" bash -c "curl -fsS --max-time 2 '$etcd_url/health' |
 # ---------------------------------------------------------------------------
 # kube-apiserver
 
+# Audit log of what service accounts outside kube-system do (metadata only): the
+# chart's e2e test checks that the operator's ServiceAccount used every right the
+# chart grants and was denied nothing. Users and the control plane's own controllers
+# are left out, so the log stays small.
+cat >"$STATE/audit-policy.yaml" <<EOF
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: None
+    userGroups: ["system:serviceaccounts:kube-system"]
+  - level: Metadata
+    userGroups: ["system:serviceaccounts"]
+  - level: None
+EOF
+
 start kube-apiserver \
   --etcd-servers="$etcd_url" \
   --bind-address=127.0.0.1 --secure-port="$APISERVER_PORT" \
@@ -295,7 +312,9 @@ start kube-apiserver \
   --allow-privileged=true \
   --kubelet-preferred-address-types=InternalIP \
   --cert-dir="$pki" \
-  --profiling=false
+  --profiling=false \
+  --audit-policy-file="$STATE/audit-policy.yaml" \
+  --audit-log-path="$STATE/logs/audit.log" --audit-log-maxsize=200 --audit-log-maxbackup=1
 # The --requestheader-* flags are kubeadm's front-proxy settings (no such client cert
 # is issued here); without them kube-controller-manager and kube-scheduler log
 # "missing content for CA bundle" errors while they start.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, ListParams, PostParams};
-use playbook_operator::api::{Execution, ExecutionStatus, Playbook, Runner, StepStatus};
+use playbook_operator::api::{Execution, ExecutionStatus, Playbook, Runner, StepState, StepStatus};
 use playbook_operator::controller::{self, Config};
 use playbook_operator::{server, webhook};
 use serde_json::{Value, json};
@@ -162,12 +162,17 @@ pub async fn runner(ns: &TestNamespace, name: &str, annotations: Value) -> Runne
 }
 
 pub async fn playbook(ns: &TestNamespace, name: &str, steps: Value) -> Playbook {
+    playbook_spec(ns, name, json!({ "steps": steps })).await
+}
+
+/// A Playbook with a whole spec (`finally`, `historyLimit`, ...).
+pub async fn playbook_spec(ns: &TestNamespace, name: &str, spec: Value) -> Playbook {
     create(
         ns,
         json!({
             "apiVersion": "stackpulse.io/v1", "kind": "Playbook",
             "metadata": {"name": name},
-            "spec": {"steps": steps}
+            "spec": spec
         }),
     )
     .await
@@ -221,6 +226,17 @@ pub async fn wait_status(
 pub async fn wait_final(ns: &TestNamespace, name: &str) -> ExecutionStatus {
     wait_status(ns, name, "final", Duration::from_secs(60), |s| {
         s.phase.is_final()
+    })
+    .await
+}
+
+/// Polls until the Execution's step `id` is Running with its Job named.
+pub async fn wait_step_running(ns: &TestNamespace, name: &str, id: &str) -> ExecutionStatus {
+    let what = format!("step {id} Running");
+    wait_status(ns, name, &what, Duration::from_secs(60), |s| {
+        s.steps
+            .iter()
+            .any(|st| st.id == id && st.state == StepState::Running && st.job_name.is_some())
     })
     .await
 }

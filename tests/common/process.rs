@@ -14,6 +14,8 @@ use super::TestNamespace;
 /// shows what every incarnation of the controller did.
 pub struct OperatorProcess {
     args: Vec<String>,
+    /// Environment on top of the defaults (`KUBECONFIG` here wins over the harness's).
+    env: Vec<(String, String)>,
     namespace: String,
     log: PathBuf,
     child: Option<Child>,
@@ -23,9 +25,25 @@ pub struct OperatorProcess {
 impl OperatorProcess {
     /// `playbook-operator run -n NS --log-format json ARGS...`.
     pub fn start(ns: &TestNamespace, args: &[&str]) -> Self {
-        let log = std::env::temp_dir().join(format!("playbook-operator-{}.log", ns.name));
+        Self::start_as(ns, "", args, &[])
+    }
+
+    /// Like [`OperatorProcess::start`], with `env` on top (e.g. another `KUBECONFIG`:
+    /// another identity), logging to a file of its own: `name` tells apart several
+    /// operators in one namespace.
+    pub fn start_as(ns: &TestNamespace, name: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let suffix = if name.is_empty() {
+            String::new()
+        } else {
+            format!("-{name}")
+        };
+        let log = std::env::temp_dir().join(format!("playbook-operator-{}{suffix}.log", ns.name));
         let mut p = Self {
             args: args.iter().map(|a| a.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             namespace: ns.name.clone(),
             log,
             child: None,
@@ -52,6 +70,7 @@ impl OperatorProcess {
             // Any free port for /metrics: tests (and other operators on the machine)
             // run side by side; an `--http-addr` in ARGS still wins over the env.
             .env("PLAYBOOK_OPERATOR_HTTP_ADDR", "127.0.0.1:0")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -72,6 +91,48 @@ impl OperatorProcess {
         child.kill().expect("SIGKILL to the operator");
         child.wait().expect("reaping the operator");
         self.note(&format!("SIGKILL {moment}"));
+    }
+
+    /// SIGTERM (what Kubernetes sends a stopping pod), then waits up to 20 s for the
+    /// operator to exit by itself; returns its exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("the operator is running");
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("running kill -TERM");
+        assert!(sent.success(), "kill -TERM {} failed", child.id());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().expect("polling the operator") {
+                self.note(&format!("SIGTERM: exited with {status}"));
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the operator did not exit within 20 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The address the running incarnation serves HTTP on (from its "serving HTTP"
+    /// log line; the harness starts it on port 0).
+    pub async fn http_addr(&self) -> std::net::SocketAddr {
+        self.wait_log("serving HTTP").await;
+        self.log()
+            .lines()
+            .rev()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|l| l["fields"]["message"] == "serving HTTP")
+            .and_then(|l| l["fields"]["addr"].as_str()?.parse().ok())
+            .expect("the serving HTTP line names its address")
+    }
+
+    /// Everything the operator logged so far (all incarnations).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// The running incarnation's process id.

@@ -361,6 +361,7 @@ fn playbook(doc: &Value) -> Result<Conversion, ConvertError> {
         steps,
         severity: None,
         history_limit: None,
+        finally: Vec::new(),
     };
     let mut pb = Playbook::new(&name, spec);
     pb.metadata = meta;

@@ -12,8 +12,9 @@ mod ready;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::api::{ParamType, PlaybookSpec, Step};
+use crate::api::{ParamType, PlaybookSpec, PlaybookStep, Step};
 use crate::engine::convert::{is_dns_label, refs};
+use crate::engine::plan::finally_problems;
 use crate::engine::{parse, template};
 
 pub use file::{FileFinding, lint_file};
@@ -65,15 +66,43 @@ pub fn lint_playbook(spec: &PlaybookSpec, known_runners: Option<&[String]>) -> V
     };
     l.collect_ids(spec);
     l.check_params(spec);
-    let none = BTreeSet::new();
     for (i, entry) in spec.steps.iter().enumerate() {
-        let path = format!("spec.steps[{i}]");
+        l.entry(entry, &format!("spec.steps[{i}]"));
+    }
+    // Finally steps are checked like the others (their templates may also read
+    // `.execution.phase` and `.execution.failedStep`).
+    for (i, entry) in spec.finally.iter().enumerate() {
+        l.entry(entry, &format!("spec.finally[{i}]"));
+    }
+    let none = BTreeSet::new();
+    if let Some(s) = &spec.severity {
+        l.template("spec.severity", s, &none);
+    }
+    l.check_depends_on(spec);
+    for (path, message) in finally_problems(spec) {
+        l.error(&path, &message);
+    }
+    l.out
+}
+
+struct Lint<'a> {
+    out: Vec<Finding>,
+    ids: BTreeSet<String>,
+    params: BTreeMap<String, ParamType>,
+    runners: Option<&'a [String]>,
+}
+
+impl Lint<'_> {
+    /// Checks one entry of `steps` or `finally`: a step, or a block, maybe looped.
+    fn entry(&mut self, entry: &PlaybookStep, path: &str) {
+        let l = self;
+        let none = BTreeSet::new();
         let is_block = entry.steps.is_some();
         match (is_block, !entry.step.image.is_empty()) {
-            (true, true) => l.error(&path, "is both a step (image) and a block (steps): move the image into a step inside steps, or remove steps"),
-            (false, false) => l.error(&path, "has neither image nor steps: set image to run a container, or steps to make a block"),
-            _ => {}
-        }
+        (true, true) => l.error(path, "is both a step (image) and a block (steps): move the image into a step inside steps, or remove steps"),
+        (false, false) => l.error(path, "has neither image nor steps: set image to run a container, or steps to make a block"),
+        _ => {}
+    }
         let mut scope = BTreeSet::new();
         if let Some(fe) = &entry.foreach {
             scope.insert(fe.key.clone().unwrap_or_else(|| "key".into()));
@@ -115,7 +144,7 @@ pub fn lint_playbook(spec: &PlaybookSpec, known_runners: Option<&[String]>) -> V
         }
         match &entry.steps {
             Some(inner) => {
-                l.block_fields(&entry.step, &path);
+                l.block_fields(&entry.step, path);
                 if inner.is_empty() {
                     l.error(
                         &format!("{path}.steps"),
@@ -135,24 +164,10 @@ pub fn lint_playbook(spec: &PlaybookSpec, known_runners: Option<&[String]>) -> V
                     l.step(step, &format!("{path}.steps[{j}]"), &scope);
                 }
             }
-            None => l.step(&entry.step, &path, &scope),
+            None => l.step(&entry.step, path, &scope),
         }
     }
-    if let Some(s) = &spec.severity {
-        l.template("spec.severity", s, &none);
-    }
-    l.check_depends_on(spec);
-    l.out
-}
 
-struct Lint<'a> {
-    out: Vec<Finding>,
-    ids: BTreeSet<String>,
-    params: BTreeMap<String, ParamType>,
-    runners: Option<&'a [String]>,
-}
-
-impl Lint<'_> {
     fn error(&mut self, path: &str, message: &str) {
         self.out.push(Finding {
             severity: Severity::Error,

@@ -223,6 +223,14 @@ const ENGINE_CASES: &[(&str, &str, Severity, &str, &str, &str)] = &[
         "",
         "steps: [{id: a, image: x, outputParser: {name: regex, pattern: '(?P<x>\\d+)'}}]",
     ),
+    (
+        "a built-in parser misspelt is not taken for an image",
+        "steps: [{id: a, image: x, outputParser: {name: jsn}}]",
+        Severity::Error,
+        "spec.steps[0].outputParser",
+        "outputParser 'jsn' is unknown (known: json, raw, yaml, kv, redis-info, regex, lines, table, or an image reference such as registry.example/parsers/name:1): did you mean 'json'?",
+        "steps: [{id: a, image: x, outputParser: {name: registry.example/parsers/uptime:1}}]",
+    ),
 ];
 
 fn run(cases: &[(&str, &str, Severity, &str, &str, &str)]) {
@@ -405,4 +413,24 @@ fn converted_paths_map_back_to_the_dialect() {
     for (canonical, source) in cases {
         assert_eq!(file::to_source(canonical, origins), source);
     }
+}
+
+#[test]
+fn finally_steps_are_linted_like_steps() {
+    let s = spec(
+        "steps: [{id: a, image: x}]\nfinally: [{id: cleanup, image: x, env: {P: '{{ .execution.phase }}', BAD: '{{ if }}'}}, {id: a, image: x}]",
+    );
+    let found = lint_playbook(&s, None);
+    let paths: Vec<&str> = found.iter().map(|f| f.path.as_str()).collect();
+    assert!(paths.contains(&"spec.finally[0].env.BAD"), "{found:#?}");
+    assert!(
+        !paths.contains(&"spec.finally[0].env.P"),
+        ".execution.phase is known: {found:#?}"
+    );
+    assert!(
+        found.iter().any(|f| f
+            .message
+            .contains("finally step 'a': id 'a' is also a step's id")),
+        "{found:#?}"
+    );
 }

@@ -5,7 +5,8 @@
 //!
 //! Pure: no tokio, kube or I/O. The controller reads the log (bounded by `limitBytes`,
 //! decoded lossily) and hands the text here; image parsers (any name that is an image
-//! reference) run as Jobs elsewhere, so here they are only recognised and validated.
+//! reference) run as Jobs elsewhere, so here they are only recognised and validated,
+//! and what they print is checked to be JSON ([`parse_image_output`]).
 //!
 //! Every parser is total: any input gives a value or a [`ParseError`] whose message
 //! says what was wrong with the output and what the step should print instead.
@@ -192,6 +193,25 @@ pub fn parse_output(
     Ok(value)
 }
 
+/// What an image parser printed (its whole log): one JSON value and nothing else,
+/// wrapped like a built-in parser's result (`{"output": v}` unless an object). The
+/// log holds stderr too (the `pods/log` API merges both streams), so a parser must
+/// not write anything else to either.
+pub fn parse_image_output(image: &str, printed: &str) -> Result<Value, ParseError> {
+    let text = printed.trim();
+    if text.is_empty() {
+        return Err(ParseError::new(format!(
+            "output parser image '{image}' printed nothing: it must print the step's output as one JSON value on stdout"
+        )));
+    }
+    serde_json::from_str::<Value>(text).map(wrap).map_err(|e| {
+        ParseError::new(format!(
+            "output parser image '{image}' did not print JSON ({e}); it printed {}: it must print one JSON value and nothing else (its stderr is part of the log too), so fix the parser image or use a built-in parser",
+            excerpt(text)
+        ))
+    })
+}
+
 /// The parser of a step that names none (DESIGN §1): StackPulse steps print one JSON
 /// object (after the end marker, or as their whole output) or plain text. Text with no
 /// JSON in it at all becomes `{"output": "<text>"}` instead of failing the step; JSON
@@ -239,8 +259,14 @@ fn prepare(p: &OutputParser) -> Result<Option<Prepared>, ParseError> {
         }
         ParserKind::Image(name) => {
             let known: Vec<&str> = Builtin::ALL.iter().map(|b| b.name()).collect();
+            // A near miss of a built-in (`jsn`, `JSON`) gets the name it most likely meant.
+            let lower = name.to_lowercase();
+            let hint = crate::engine::message::close_to(&lower, known.iter().copied())
+                .first()
+                .map(|b| format!(": did you mean '{b}'?"))
+                .unwrap_or_default();
             return Err(ParseError::new(format!(
-                "outputParser '{name}' is unknown (known: {}, or an image reference)",
+                "outputParser '{name}' is unknown (known: {}, or an image reference such as registry.example/parsers/name:1){hint}",
                 known.join(", ")
             )));
         }

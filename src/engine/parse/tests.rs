@@ -61,10 +61,14 @@ fn validation_messages() {
     let err = |p: OutputParser| validate(&p).unwrap_err().message;
     assert_eq!(
         err(parser("jsonn")),
-        "outputParser 'jsonn' is unknown (known: json, raw, yaml, kv, redis-info, regex, lines, table, or an image reference)"
+        "outputParser 'jsonn' is unknown (known: json, raw, yaml, kv, redis-info, regex, lines, table, or an image reference such as registry.example/parsers/name:1): did you mean 'json'?"
     );
     assert!(err(parser("")).contains("'' is unknown"));
-    assert!(err(parser("JSON")).contains("is unknown"));
+    assert!(err(parser("JSON")).ends_with("is unknown (known: json, raw, yaml, kv, redis-info, regex, lines, table, or an image reference such as registry.example/parsers/name:1): did you mean 'json'?"));
+    assert!(err(parser("jsn")).ends_with("did you mean 'json'?"));
+    assert!(err(parser("redisinfo")).ends_with("did you mean 'redis-info'?"));
+    assert!(!err(parser("parse-helm")).contains("did you mean"));
+    assert!(validate(&parser("registry.example/parsers/uptime:1")).is_ok());
     assert!(err(parser("my image:1")).contains("is unknown"));
     assert!(validate(&parser("ghcr.io/acme/parse-helm-status:1.0")).is_ok());
     assert!(validate(&parser("localhost:5000/p")).is_ok());
@@ -553,4 +557,33 @@ fn the_default_parser_takes_json_or_falls_back_to_the_text() {
     assert_eq!(after, serde_json::json!({"output": "done"}));
     let cut = parse_default("<-- END -->\n{\"a\": [1, 2", None).expect_err("cut JSON");
     assert!(cut.message.contains("cut short"), "{}", cut.message);
+}
+
+#[test]
+fn an_image_parser_must_print_one_json_value() {
+    const IMAGE: &str = "registry.example/parsers/uptime:1";
+    assert_eq!(
+        parse_image_output(IMAGE, "  {\"up\": 3}\n").ok(),
+        Some(json!({"up": 3}))
+    );
+    // Wrapped like a built-in parser's result.
+    assert_eq!(
+        parse_image_output(IMAGE, "[1, 2]").ok(),
+        Some(json!({"output": [1, 2]}))
+    );
+    let err = parse_image_output(IMAGE, "parsing...\n{\"up\": 3}")
+        .unwrap_err()
+        .message;
+    assert!(
+        err.starts_with(&format!(
+            "output parser image '{IMAGE}' did not print JSON ("
+        )) && err.contains("it printed 'parsing...\\n{\\\"up\\\": 3}'")
+            && err.ends_with("fix the parser image or use a built-in parser"),
+        "{err}"
+    );
+    let long = "x".repeat(500);
+    let err = parse_image_output(IMAGE, &long).unwrap_err().message;
+    assert!(err.contains(&format!("'{}…'", "x".repeat(60))), "{err}");
+    let err = parse_image_output(IMAGE, " \n").unwrap_err().message;
+    assert!(err.contains("printed nothing"), "{err}");
 }

@@ -58,7 +58,43 @@ impl Graph {
 /// and that nothing waits for itself, directly or through a cycle. Returns every
 /// problem found, each naming the steps involved.
 pub fn validate_graph(pb: &PlaybookSpec) -> Result<(), Vec<String>> {
-    Graph::new(pb).map(|_| ())
+    let mut errors = Graph::new(pb).err().unwrap_or_default();
+    errors.extend(finally_problems(pb).into_iter().map(|(_, message)| message));
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// What is wrong with `spec.finally`, as (field path, message). Finally steps run in
+/// order after the main ones, and their Jobs and outputs are named after their ids,
+/// so those must not repeat any other id.
+pub fn finally_problems(pb: &PlaybookSpec) -> Vec<(String, String)> {
+    let main: BTreeSet<&str> = pb.steps.iter().map(|e| e.step.id.as_str()).collect();
+    let mut seen = BTreeSet::new();
+    let mut problems = Vec::new();
+    for (i, entry) in pb.finally.iter().enumerate() {
+        let id = entry.step.id.as_str();
+        if main.contains(id) {
+            problems.push((
+                format!("spec.finally[{i}].id"),
+                format!("finally step '{id}': id '{id}' is also a step's id: ids must be unique in a playbook"),
+            ));
+        } else if !seen.insert(id) {
+            problems.push((
+                format!("spec.finally[{i}].id"),
+                format!("finally step '{id}': duplicate id: ids must be unique in a playbook"),
+            ));
+        }
+        if entry.step.depends_on.is_some() {
+            problems.push((
+                format!("spec.finally[{i}].dependsOn"),
+                format!("finally step '{id}': dependsOn is not allowed: finally steps run in order, each after the one before"),
+            ));
+        }
+    }
+    problems
 }
 
 /// Resolves the dependencies of one scope (the top level, or one block), pushing

@@ -4,8 +4,8 @@
 //! Pipeline: the controller observes (Execution, its Jobs summarised as
 //! [`ObservedJob`], the step log of a container that just ended, the Runners), calls
 //! [`plan`] (pure: `now` is an argument), then applies the [`Plan`] in this order:
-//! status (server-side apply), Job creates (409 = already mine), Job deletes,
-//! Events. `lint` and the Playbook reconciler use [`validate_graph`].
+//! ConfigMap creates, status (server-side apply), Job creates (409 = already mine),
+//! Job deletes, Events. `lint` and the Playbook reconciler use [`validate_graph`].
 //!
 //! Crash safety comes from the shape, not from care at call sites: the planner is a
 //! function of status + observations, Job names are deterministic per attempt, so
@@ -23,10 +23,19 @@
 //!   the built-in defaults; a step naming a Runner that does not exist fails.
 //! - A final Execution plans nothing, except deleting Jobs still running (so a
 //!   crash between writing "Cancelled" and deleting its Jobs heals).
+//! - An image parser (`parser`): when the step container ends, its log goes into a
+//!   ConfigMap and a parser Job reads it; the step stays Running with
+//!   `status.steps[].parser` set until that Job's log (JSON) is its output. The
+//!   ConfigMap is created *before* status names it, so a crash never leaves a status
+//!   that points at raw output nobody kept; the parser Job's name is deterministic,
+//!   so it never runs twice. A failing parser fails the attempt like a failing
+//!   built-in parser: the step's retries rerun the step, never the parser alone.
 
 mod expand;
+mod finally;
 mod graph;
 mod output;
+mod parser;
 mod settle;
 mod step;
 
@@ -40,16 +49,18 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Map, Value};
 
 use crate::api::{
-    ExecutionPhase, ExecutionSpec, ExecutionStatus, PlaybookSpec, RunnerSpec, StepState, StepStatus,
+    ExecutionPhase, ExecutionSpec, ExecutionStatus, MainOutcome, PlaybookSpec, RunnerSpec,
+    StepState, StepStatus,
 };
 use crate::engine::context::{self, ExecutionMeta, InstanceId};
 
-pub use graph::validate_graph;
+pub use graph::{finally_problems, validate_graph};
 
 /// The Execution being planned, as its metadata says.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -72,18 +83,28 @@ pub struct PlanInput {
     /// The live Playbook's spec. Read only while `status.playbook` is empty: it becomes
     /// the snapshot the run executes, whatever later edits do.
     pub playbook: Option<PlaybookSpec>,
-    /// The step Jobs of this Execution (and only those), by name.
+    /// The step and parser Jobs of this Execution (and only those), by name.
     pub jobs: BTreeMap<String, ObservedJob>,
     /// The Runners of the Execution's namespace, by name.
     pub runners: BTreeMap<String, RunnerSpec>,
     pub limits: Limits,
+    /// Set only for planning a run's `finally` steps (see the `finally` module).
+    pub main: Option<MainRun>,
 }
 
-/// What the controller saw of one step Job and its pod.
+/// How the main steps of a run ended, and their statuses (finally steps' templates
+/// see their outputs).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MainRun {
+    pub outcome: MainOutcome,
+    pub steps: Vec<StepStatus>,
+}
+
+/// What the controller saw of one step (or parser) Job and its pod.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ObservedJob {
-    /// The step container (named after the step) has terminated (from the pod watch;
-    /// do not wait for the Job).
+    /// The Job's container (the step's, named after it, or its parser's) has
+    /// terminated (from the pod watch; do not wait for the Job).
     pub terminated: Option<Terminated>,
     /// The Job failed without the container reporting an end (e.g. `DeadlineExceeded`,
     /// the pod was evicted or never started).
@@ -152,12 +173,13 @@ impl Default for Limits {
     }
 }
 
-/// What to do next. Apply `status` first, then the intents in order.
+/// What to do next. Create the ConfigMaps first, then apply `status`, then the other
+/// intents in order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
     /// The complete new status.
     pub status: ExecutionStatus,
-    /// Job creates first, then deletes, then events.
+    /// ConfigMap creates first, then Job creates, then deletes, then events.
     pub intents: Vec<Intent>,
     /// Plan again after this long even if nothing changes (a retry's backoff, a
     /// timeout, a Playbook that does not exist yet).
@@ -167,6 +189,9 @@ pub struct Plan {
 /// One side effect for the controller.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Intent {
+    /// Create this ConfigMap (a step attempt's raw output) *before* writing status,
+    /// which refers to it; AlreadyExists means an earlier plan created it: fine.
+    CreateConfigMap(Box<ConfigMap>),
     /// Create this Job; AlreadyExists means an earlier plan created it: fine.
     CreateJob(Box<Job>),
     /// Delete this Job (foreground or background; NotFound is fine).
@@ -193,15 +218,28 @@ pub fn plan(input: &PlanInput, now: Timestamp) -> Plan {
     planner.finish()
 }
 
-/// The Jobs whose log the planner is waiting for: the current Jobs of Running steps.
-/// The controller reads a Job's log (once, bounded) when it is in this set and its
-/// container has terminated, and passes it as [`ObservedJob::log`].
+/// The Jobs whose log the planner is waiting for: the current Jobs of Running steps
+/// (the parser Job once a step's output is being parsed by an image parser: the
+/// step's own log is in a ConfigMap by then). The controller reads a Job's log
+/// (once, bounded) when it is in this set and its container has terminated, and
+/// passes it as [`ObservedJob::log`].
 pub fn awaiting_output(status: &ExecutionStatus) -> BTreeSet<&str> {
+    current_jobs(status)
+}
+
+/// The Job each Running step waits for: its parser Job while parsing, else its own.
+fn current_jobs(status: &ExecutionStatus) -> BTreeSet<&str> {
     let running = status
         .steps
         .iter()
+        .chain(&status.finally)
         .filter(|s| s.state == StepState::Running);
-    running.filter_map(|s| s.job_name.as_deref()).collect()
+    running
+        .filter_map(|s| match &s.parser {
+            Some(p) => Some(p.job_name.as_str()),
+            None => s.job_name.as_deref(),
+        })
+        .collect()
 }
 
 /// The state of one planning run. Submodules add methods: `step` (one step's
@@ -216,6 +254,7 @@ struct Planner<'a> {
     pb: Rc<PlaybookSpec>,
     graph: Rc<graph::Graph>,
     params: Map<String, Value>,
+    config_maps: Vec<ConfigMap>,
     creates: Vec<Job>,
     created: BTreeSet<String>,
     events: Vec<Intent>,
@@ -238,6 +277,7 @@ impl<'a> Planner<'a> {
             pb: Rc::default(),
             graph: Rc::default(),
             params: Map::new(),
+            config_maps: Vec::new(),
             creates: Vec::new(),
             created: BTreeSet::new(),
             events: Vec::new(),
@@ -254,9 +294,12 @@ impl<'a> Planner<'a> {
         if self.st.phase.is_final() {
             return;
         }
+        if self.st.main_outcome.is_some() {
+            return self.run_finally();
+        }
         if self.input.spec.cancel {
             self.cancel();
-            return;
+            return self.start_finally();
         }
         if self.st.playbook.is_none() && !self.begin_run() {
             return;
@@ -293,6 +336,7 @@ impl<'a> Planner<'a> {
         }
         self.severity();
         self.settle();
+        self.start_finally();
     }
 
     /// Takes the snapshot and starts the run. False when there is nothing more to plan.
@@ -348,15 +392,9 @@ impl<'a> Planner<'a> {
     }
 
     fn finish(self) -> Plan {
-        // A Job that is still running but is no Running step's current attempt (timed
-        // out, cancelled, or left over from a crash) is deleted.
-        let current: BTreeSet<&str> = self
-            .st
-            .steps
-            .iter()
-            .filter(|s| s.state == StepState::Running)
-            .filter_map(|s| s.job_name.as_deref())
-            .collect();
+        // A Job that is still running but is no Running step's current attempt or
+        // parser (timed out, cancelled, or left over from a crash) is deleted.
+        let current = current_jobs(&self.st);
         let deletes = self.input.jobs.iter().filter(|(name, job)| {
             !current.contains(name.as_str())
                 && !job.deleting
@@ -367,10 +405,15 @@ impl<'a> Planner<'a> {
             .map(|(name, _)| Intent::DeleteJob { name: name.clone() })
             .collect();
         let mut intents: Vec<Intent> = self
-            .creates
+            .config_maps
             .into_iter()
-            .map(|j| Intent::CreateJob(Box::new(j)))
+            .map(|c| Intent::CreateConfigMap(Box::new(c)))
             .collect();
+        intents.extend(
+            self.creates
+                .into_iter()
+                .map(|j| Intent::CreateJob(Box::new(j))),
+        );
         intents.extend(deletes);
         intents.extend(self.events);
         let requeue_after = self
@@ -402,13 +445,31 @@ impl<'a> Planner<'a> {
             namespace: e.namespace.clone(),
             url: e.url.clone(),
             started_at: self.st.started_at.clone(),
-            phase: self.st.phase,
+            // Finally steps see how the main steps ended.
+            phase: self
+                .input
+                .main
+                .as_ref()
+                .map_or(self.st.phase, |m| m.outcome.phase),
+            failed_step: self
+                .input
+                .main
+                .as_ref()
+                .and_then(|m| m.outcome.failed_step.clone()),
             playbook: self.input.spec.playbook_ref.name.clone(),
         }
     }
 
     /// The template context over the given steps' statuses.
     fn context_over(&self, steps: &[StepStatus]) -> Value {
+        let with_main: Vec<StepStatus>;
+        let steps = match &self.input.main {
+            Some(main) => {
+                with_main = main.steps.iter().chain(steps).cloned().collect();
+                &with_main
+            }
+            None => steps,
+        };
         context::build(
             &self.meta(),
             &self.params,
@@ -442,6 +503,10 @@ impl<'a> Planner<'a> {
 
     fn requeue_in(&mut self, seconds: i64) {
         self.requeue = Some(self.requeue.map_or(seconds, |r| r.min(seconds)));
+    }
+
+    fn create_config_map(&mut self, config_map: ConfigMap) {
+        self.config_maps.push(config_map);
     }
 
     fn create(&mut self, job: Job) {

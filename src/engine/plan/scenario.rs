@@ -2,13 +2,15 @@
 //! as stories ("a runs, exits 1, is retried after 10 s") instead of as structs.
 //!
 //! The pretend cluster does what the controller and API server would: it stores
-//! each plan's status, creates the Jobs asked for (observed at once, running),
-//! removes deleted ones, and lets a test end a step's container with a code and log.
+//! each plan's status, creates the ConfigMaps and Jobs asked for (Jobs observed at
+//! once, running), removes deleted ones, and lets a test end a step's container (or
+//! its image parser's) with a code and log.
 //! [`Case`] and [`Act`] turn such stories into table rows; [`run_all`] runs a table.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
 
@@ -124,6 +126,8 @@ pub struct Scenario {
     pub created: Vec<String>,
     /// The last Job created for each name, to look inside.
     pub jobs: BTreeMap<String, Job>,
+    /// The ConfigMaps created, by name.
+    pub config_maps: BTreeMap<String, ConfigMap>,
 }
 
 impl Scenario {
@@ -154,12 +158,22 @@ impl Scenario {
             last: None,
             created: vec![],
             jobs: BTreeMap::new(),
+            config_maps: BTreeMap::new(),
         }
     }
 
     pub fn with(mut self, f: impl FnOnce(&mut PlanInput)) -> Self {
         f(&mut self.input);
         self
+    }
+
+    /// The playbook's `finally` steps.
+    pub fn finally(self, steps: Vec<S>) -> Self {
+        self.with(|i| {
+            if let Some(pb) = i.playbook.as_mut() {
+                pb.finally = steps.into_iter().map(|s| s.0).collect();
+            }
+        })
     }
 
     pub fn runner(self, name: &str) -> Self {
@@ -197,6 +211,10 @@ impl Scenario {
                 Intent::DeleteJob { name } => {
                     self.input.jobs.remove(name);
                 }
+                Intent::CreateConfigMap(cm) => {
+                    let name = cm.metadata.name.clone().unwrap_or_default();
+                    self.config_maps.insert(name, (**cm).clone());
+                }
                 Intent::Event { .. } => {}
             }
         }
@@ -209,6 +227,7 @@ impl Scenario {
             .status
             .steps
             .iter()
+            .chain(&self.input.status.finally)
             .find(|s| s.id == id)
             .cloned()
             .unwrap_or_else(|| panic!("no step '{id}' in status"))
@@ -230,6 +249,40 @@ impl Scenario {
         job.log = StepLog::Read(log.into());
     }
 
+    /// Ends the container of a step's image parser Job.
+    pub fn exit_parser(&mut self, id: &str, code: i32, log: &str) {
+        let name = self.parser_job(id);
+        let job = self.input.jobs.entry(name).or_default();
+        job.terminated = Some(Terminated {
+            exit_code: code,
+            reason: Some(if code == 0 { "Completed" } else { "Error" }.into()),
+            finished_at: Timestamp::from_second(self.now).ok(),
+            ..Default::default()
+        });
+        job.log = StepLog::Read(log.into());
+    }
+
+    /// The name of a step's parser Job, as its status says.
+    pub fn parser_job(&self, id: &str) -> String {
+        let run = self.status_of(id).parser;
+        run.unwrap_or_else(|| panic!("step '{id}' has no parser run"))
+            .job_name
+    }
+
+    /// The raw output a step's parser reads, from the ConfigMap its status names.
+    pub fn raw_output(&self, id: &str) -> String {
+        let run = self.status_of(id).parser;
+        let name = run
+            .unwrap_or_else(|| panic!("step '{id}' has no parser run"))
+            .config_map_name;
+        let cm = self
+            .config_maps
+            .get(&name)
+            .unwrap_or_else(|| panic!("no ConfigMap {name}"));
+        let data = cm.data.clone().unwrap_or_default();
+        data.get("output").cloned().unwrap_or_default()
+    }
+
     /// Forgets a step's Job, as if the controller crashed before creating it.
     pub fn lose_job(&mut self, id: &str) {
         let name = self.status_of(id).job_name.unwrap_or_default();
@@ -244,14 +297,20 @@ impl Scenario {
         });
     }
 
-    /// `a=Running b=Pending`, in status order.
+    /// `a=Running b=Pending`, in status order; then `| f=Running` for finally steps.
     pub fn states(&self) -> String {
-        let steps = &self.input.status.steps;
-        steps
-            .iter()
-            .map(|s| format!("{}={:?}", s.id, s.state))
-            .collect::<Vec<_>>()
-            .join(" ")
+        let list = |steps: &[StepStatus]| {
+            steps
+                .iter()
+                .map(|s| format!("{}={:?}", s.id, s.state))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let status = &self.input.status;
+        match status.finally.as_slice() {
+            [] => list(&status.steps),
+            finally => format!("{} | {}", list(&status.steps), list(finally)),
+        }
     }
 
     fn intents(&self) -> &[Intent] {
@@ -270,6 +329,14 @@ impl Scenario {
     pub fn creates(&self) -> Vec<String> {
         let names = self.intents().iter().filter_map(|i| match i {
             Intent::CreateJob(job) => job.metadata.name.clone(),
+            _ => None,
+        });
+        names.collect()
+    }
+
+    pub fn config_map_creates(&self) -> Vec<String> {
+        let names = self.intents().iter().filter_map(|i| match i {
+            Intent::CreateConfigMap(cm) => cm.metadata.name.clone(),
             _ => None,
         });
         names.collect()
@@ -327,6 +394,18 @@ pub enum Act {
     Truncated(&'static str),
     /// The env var of the step's current Job has this value.
     Env(&'static str, &'static str, &'static str),
+    /// Seconds between the step's `waitingSince` and its `startedAt`.
+    Waited(&'static str, i64),
+    /// Ends a step's image parser container: id, exit code, what it printed.
+    ParserExit(&'static str, i32, &'static str),
+    /// The step's parser Job vanishes (the controller died before creating it).
+    LoseParser(&'static str),
+    /// The last plan asked for this many ConfigMaps.
+    ConfigMaps(usize),
+    /// The ConfigMap of the step's parser run holds exactly this raw output.
+    RawOutput(&'static str, &'static str),
+    /// The step's outputs in status are this JSON.
+    Output(&'static str, &'static str),
 }
 
 pub struct Case {
@@ -369,6 +448,18 @@ fn run(case: Case) {
                 lost = true;
                 s.lose_job(id);
             }
+            ParserExit(id, code, log) => s.exit_parser(id, code, log),
+            LoseParser(id) => {
+                lost = true;
+                let name = s.parser_job(id);
+                s.input.jobs.remove(&name);
+            }
+            ConfigMaps(count) => assert_eq!(s.config_map_creates().len(), count, "{at}"),
+            RawOutput(id, want) => assert_eq!(s.raw_output(id), want, "{at}"),
+            Output(id, want) => {
+                let want: Value = serde_json::from_str(want).expect("Output takes JSON");
+                assert_eq!(s.status_of(id).outputs, Some(want), "{at}");
+            }
             States(want) => assert_eq!(s.states(), want, "{at}"),
             PhaseIs(phase) => assert_eq!(s.input.status.phase, phase, "{at}"),
             Events(want) => assert_eq!(s.events(), want, "{at}"),
@@ -398,6 +489,12 @@ fn run(case: Case) {
             ),
             Severity(want) => assert_eq!(s.input.status.severity.as_deref(), want, "{at}"),
             Truncated(id) => assert!(s.status_of(id).outputs_truncated, "{at}"),
+            Waited(id, want) => {
+                let st = s.status_of(id);
+                let since = st.waiting_since.map(|t| t.0.as_second());
+                let started = st.started_at.map(|t| t.0.as_second());
+                assert_eq!(started.zip(since).map(|(a, b)| a - b), Some(want), "{at}");
+            }
             Env(id, var, want) => assert_eq!(
                 s.job_env(id).get(var).map(String::as_str),
                 Some(want),

@@ -128,6 +128,7 @@ impl Planner<'_> {
                 Approval::Granted(note) => self.launch(i, 1, Some(note)),
                 Approval::Waiting(message, _) => {
                     self.st.steps[i].state = StepState::WaitingApproval;
+                    self.st.steps[i].waiting_since = Some(time(self.now));
                     self.st.steps[i].message = Some(message.clone());
                     self.event(
                         EventType::Normal,
@@ -158,6 +159,8 @@ impl Planner<'_> {
         s.finished_at = None;
         s.exit_code = None;
         s.message = note.clone();
+        // A new attempt gets its own raw output and parser, if it needs one.
+        s.parser = None;
         self.create(job);
         let mut message = format!("step '{iid}' started: Job {name}");
         if attempt > 1 {
@@ -171,7 +174,7 @@ impl Planner<'_> {
 
     /// The Job of one attempt, rendered against the context as it is now. Deterministic,
     /// so rebuilding it after a crash gives the same Job under the same name.
-    fn job_for(
+    pub(super) fn job_for(
         &self,
         iid: &InstanceId,
         attempt: u32,
@@ -182,23 +185,34 @@ impl Planner<'_> {
         let ctx = self.context_for(iid)?;
         let runner = self.runner_for(&step, &ctx)?;
         let rendered = job::render_step(&step, &ctx).map_err(|e| e.to_string())?;
+        let input = self.job_input(iid, attempt, &rendered, &runner);
+        job::build_job(&input).map_err(|e| e.to_string())
+    }
+
+    /// What the Job builder needs to know of one attempt of `iid`.
+    pub(super) fn job_input<'b>(
+        &'b self,
+        iid: &'b InstanceId,
+        attempt: u32,
+        step: &'b job::RenderedStep,
+        runner: &'b RunnerSpec,
+    ) -> JobInput<'b> {
         let e = &self.input.execution;
-        let input = JobInput {
+        JobInput {
             execution: &e.name,
             namespace: &e.namespace,
             uid: &e.uid,
             playbook: &self.input.spec.playbook_ref.name,
             instance: iid,
             attempt,
-            step: &rendered,
-            runner: &runner,
-        };
-        job::build_job(&input).map_err(|e| e.to_string())
+            step,
+            runner,
+        }
     }
 
     /// The step's Runner. The name may be a template (StackPulse `spd` params name
     /// one); runners are looked up in the Execution's namespace only.
-    fn runner_for(&self, step: &Step, ctx: &Value) -> Result<RunnerSpec, String> {
+    pub(super) fn runner_for(&self, step: &Step, ctx: &Value) -> Result<RunnerSpec, String> {
         let Some(name) = &step.runner else {
             return Ok(self
                 .input
@@ -227,6 +241,9 @@ impl Planner<'_> {
         let Some(step) = self.step_spec(&iid) else {
             return false;
         };
+        if self.st.steps[i].parser.is_some() {
+            return self.observe_parser(i, &step);
+        }
         let name = self.st.steps[i].job_name.clone().unwrap_or_default();
         let job = self.input.jobs.get(&name);
         if let Some(t) = job.and_then(|j| j.terminated.as_ref()) {
@@ -310,43 +327,51 @@ impl Planner<'_> {
                     return true;
                 }
                 if let ParserKind::Image(image) = parse::kind(parser) {
-                    let message = format!(
-                        "outputParser '{image}' is an image parser, which this controller cannot run yet: use a built-in parser (json, raw, yaml, kv, redis-info, regex, lines, table)"
-                    );
-                    self.fail_step(i, message, Some(0));
+                    self.start_parser(i, step, &image, text);
                     return true;
                 }
                 parse::parse_output(parser, text, marker)
             }
         };
         match parsed {
-            Ok(value) => {
-                let used = output::used_bytes(&self.st.steps);
-                let budget = limits
-                    .step_output_bytes
-                    .min(limits.total_output_bytes.saturating_sub(used));
-                let (outputs, truncated) = output::bound(value, budget, limits.step_output_bytes);
-                let iid = self.ids[i].clone();
-                let s = &mut self.st.steps[i];
-                s.state = StepState::Succeeded;
-                s.exit_code = Some(0);
-                s.finished_at = Some(time(at));
-                s.outputs = Some(outputs);
-                s.outputs_truncated = truncated;
-                let note = if truncated {
-                    " (output truncated to fit the status budget)"
-                } else {
-                    ""
-                };
-                self.event(
-                    EventType::Normal,
-                    "StepSucceeded",
-                    format!("step '{iid}' succeeded{note}"),
-                );
-            }
+            Ok(value) => self.succeed(i, value, at, None),
             Err(e) => self.attempt_failed(i, format!("output: {e}"), Some(0), at),
         }
         true
+    }
+
+    /// Instance `i` ended at `at` with exit code 0 and this parsed output: it is kept
+    /// in status, within the budgets, and the step Succeeded. `note` (e.g. that the
+    /// raw output was cut) is added to the step's message.
+    pub(super) fn succeed(&mut self, i: usize, value: Value, at: i64, note: Option<String>) {
+        let limits = &self.input.limits;
+        let used = output::used_bytes(&self.st.steps);
+        let budget = limits
+            .step_output_bytes
+            .min(limits.total_output_bytes.saturating_sub(used));
+        let (outputs, truncated) = output::bound(value, budget, limits.step_output_bytes);
+        let iid = self.ids[i].clone();
+        let s = &mut self.st.steps[i];
+        s.state = StepState::Succeeded;
+        s.exit_code = Some(0);
+        s.finished_at = Some(time(at));
+        s.outputs = Some(outputs);
+        s.outputs_truncated = truncated;
+        // Added to what the message says already (e.g. who approved the step).
+        if let Some(note) = &note {
+            s.message = Some(match s.message.take() {
+                Some(m) if !m.is_empty() => format!("{m}; {note}"),
+                _ => note.clone(),
+            });
+        }
+        let mut text = format!("step '{iid}' succeeded");
+        if truncated {
+            text.push_str(" (output truncated to fit the status budget)");
+        }
+        if let Some(note) = note {
+            text.push_str(&format!("; {note}"));
+        }
+        self.event(EventType::Normal, "StepSucceeded", text);
     }
 
     /// The retry policy of instance `i`'s step and its current attempt (from 1).
@@ -359,7 +384,13 @@ impl Planner<'_> {
     }
 
     /// An attempt failed: retry after the backoff if the step allows, else fail it.
-    fn attempt_failed(&mut self, i: usize, message: String, exit_code: Option<i32>, at: i64) {
+    pub(super) fn attempt_failed(
+        &mut self,
+        i: usize,
+        message: String,
+        exit_code: Option<i32>,
+        at: i64,
+    ) {
         let iid = self.ids[i].clone();
         let (retries, attempt) = self.retries_and_attempt(i);
         if attempt > retries.limit {
