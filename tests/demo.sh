@@ -133,7 +133,7 @@ done
 "$KUBECTL" get jobs -n demo
 # Trigger counts are written every 2 s at most (coalesced), so wait a moment.
 for _ in $(seq 50); do
-  [[ -n "$("$KUBECTL" get trigger -n demo "$TRIGGER" -o jsonpath='{.status.matched}')" ]] && break
+  [[ "$("$KUBECTL" get trigger -n demo "$TRIGGER" -o jsonpath='{.status.matched}')" =~ ^[1-9] ]] && break
   sleep 0.2
 done
 "$KUBECTL" get trigger -n demo

@@ -130,10 +130,22 @@ pub fn start(
             }
         };
         let status_writer = status::run(shared.clone());
-        // The watch and the writer end with the process; the writer flushes once more.
+        // On shutdown the counts not written yet are flushed, with the watch still
+        // running: a write refused because the cache was behind succeeds once the
+        // watch has caught up (a few tries, then what is left is given up).
+        let last_flush = async {
+            shutdown.await;
+            for _ in 0..5 {
+                status::flush(&shared).await;
+                if shared.stats.is_empty() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        };
         tokio::select! {
             _ = async { futures::join!(watch, ready, status_writer) } => {}
-            () = shutdown => { status::flush(&shared).await; }
+            () = last_flush => {}
         }
     };
     (router, task)

@@ -64,6 +64,10 @@ impl TriggerStats {
         p.last = Some(Timestamp::now());
     }
 
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+    }
+
     fn take(&self) -> HashMap<(String, String), Pending> {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
     }
@@ -86,8 +90,9 @@ pub(super) async fn run(shared: std::sync::Arc<Shared>) {
     }
 }
 
+/// Writes the pending counts, then `Ready` where it changed (in this order: a
+/// Ready write changes the resourceVersion the counts' precondition names).
 pub(super) async fn flush(shared: &Shared) {
-    write_ready(shared).await;
     for (key, pending) in shared.stats.take() {
         if let Err(e) = write(shared, &key.0, &key.1, pending).await {
             match &e {
@@ -100,6 +105,7 @@ pub(super) async fn flush(shared: &Shared) {
             }
         }
     }
+    write_ready(shared).await;
 }
 
 async fn write(shared: &Shared, ns: &str, name: &str, p: Pending) -> Result<(), kube::Error> {
