@@ -22,8 +22,7 @@
 mod common;
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -304,7 +303,7 @@ async fn operator_run(client: &kube::Client, n: usize) -> anyhow::Result<Run> {
             let mut cpu_after = control_plane_cpu();
             cpu_after.extend(cpu_seconds(operator.pid()).map(|c| ("operator".to_string(), c)));
             watch.abort();
-            let metrics = http_get(&addr, "/metrics")?;
+            let metrics = http_get(&addr, "/metrics").await?;
             let handoff = histogram(&metrics, "playbook_step_handoff_seconds")
                 .context("no playbook_step_handoff_seconds in /metrics")?;
             let peak_rss_kib = peak_rss_kib(operator.pid());
@@ -351,7 +350,7 @@ fn free_local_addr() -> anyhow::Result<String> {
 async fn wait_ready(addr: &str) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if http_get(addr, "/readyz").is_ok() {
+        if http_get(addr, "/readyz").await.is_ok() {
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -361,18 +360,16 @@ async fn wait_ready(addr: &str) -> anyhow::Result<()> {
     }
 }
 
-/// A plain HTTP/1.0 GET: the body of a 200 answer, an error otherwise.
-fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
-    let mut stream = TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer)?;
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
-        bail!("GET {path}: {}", head.lines().next().unwrap_or_default());
+/// The body of a 200 answer to `GET path`, an error otherwise.
+async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
+    let addr = addr
+        .parse()
+        .with_context(|| format!("{addr}: not an address"))?;
+    let (status, body) = common::http::try_get(addr, path).await?;
+    if status != 200 {
+        bail!("GET {path}: {status}");
     }
-    Ok(body.to_string())
+    Ok(body)
 }
 
 /// A Prometheus histogram's cumulative buckets (upper bound in seconds, count).

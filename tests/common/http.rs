@@ -1,5 +1,6 @@
 //! A minimal HTTP/1.1 client over a raw TcpStream (one request per connection), for
-//! the webhook tests and the alerts bench: no HTTP client crate needed for a POST.
+//! the webhook, metrics and leader tests and the benches: no HTTP client crate
+//! needed for a GET or a POST.
 
 use std::net::SocketAddr;
 
@@ -25,9 +26,33 @@ pub async fn try_post(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<(u16, String)> {
+    try_request("POST", addr, path, headers, body).await
+}
+
+/// GETs `path`; returns the status code and the body. Panics if the server cannot be
+/// reached.
+pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    try_get(addr, path)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"))
+}
+
+/// [`get`], with a connection error returned (for polling a server that starts).
+pub async fn try_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    try_request("GET", addr, path, &[], &[]).await
+}
+
+/// One request on a connection of its own.
+async fn try_request(
+    method: &str,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
     let mut stream = tokio::net::TcpStream::connect(addr).await?;
     let mut head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
         body.len()
     );
     for (k, v) in headers {

@@ -685,29 +685,9 @@ pub async fn wait_job_pod_terminal(pods: &Api<Pod>, job: &str, timeout: Duration
 // ---------------------------------------------------------------------------
 // small things
 
-/// One HTTP/1.0 GET to the operator's HTTP server (which closes the connection after
-/// it): status and body.
+/// One GET to the operator's HTTP server: status and body.
 pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .await
-        .expect("sending the request");
-    let mut answer = String::new();
-    stream
-        .read_to_string(&mut answer)
-        .await
-        .expect("reading the answer");
-    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {head:?}"));
-    (status, body.to_string())
+    http::get(addr, path).await
 }
 
 fn env_nonempty(key: &str) -> Option<String> {

@@ -239,6 +239,11 @@ impl Scenario {
             .status_of(id)
             .job_name
             .unwrap_or_else(|| panic!("step '{id}' has no Job"));
+        self.end_job(name, code, log);
+    }
+
+    /// The container of Job `name` ends with `code`, having printed `log`.
+    fn end_job(&mut self, name: String, code: i32, log: &str) {
         let job = self.input.jobs.entry(name).or_default();
         job.terminated = Some(Terminated {
             exit_code: code,
@@ -252,14 +257,7 @@ impl Scenario {
     /// Ends the container of a step's image parser Job.
     pub fn exit_parser(&mut self, id: &str, code: i32, log: &str) {
         let name = self.parser_job(id);
-        let job = self.input.jobs.entry(name).or_default();
-        job.terminated = Some(Terminated {
-            exit_code: code,
-            reason: Some(if code == 0 { "Completed" } else { "Error" }.into()),
-            finished_at: Timestamp::from_second(self.now).ok(),
-            ..Default::default()
-        });
-        job.log = StepLog::Read(log.into());
+        self.end_job(name, code, log);
     }
 
     /// The name of a step's parser Job, as its status says.
