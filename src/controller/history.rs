@@ -29,20 +29,18 @@ pub async fn enforce(
     }
     let ns = exec.namespace().unwrap_or_default();
     let api: Api<Execution> = Api::namespaced(ctx.client.clone(), &ns);
-    match ttl_left(
+    let left = ttl_left(
         exec.spec.ttl_seconds_after_finished,
         status,
         Timestamp::now(),
-    ) {
-        Some(left) if left.is_zero() => {
-            tracing::info!("deleting the Execution: ttlSecondsAfterFinished has passed");
-            delete(&api, &ns, &exec.name_any(), exec.uid()).await?;
-            return Ok(None);
-        }
-        Some(left) => return prune(ctx, &api, exec).await.map(|()| Some(left)),
-        None => {}
+    );
+    if left.is_some_and(|l| l.is_zero()) {
+        tracing::info!("deleting the Execution: ttlSecondsAfterFinished has passed");
+        delete(&api, &ns, &exec.name_any(), exec.uid()).await?;
+        return Ok(None);
     }
-    prune(ctx, &api, exec).await.map(|()| None)
+    prune(ctx, &api, exec).await?;
+    Ok(left)
 }
 
 /// Deletes the finished Executions of `exec`'s Playbook beyond its history limit.
