@@ -123,10 +123,18 @@ impl Planner<'_> {
                 }
             }
         }
-        if step.approval.as_ref().is_some_and(|a| a.required) {
+        let held = match self.remediation_hold(i, &step) {
+            Ok(held) => held.is_some(),
+            Err(message) => {
+                self.fail_step(i, message, None);
+                return true;
+            }
+        };
+        if held || step.approval.as_ref().is_some_and(|a| a.required) {
             match self.approval(&iid) {
                 Approval::Granted(note) => self.launch(i, 1, Some(note)),
                 Approval::Waiting(message, _) => {
+                    let message = self.with_hold_reason(i, message);
                     self.st.steps[i].state = StepState::WaitingApproval;
                     self.st.steps[i].waiting_since = Some(time(self.now));
                     self.st.steps[i].message = Some(message.clone());
@@ -161,6 +169,7 @@ impl Planner<'_> {
         s.message = note.clone();
         // A new attempt gets its own raw output and parser, if it needs one.
         s.parser = None;
+        self.record_remediation(i);
         self.create(job);
         let mut message = format!("step '{iid}' started: Job {name}");
         if attempt > 1 {
@@ -474,6 +483,7 @@ impl Planner<'_> {
                 true
             }
             Approval::Waiting(message, self_approved) => {
+                let message = self.with_hold_reason(i, message);
                 if self.st.steps[i].message.as_deref() == Some(message.as_str()) {
                     return false;
                 }
