@@ -9,7 +9,8 @@
 //! controller wrote that the cache may not show yet: a burst of runs counts each
 //! other's claims. Nothing is lost on a restart or a leader change: a claim is in
 //! the run's status before its remediate step's Job is created, and the next leader
-//! lists every run's status before it reconciles.
+//! lists every run's status before it reconciles (kube's `Controller` holds all
+//! reconciles until its Execution store has its first list).
 //!
 //! One lock per Playbook rather than per key: the key is rendered by the planner
 //! inside the lock, from the run's own context; the lock is held only by runs still
