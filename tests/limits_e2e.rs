@@ -1,6 +1,7 @@
 //! Blast-radius limits on the local control plane: `limits.remediations` holds the
-//! runs past the cap for an approval, also when they all arrive at once, and the
-//! count survives a restart of the operator (it is in the Executions' status).
+//! runs past the cap for an approval, also when they all arrive at once; another
+//! user's approval releases one; the count survives a restart of the operator (it is
+//! in the Executions' status).
 //!
 //! The operator runs as a child process (`playbook-operator run`) so it can be
 //! killed and started again. Needs a cluster: `make test-e2e`, or `make cluster-up`
@@ -15,11 +16,36 @@ use common::process::OperatorProcess;
 use common::{TestNamespace, http_get};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, ListParams};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use playbook_operator::api::{ExecutionPhase, ExecutionStatus, StepState};
 use serde_json::json;
 
 const HELD: &str = "3 remediations for key 'shop' in the last 1h; limit 3: ";
+
+/// bob may approve the namespace's runs (append to `spec.approvals`), nothing more.
+async fn let_bob_approve(ns: &TestNamespace) {
+    let _: Role = create(
+        ns,
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": "approver"},
+            "rules": [{"apiGroups": ["stackpulse.io"], "resources": ["executions"],
+                       "verbs": ["get", "patch"]}]
+        }),
+    )
+    .await;
+    let _: RoleBinding = create(
+        ns,
+        json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "approver"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "approver"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}]
+        }),
+    )
+    .await;
+}
 
 /// A run for an alert about `namespace`.
 async fn alert_run(ns: &TestNamespace, name: &str, namespace: &str) {
@@ -128,11 +154,29 @@ async fn a_burst_past_the_limit_is_held_and_a_restart_keeps_the_count() {
     );
     assert_eq!(restart_jobs(&ns).await.len(), 3, "one Job per run that ran");
 
+    // Someone other than the requester (admin) approves a held run: it runs, and counts.
+    let_bob_approve(&ns).await;
+    let bob: Api<playbook_operator::api::Execution> =
+        Api::namespaced(common::user_client("bob").await, &ns.name);
+    let approval = json!([{"op": "add", "path": "/spec/approvals",
+        "value": [{"step": "restart", "user": "bob"}]}]);
+    bob.patch(
+        &waiting[0],
+        &PatchParams::default(),
+        &Patch::Json::<()>(serde_json::from_value(approval).expect("a JSON patch")),
+    )
+    .await
+    .expect("bob approves");
+    let approved = wait_step_running(&ns, &waiting[0], "restart").await;
+    let record = approved.remediation.expect("a remediation record");
+    assert!(record.at.is_some() && record.held.is_some(), "{record:?}");
+    assert_eq!(restart_jobs(&ns).await.len(), 4);
+
     // Another key is counted apart.
     alert_run(&ns, "cart-1", "cart").await;
     let cart = decided(&ns, "cart-1").await;
     assert!(!held(&cart), "another key is not held: {cart:?}");
-    assert_eq!(restart_jobs(&ns).await.len(), 4);
+    assert_eq!(restart_jobs(&ns).await.len(), 5);
 
     // Each hold is an Event and counted in the metric (by playbook, not by key).
     let events: Api<Event> = ns.api();
@@ -156,7 +200,7 @@ async fn a_burst_past_the_limit_is_held_and_a_restart_keeps_the_count() {
     );
 
     // The count is in the cluster: an operator started afresh holds the next run too.
-    for name in &ran {
+    for name in ran.iter().chain(&waiting[..1]) {
         wait_final(&ns, name).await;
     }
     operator.kill("after the burst");
@@ -168,8 +212,12 @@ async fn a_burst_past_the_limit_is_held_and_a_restart_keeps_the_count() {
         "the 6th run after a restart is held: {sixth:?}"
     );
     let message = step(&sixth, "restart").message.clone().unwrap_or_default();
-    assert!(message.contains(HELD), "{message}");
+    let four = "4 remediations for key 'shop' in the last 1h; limit 3: ";
+    assert!(
+        message.contains(four),
+        "the approved run counts too: {message}"
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(restart_jobs(&ns).await.len(), 4, "no Job for a held run");
+    assert_eq!(restart_jobs(&ns).await.len(), 5, "no Job for a held run");
     ns.cleanup().await;
 }
