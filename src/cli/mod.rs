@@ -66,6 +66,9 @@ enum Command {
     /// The incident review: outcomes, time to enrich/triage/remediate, approval
     /// waits, automation share and failing steps, per playbook.
     Report(report::Args),
+    /// Internal: runs one output parser's jq filter for `run` (see `jq_sandbox`).
+    #[command(name = "jq-sandbox", hide = true)]
+    JqSandbox,
 }
 
 /// Parse the command line, run the subcommand, and turn its outcome into an exit code:
@@ -81,6 +84,7 @@ pub fn main() -> ExitCode {
         Command::Start(args) => start::run(&args),
         Command::Approve(args) => approve::run(&args),
         Command::Report(args) => report::run(&args),
+        Command::JqSandbox => return crate::jq_sandbox::child_main(),
     };
     match result {
         Ok(code) => code,
