@@ -23,8 +23,6 @@ use serde_json::{Value, json};
 
 /// A Playbook whose second step needs an approval.
 async fn guarded_playbook(ns: &TestNamespace) {
-    ns.set_default_log(&step_log("done", json!({"ok": true})))
-        .await;
     playbook(
         ns,
         "guarded",
@@ -129,10 +127,19 @@ async fn wait_for_policies(ns: &TestNamespace) {
     }
 }
 
-async fn setup_guarded(prefix: &str) -> TestNamespace {
+/// A namespace where alice, bob and carol are on call, the policies are enforced and
+/// every step pod prints `{"ok": true}`.
+async fn setup_on_call(prefix: &str) -> TestNamespace {
     let ns = setup(prefix).await;
     grant_on_call(&ns).await;
     wait_for_policies(&ns).await;
+    ns.set_default_log(&step_log("done", json!({"ok": true})))
+        .await;
+    ns
+}
+
+async fn setup_guarded(prefix: &str) -> TestNamespace {
+    let ns = setup_on_call(prefix).await;
     guarded_playbook(&ns).await;
     ns
 }
@@ -523,11 +530,7 @@ async fn start_and_approve_from_the_shell() {
 /// not enough; carol counts through her group `sre` as the API server knows it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn count_two_by_user_or_group_and_each_foreach_item_needs_its_own_plan_approved() {
-    let ns = setup("approvals-items").await;
-    grant_on_call(&ns).await;
-    wait_for_policies(&ns).await;
-    ns.set_default_log(&step_log("done", json!({"ok": true})))
-        .await;
+    let ns = setup_on_call("approvals-items").await;
     playbook(
         &ns,
         "restarts",
@@ -641,11 +644,7 @@ async fn count_two_by_user_or_group_and_each_foreach_item_needs_its_own_plan_app
 /// way with the reason as the message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approval_timeout_and_rejection_fail_the_run_and_finally_still_runs() {
-    let ns = setup("approvals-timeout").await;
-    grant_on_call(&ns).await;
-    wait_for_policies(&ns).await;
-    ns.set_default_log(&step_log("done", json!({"ok": true})))
-        .await;
+    let ns = setup_on_call("approvals-timeout").await;
     // The rejected run's playbook has no timeout, so the rejection cannot race it.
     for (name, timeout) in [("guarded", json!(2)), ("held", Value::Null)] {
         let mut approval = json!({"required": true, "onTimeout": "reject"});
