@@ -174,6 +174,24 @@ fn approve_without_a_cluster_says_how_to_point_at_one() {
 }
 
 #[test]
+fn reject_needs_a_reason_before_reaching_for_a_cluster() {
+    let out = run(&["reject", "run-1", "restart"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("--reason <REASON>"), "{stderr}");
+    let out = Command::new(env!("CARGO_BIN_EXE_playbook-operator"))
+        .args(["reject", "run-1", "restart", "--reason", " "])
+        .env("KUBECONFIG", "/nonexistent")
+        .output()
+        .expect("the binary runs");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("--reason is empty: say why the step must not run"),
+        "{out:?}"
+    );
+}
+
+#[test]
 fn run_refuses_a_zero_log_limit_and_says_when_there_is_no_cluster() {
     let out = run(&["run", "--log-limit-bytes", "0"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
