@@ -158,8 +158,14 @@ async fn a_burst_past_the_limit_is_held_and_a_restart_keeps_the_count() {
     let_bob_approve(&ns).await;
     let bob: Api<playbook_operator::api::Execution> =
         Api::namespaced(common::user_client("bob").await, &ns.name);
+    let first_held = api.get(&waiting[0]).await.expect("reading a held run");
+    let status = first_held.status.unwrap_or_default();
+    let plan = step(&status, "restart")
+        .plan
+        .clone()
+        .expect("the plan to approve");
     let approval = json!([{"op": "add", "path": "/spec/approvals",
-        "value": [{"step": "restart", "user": "bob"}]}]);
+        "value": [{"step": "restart", "user": "bob", "planHash": plan.hash}]}]);
     bob.patch(
         &waiting[0],
         &PatchParams::default(),
