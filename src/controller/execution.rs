@@ -75,7 +75,7 @@ async fn reconcile_execution(exec: &Execution, ctx: &Context) -> Result<Action, 
         let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &input.execution.namespace);
         observe::read_logs(&pods, &mut input, &reads, ctx.config.log_limit_bytes).await?;
     }
-    // Held until this plan's status is written (see `remediation`).
+    // A limited run's turn: held until its plan is applied (see `remediation`).
     let mut turn = ctx.remediations.count(&mut input, &ctx.executions).await;
     let plan = plan(&input, Timestamp::now());
     if let Some(turn) = turn.as_mut() {

@@ -18,25 +18,20 @@ impl Planner<'_> {
         self.pb.limits.as_ref()?.remediations.as_ref()
     }
 
-    /// For step `i` about to start: why the limit holds it for an approval (`None`:
-    /// it does not). Err: the key did not render, which fails the step.
-    pub(super) fn remediation_hold(
-        &mut self,
-        i: usize,
-        step: &Step,
-    ) -> Result<Option<String>, String> {
+    /// For step `i` about to start: true when the limit holds it for an approval
+    /// (the reason is in `status.remediation.held`). Err: the key did not render,
+    /// which fails the step.
+    pub(super) fn remediation_hold(&mut self, i: usize, step: &Step) -> Result<bool, String> {
         if step.phase != Phase::Remediate {
-            return Ok(None);
+            return Ok(false);
         }
         let Some(limit) = self.remediation_limit().cloned() else {
-            return Ok(None);
+            return Ok(false);
         };
         match &self.st.remediation {
             // The run counts already: its other remediate steps are not held again.
-            Some(r) if r.at.is_some() => return Ok(None),
-            Some(RemediationRecord {
-                held: Some(reason), ..
-            }) => return Ok(Some(reason.clone())),
+            Some(r) if r.at.is_some() => return Ok(false),
+            Some(r) if r.held.is_some() => return Ok(true),
             _ => {}
         }
         let key = match &self.st.remediation {
@@ -54,12 +49,13 @@ impl Planner<'_> {
             let text = format!("step '{iid}' needs an approval: {reason}");
             self.event(EventType::Warning, "RemediationHeld", text);
         }
+        let is_held = held.is_some();
         self.st.remediation = Some(RemediationRecord {
             key,
             at: None,
-            held: held.clone(),
+            held,
         });
-        Ok(held)
+        Ok(is_held)
     }
 
     /// The rendered `limits.remediations.key`, as step `i`'s templates see the run.

@@ -119,12 +119,14 @@ impl Planner<'_> {
             }
         }
         let held = match self.remediation_hold(i, &step) {
-            Ok(held) => held.is_some(),
+            Ok(held) => held,
             Err(message) => {
                 self.fail_step(i, message, None);
                 return true;
             }
         };
+        // Held by the remediation limit: the step's own rules if it has them, else
+        // one approval by anyone but the requester.
         let held = held.then(|| Approval {
             required: true,
             ..Approval::default()
