@@ -32,6 +32,7 @@ mod execution;
 mod history;
 mod observe;
 mod playbook;
+mod remediation;
 mod runner;
 
 pub use error::Error;
@@ -105,6 +106,8 @@ pub struct Context {
     pub caches_ready: watch::Receiver<bool>,
     /// Consecutive transient failures per Execution, for the error backoff.
     failures: Failures<DeserializeGuard<Execution>>,
+    /// Turns and not-yet-cached claims of the playbooks' remediation limits.
+    remediations: remediation::Remediations,
 }
 
 /// One task, the stores' only waiter, raises the flag once every cache has listed.
@@ -236,6 +239,7 @@ pub async fn run(
         runners,
         executions: exec_store.clone(),
         failures: Failures::default(),
+        remediations: Default::default(),
     });
     let shutdown = shutdown.shared();
 

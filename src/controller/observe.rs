@@ -85,6 +85,7 @@ pub fn plan_input(exec: &Execution, cached: &Cached, limits: &Limits) -> (PlanIn
         runners: cached.runners.clone(),
         limits: limits.clone(),
         main: None,
+        remediations: Vec::new(),
     };
     (input, reads)
 }

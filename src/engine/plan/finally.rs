@@ -104,6 +104,8 @@ impl Planner<'_> {
                 outcome: outcome.clone(),
                 steps: self.st.steps.clone(),
             }),
+            // Clean-up is never held by the remediation limit.
+            remediations: Vec::new(),
         };
         let now = Timestamp::from_second(self.now).unwrap_or(Timestamp::UNIX_EPOCH);
         let inner = plan(&input, now);

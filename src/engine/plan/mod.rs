@@ -35,6 +35,7 @@ mod approval;
 mod expand;
 mod finally;
 mod graph;
+mod limit;
 mod output;
 mod parser;
 mod settle;
@@ -60,6 +61,7 @@ use crate::api::{
     StepState, StepStatus,
 };
 use crate::engine::context::{self, ExecutionMeta, InstanceId};
+use crate::engine::limits::Claim;
 
 pub use graph::{finally_problems, validate_graph};
 
@@ -91,6 +93,10 @@ pub struct PlanInput {
     pub limits: Limits,
     /// Set only for planning a run's `finally` steps (see the `finally` module).
     pub main: Option<MainRun>,
+    /// The remediations recorded by the runs of this Execution's Playbook (its own
+    /// may be among them): what `limits.remediations` counts. Filled by the
+    /// controller only while this run may still claim one.
+    pub remediations: Vec<Claim>,
 }
 
 /// How the main steps of a run ended, and their statuses (finally steps' templates
