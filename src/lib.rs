@@ -4,7 +4,7 @@
 //! step planner, Job building, the StackPulse converter, lint). Neither may touch a
 //! client, a runtime or the network; the shell around them does the I/O: `controller`
 //! (observe, plan, apply), `metrics` and `server` (the HTTP endpoints), `webhook`
-//! (alerts in), `leader` (leader election), and `cli`.
+//! (alerts in), `page` (the execution page for people), `leader` (leader election), and `cli`.
 
 pub mod api;
 pub mod cli;
@@ -12,5 +12,6 @@ pub mod controller;
 pub mod engine;
 pub mod leader;
 pub mod metrics;
+pub mod page;
 pub mod server;
 pub mod webhook;

@@ -10,6 +10,7 @@ pub mod history;
 pub mod job;
 pub mod lint;
 pub mod message;
+pub mod page;
 pub mod parse;
 pub mod plan;
 pub mod report;
