@@ -54,6 +54,7 @@ reject --set logFormat=xml "at '/logFormat': value must be one of 'text', 'json'
 reject --set watchNamespace=Ops_Team "at '/watchNamespace'"
 reject --set 'watchNamespaces={a,b}' "additional properties 'watchNamespaces' not allowed"
 reject --set resources.limits=null "at '/resources': missing property 'limits'"
+reject --set externalURL=pbo.example.com "at '/externalURL'"
 reject --set webhook.auth.create=true "webhook.auth.token: set the bearer token"
 reject --set serviceAccount.create=false "serviceAccount.name: name the existing ServiceAccount"
 echo "chart-check: ok"
