@@ -445,7 +445,10 @@ async fn exercise(ns: &TestNamespace, mut operator: OperatorProcess, lease: &str
     let (status, body) = common::http::get_with(addr, "/ui/", &[("Cookie", &cookie)]).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("alice"), "signed in as alice: {body}");
-    assert!(!body.contains("quick-2"), "alice may not see this namespace: {body}");
+    assert!(
+        !body.contains("quick-2"),
+        "alice may not see this namespace: {body}"
+    );
 
     let exited = operator.terminate();
     assert!(exited.success(), "{exited}");

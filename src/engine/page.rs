@@ -281,6 +281,9 @@ pub struct Given {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct EventView {
     pub at: Option<String>,
+    /// Milliseconds since the epoch, for the order (`at` shows seconds only).
+    #[serde(skip)]
+    pub order: i64,
     pub kind: String,
     pub reason: String,
     pub message: String,
@@ -372,7 +375,7 @@ pub fn detail(e: &Execution, mut events: Vec<EventView>, now: Timestamp) -> Deta
         })
         .collect();
     // Newest first: what just happened is what a person looks for.
-    events.sort_by(|a, b| b.at.cmp(&a.at));
+    events.sort_by(|a, b| b.order.cmp(&a.order));
     events.truncate(MAX_EVENTS);
     let started = status.started_at.as_ref().map(|t| t.0);
     let finished = status.finished_at.as_ref().map(|t| t.0);

@@ -135,14 +135,17 @@ impl Caches {
 }
 
 fn event_view(e: &Event) -> EventView {
+    // eventTime (microseconds, set by events.k8s.io writers like ours) orders Events of
+    // one second; lastTimestamp is what older writers set.
     let at = e
-        .last_timestamp
+        .event_time
         .as_ref()
         .map(|t| t.0)
-        .or_else(|| e.event_time.as_ref().map(|t| t.0))
+        .or_else(|| e.last_timestamp.as_ref().map(|t| t.0))
         .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| t.0));
     EventView {
         at: at.map(view::timestamp),
+        order: at.map_or(0, |t| t.as_millisecond()),
         kind: e.type_.clone().unwrap_or_default(),
         reason: e.reason.clone().unwrap_or_default(),
         message: e.message.clone().unwrap_or_default(),

@@ -254,6 +254,7 @@ fn detail_shows_waiting_and_given_approvals_and_the_alert() {
 fn detail_events_newest_first_and_bounded() {
     let ev = |i: usize| EventView {
         at: Some(timestamp(at(i as i64))),
+        order: at(i as i64).as_millisecond(),
         kind: "Normal".into(),
         reason: format!("R{i}"),
         message: String::new(),
