@@ -375,7 +375,7 @@ pub fn detail(e: &Execution, mut events: Vec<EventView>, now: Timestamp) -> Deta
         })
         .collect();
     // Newest first: what just happened is what a person looks for.
-    events.sort_by(|a, b| b.order.cmp(&a.order));
+    events.sort_by_key(|e| std::cmp::Reverse(e.order));
     events.truncate(MAX_EVENTS);
     let started = status.started_at.as_ref().map(|t| t.0);
     let finished = status.finished_at.as_ref().map(|t| t.0);

@@ -119,6 +119,22 @@ pub struct Caches {
 }
 
 impl Caches {
+    /// The namespaces that have Executions: where access is asked about.
+    pub fn namespaces(&self) -> Vec<String> {
+        let guards = self.executions.state();
+        view::namespaces_of(guards.iter().filter_map(|g| g.0.as_ref().ok()))
+            .into_iter()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The list view. A malformed Execution is skipped (the controller reports it).
+    pub fn list(&self, access: &Access, filter: &ListFilter, now: Timestamp) -> view::ListView {
+        let guards = self.executions.state();
+        let execs: Vec<&Execution> = guards.iter().filter_map(|g| g.0.as_ref().ok()).collect();
+        view::list(&execs, access, filter, now, LIST_CAP)
+    }
+
     /// The detail view of `ns/name`, if cached.
     pub fn detail(&self, ns: &str, name: &str, now: Timestamp) -> Option<view::Detail> {
         let guard = self.executions.get(&ObjectRef::new(name).within(ns))?;
@@ -351,15 +367,9 @@ async fn list_page(
         Ok(u) => u,
         Err(page) => return page,
     };
-    let guards = shared.caches.executions.state();
-    // A malformed Execution is skipped (the controller reports it).
-    let execs: Vec<&Execution> = guards.iter().filter_map(|g| g.0.as_ref().ok()).collect();
-    let namespaces = view::namespaces_of(execs.iter().copied())
-        .into_iter()
-        .map(str::to_string)
-        .collect();
+    let namespaces = shared.caches.namespaces();
     let access = access(&shared, &token, &user, namespaces).await;
-    let v = view::list(&execs, &access, &filter, Timestamp::now(), LIST_CAP);
+    let v = shared.caches.list(&access, &filter, Timestamp::now());
     rendered(shared.templates.list(&v, &user.name))
 }
 
