@@ -175,6 +175,15 @@ async fn text_of(b: &Browser, css: &str) -> String {
         .expect("element text")
 }
 
+async fn click(b: &Browser, css: &str) {
+    b.find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
+}
+
 async fn source(b: &Browser) -> String {
     b.source().await.expect("the page source")
 }
@@ -194,12 +203,7 @@ async fn sign_in(b: &Browser, token: &str) {
         .await
         .expect("the sign-in form");
     field.send_keys(token).await.expect("typing the token");
-    b.find(Locator::Css("#signin button"))
-        .await
-        .expect("the sign-in button")
-        .click()
-        .await
-        .expect("signing in");
+    click(b, "#signin button").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -326,12 +330,7 @@ async fn alice_signs_in_sees_her_namespace_and_watches_the_run_finish() {
         json!(true),
         "the <script> in the output did not run"
     );
-    b.find(Locator::Css("#out-redis-info summary"))
-        .await
-        .expect("the output's summary")
-        .click()
-        .await
-        .expect("opening the output");
+    click(&b, "#out-redis-info summary").await;
     // Tall enough for the steps and the opened output.
     b.set_window_size(1000, 1500)
         .await
@@ -414,12 +413,7 @@ async fn alice_signs_in_sees_her_namespace_and_watches_the_run_finish() {
     b.goto(&format!("http://{addr}/ui/"))
         .await
         .expect("the list");
-    b.find(Locator::Css("form.signout button"))
-        .await
-        .expect("the sign-out button")
-        .click()
-        .await
-        .expect("signing out");
+    click(&b, "form.signout button").await;
     b.goto(&page_url).await.expect("the page again");
     b.wait()
         .for_element(Locator::Css("#signin"))

@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::api::{Execution, ExecutionPhase, Phase, StepState, StepStatus};
+use crate::engine::context::{phase_name, state_name};
 
 /// Path prefix of every page route.
 pub const PREFIX: &str = "/ui";
@@ -90,30 +91,6 @@ pub const PHASES: [&str; 6] = [
     "Failed",
     "Cancelled",
 ];
-
-pub fn phase_name(phase: ExecutionPhase) -> &'static str {
-    match phase {
-        ExecutionPhase::Pending => PHASES[0],
-        ExecutionPhase::Running => PHASES[1],
-        ExecutionPhase::WaitingApproval => PHASES[2],
-        ExecutionPhase::Succeeded => PHASES[3],
-        ExecutionPhase::Failed => PHASES[4],
-        ExecutionPhase::Cancelled => PHASES[5],
-    }
-}
-
-fn state_name(state: StepState) -> &'static str {
-    match state {
-        StepState::Pending => "Pending",
-        StepState::Running => "Running",
-        StepState::Retrying => "Retrying",
-        StepState::WaitingApproval => "WaitingApproval",
-        StepState::Succeeded => "Succeeded",
-        StepState::Failed => "Failed",
-        StepState::Skipped => "Skipped",
-        StepState::Cancelled => "Cancelled",
-    }
-}
 
 /// One line of the list.
 #[derive(Clone, Debug, PartialEq, Serialize)]

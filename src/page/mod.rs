@@ -410,10 +410,7 @@ async fn detail_page(
     headers: HeaderMap,
     Path((ns, name)): Path<(String, String)>,
 ) -> Response {
-    match visible_detail(&shared, &headers, &ns, &name).await {
-        Ok((d, _, user)) => rendered(shared.templates.detail(&d, &user.name, false)),
-        Err(answer) => answer,
-    }
+    detail_response(&shared, &headers, &ns, &name, false).await
 }
 
 async fn live_fragment(
@@ -421,8 +418,18 @@ async fn live_fragment(
     headers: HeaderMap,
     Path((ns, name)): Path<(String, String)>,
 ) -> Response {
-    match visible_detail(&shared, &headers, &ns, &name).await {
-        Ok((d, _, user)) => rendered(shared.templates.detail(&d, &user.name, true)),
+    detail_response(&shared, &headers, &ns, &name, true).await
+}
+
+async fn detail_response(
+    shared: &Shared,
+    headers: &HeaderMap,
+    ns: &str,
+    name: &str,
+    live_only: bool,
+) -> Response {
+    match visible_detail(shared, headers, ns, name).await {
+        Ok((d, _, user)) => rendered(shared.templates.detail(&d, &user.name, live_only)),
         Err(answer) => answer,
     }
 }
