@@ -303,3 +303,20 @@ fn execution_url_is_the_page_under_the_external_url() {
         );
     }
 }
+
+#[test]
+fn execution_url_in_a_template_is_the_page_or_nil() {
+    let url = execution_url("https://pbo.example.com", "prod", "r1");
+    let cases = [
+        (json!(url), url.as_str()),
+        // Without --external-url: null, as Go prints nil.
+        (Value::Null, "<nil>"),
+    ];
+    for (value, want) in cases {
+        let ctx = json!({"execution": {"url": value}});
+        assert_eq!(
+            crate::engine::template::render("{{ .execution.url }}", &ctx).expect("renders"),
+            want
+        );
+    }
+}
