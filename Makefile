@@ -36,10 +36,13 @@ fmt:
 demo:
 	tests/demo.sh
 
-## bench: 200 Executions of a 4-step playbook against 200 bare Job chains (the floor),
+## bench: the execution page's render time with 10,000 Executions cached (no cluster),
+## then 200 Executions of a 4-step playbook against 200 bare Job chains (the floor),
 ## then 10,000 alerts (with duplicates) at the webhook, on the local control plane
-## (started if it is not up). BENCH_EXECUTIONS=N, BENCH_ALERTS=N to change.
+## (started if it is not up). BENCH_PAGE_EXECUTIONS=N, BENCH_EXECUTIONS=N,
+## BENCH_ALERTS=N to change.
 bench:
+	$(CARGO) bench --locked --bench page
 	$(CARGO) bench --locked --bench controller --bench alerts --no-run
 	tests/cluster/with-cluster.sh bash -c '$(CARGO) bench --locked --bench controller && $(CARGO) bench --locked --bench alerts'
 

@@ -66,6 +66,7 @@ reject --set logFormat=xml "at '/logFormat': value must be one of 'text', 'json'
 reject --set watchNamespace=Ops_Team "at '/watchNamespace'"
 reject --set 'watchNamespaces={a,b}' "additional properties 'watchNamespaces' not allowed"
 reject --set resources.limits=null "at '/resources': missing property 'limits'"
+reject --set externalURL=pbo.example.com "at '/externalURL'"
 reject --set webhook.auth.create=true "webhook.auth.token: set the bearer token"
 reject --set webhook.auth.create=true --set webhook.auth.token=t --set webhook.auth.genericKey=generic "webhook.auth.genericSecret: set generic's signing secret"
 reject --set webhook.auth.pagerdutyKey=../x "at '/webhook/auth/pagerdutyKey'"

@@ -438,6 +438,18 @@ async fn exercise(ns: &TestNamespace, mut operator: OperatorProcess, lease: &str
         wait_condition::<Playbook>(ns, playbook).await;
     }
 
+    // The execution page, as alice: signing in is a TokenReview, her list a
+    // SubjectAccessReview (no grant here, so she sees no run of this namespace).
+    let addr = operator.http_addr().await;
+    let cookie = format!("pbo_session={}", common::user_token("alice"));
+    let (status, body) = common::http::get_with(addr, "/ui/", &[("Cookie", &cookie)]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("alice"), "signed in as alice: {body}");
+    assert!(
+        !body.contains("quick-2"),
+        "alice may not see this namespace: {body}"
+    );
+
     let exited = operator.terminate();
     assert!(exited.success(), "{exited}");
     let lease = ns
@@ -560,6 +572,7 @@ async fn the_chart_installs_and_its_service_account_runs_playbooks_with_least_pr
         .expect("the chart's leader-election Role");
     let mut rules = cluster_role.rules.unwrap_or_default();
     rules.extend(lease_role.rules.unwrap_or_default());
+    rules.extend(page_rules(&ns, &name).await);
     assert_used_exactly(&ns, &name, &rules);
 
     let sa = client_from(kubeconfig.path()).await;
@@ -597,6 +610,7 @@ async fn with_watch_namespace_the_rights_stop_at_that_namespace() {
             .expect("the chart's Roles");
         rules.extend(role.rules.unwrap_or_default());
     }
+    rules.extend(page_rules(&ns, &name).await);
     assert_used_exactly(&ns, &name, &rules);
 
     let sa = client_from(kubeconfig.path()).await;
@@ -614,6 +628,17 @@ async fn with_watch_namespace_the_rights_stop_at_that_namespace() {
     drop(kubeconfig);
     drop(release);
     ns.cleanup().await;
+}
+
+/// The execution page's ClusterRole (TokenReview, SubjectAccessReview): cluster-scoped
+/// kinds, so a ClusterRole with `watchNamespace` too.
+async fn page_rules(ns: &TestNamespace, name: &str) -> Vec<PolicyRule> {
+    Api::<ClusterRole>::all(ns.client.clone())
+        .get(&format!("{name}-page"))
+        .await
+        .expect("the chart's page ClusterRole")
+        .rules
+        .unwrap_or_default()
 }
 
 /// Waits until the object's status holds a `Ready` condition (True or False: the

@@ -13,6 +13,7 @@ use kube::{Resource, ResourceExt};
 
 use super::cluster;
 use crate::api::{Decision, Execution, Phase, StepPlan, StepState, StepStatus};
+use crate::engine::page::PlanView;
 
 /// Arguments of `describe`.
 #[derive(clap::Args, Debug)]
@@ -142,17 +143,14 @@ fn plan_section(out: &mut String, execution: &str, ns: &str, id: &str, plan: &St
     if !plan.args.is_empty() {
         let _ = writeln!(out, "  args:     {:?}", plan.args);
     }
-    if !plan.env.is_empty() {
+    let shown = PlanView::from(plan);
+    if !shown.env.is_empty() {
         out.push_str("  env:\n");
     }
-    for e in &plan.env {
-        let secret = e
-            .value_from
-            .as_ref()
-            .and_then(|v| v.secret_key_ref.as_ref());
-        match (secret, &e.value) {
-            (Some(r), _) => {
-                let _ = writeln!(out, "    {} from secret {} key {}", e.name, r.name, r.key);
+    for e in &shown.env {
+        match (&e.secret, &e.value) {
+            (Some(secret), _) => {
+                let _ = writeln!(out, "    {} from {secret}", e.name);
             }
             (None, value) => {
                 let _ = writeln!(out, "    {}={}", e.name, value.as_deref().unwrap_or(""));

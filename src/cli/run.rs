@@ -16,7 +16,18 @@ use tracing_subscriber::EnvFilter;
 use crate::controller::{self, Config, DEFAULT_LOG_LIMIT_BYTES};
 use crate::engine::alert::signature::DEFAULT_REPLAY_WINDOW_SECONDS;
 use crate::webhook::auth::{CredentialFiles, GRAFANA_SIGNATURE_HEADER, LinesFile};
-use crate::{leader, server, webhook};
+use crate::{leader, page, server, webhook};
+
+/// `--external-url`: an absolute http(s) URL, kept without its trailing slash.
+fn external_url(s: &str) -> Result<String, String> {
+    let lower = s.to_ascii_lowercase();
+    if !(lower.starts_with("https://") || lower.starts_with("http://")) || s.len() <= 8 {
+        return Err(format!(
+            "{s:?} is not an absolute http(s) URL: give the address people open, e.g. https://pbo.example.com"
+        ));
+    }
+    Ok(s.trim_end_matches('/').to_string())
+}
 
 /// Arguments of `run`.
 #[derive(clap::Args, Debug)]
@@ -34,6 +45,15 @@ pub struct Args {
     /// port; the log line "serving HTTP" gives it).
     #[arg(long, env = "PLAYBOOK_OPERATOR_HTTP_ADDR", default_value = server::DEFAULT_ADDR)]
     pub http_addr: SocketAddr,
+    /// Where people reach this operator's HTTP server (e.g. https://pbo.example.com):
+    /// `.execution.url` in templates becomes the run's page there
+    /// (URL/ui/executions/NAMESPACE/NAME), and an https URL makes the page's session
+    /// cookie Secure.
+    #[arg(long, env = "PLAYBOOK_OPERATOR_EXTERNAL_URL", value_parser = external_url)]
+    pub external_url: Option<String>,
+    /// Most bytes of a step log the execution page returns.
+    #[arg(long, default_value_t = page::DEFAULT_LOG_LIMIT_BYTES, value_parser = clap::value_parser!(i64).range(1..))]
+    pub page_log_limit_bytes: i64,
     #[command(flatten)]
     pub election: ElectionArgs,
     #[command(flatten)]
@@ -213,6 +233,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 .as_ref()
                 .map(|e| e.identity().to_string())
                 .or_else(|| std::env::var("POD_NAME").ok().filter(|n| !n.is_empty())),
+            external_url: args.external_url.clone(),
             ..Config::default()
         };
         // One signal stops both the controller and the HTTP server.
@@ -238,9 +259,23 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             requested_by,
             "serving alert webhooks on /webhooks/{{source}}"
         );
+        // The page's caches run on every replica, like the webhooks' Trigger cache:
+        // the controller's exist only on the leader.
+        let (page_routes, page_task) = page::start(
+            client.clone(),
+            page::Config {
+                namespace: args.namespace.clone(),
+                external_url: args.external_url.clone(),
+                log_limit_bytes: args.page_log_limit_bytes,
+            },
+        );
+        let page_task = futures::future::select(Box::pin(page_task), stop.clone()).map(|_| ());
+        tracing::info!("serving the execution page on /ui/");
         let http = server::serve(
             listener,
-            server::router(config.metrics.clone()).merge(webhooks),
+            server::router(config.metrics.clone())
+                .merge(webhooks)
+                .merge(page_routes),
             stop,
         );
         let metrics = config.metrics.clone();
@@ -258,7 +293,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             let _ = stopped.send(());
             result
         };
-        let (elected, served, ()) = futures::join!(controller, http, webhook_task);
+        let (elected, served, (), ()) = futures::join!(controller, http, webhook_task, page_task);
         served?;
         elected?;
         anyhow::Ok(ExitCode::SUCCESS)

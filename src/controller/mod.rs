@@ -73,6 +73,9 @@ pub struct Config {
     pub limits: Limits,
     /// Name in Events' `reportingInstance` (e.g. the pod name).
     pub instance: Option<String>,
+    /// The execution page's address (`--external-url`): `.execution.url` in templates
+    /// links to the run's page under it.
+    pub external_url: Option<String>,
     /// Where the controller records its metrics; the caller keeps a clone to serve
     /// them (`server::router`).
     pub metrics: Arc<Metrics>,
@@ -85,6 +88,7 @@ impl Default for Config {
             log_limit_bytes: DEFAULT_LOG_LIMIT_BYTES,
             limits: Limits::default(),
             instance: None,
+            external_url: None,
             metrics: Arc::default(),
         }
     }

@@ -230,7 +230,13 @@ pub fn from_caches(exec: &Execution, ctx: &Context) -> (PlanInput, Vec<LogRead>)
         jobs: &jobs,
         pods: &pods,
     };
-    plan_input(exec, &cached, &ctx.config.limits)
+    let (mut input, reads) = plan_input(exec, &cached, &ctx.config.limits);
+    input.execution.url = ctx
+        .config
+        .external_url
+        .as_deref()
+        .map(|base| crate::engine::page::execution_url(base, &ns, &exec.name_any()));
+    (input, reads)
 }
 
 /// Reads each log (bounded by `limit_bytes`) into `input.jobs[job].log`.

@@ -342,7 +342,8 @@ pub fn state_name(state: StepState) -> &'static str {
     }
 }
 
-fn phase_name(phase: ExecutionPhase) -> &'static str {
+/// The API spelling of an Execution phase (`WaitingApproval`).
+pub fn phase_name(phase: ExecutionPhase) -> &'static str {
     match phase {
         ExecutionPhase::Pending => "Pending",
         ExecutionPhase::Running => "Running",

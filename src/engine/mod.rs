@@ -11,6 +11,7 @@ pub mod job;
 pub mod limits;
 pub mod lint;
 pub mod message;
+pub mod page;
 pub mod parse;
 pub mod plan;
 pub mod report;

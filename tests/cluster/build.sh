@@ -19,6 +19,8 @@ fi
 # Tools build.sh and up.sh need besides go (present on the polyglot image; a new
 # Debian machine gets them from apt-get).
 ensure_tools openssl:openssl curl:curl sha256sum:coreutils
+# tests/page_e2e.rs drives a headless Chromium through chromedriver.
+ensure_tools chromium:chromium chromedriver:chromium-driver
 
 command -v go >/dev/null || die "go is not on PATH (Go >= 1.26 is needed; it is not installable from apt here)"
 

@@ -42,6 +42,13 @@ pub async fn try_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, Stri
     try_request("GET", addr, path, &[], &[]).await
 }
 
+/// [`get`] with extra headers (e.g. a `Cookie`).
+pub async fn get_with(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    try_request("GET", addr, path, headers, &[])
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"))
+}
+
 /// One request on a connection of its own.
 async fn try_request(
     method: &str,

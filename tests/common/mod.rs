@@ -170,6 +170,18 @@ pub async fn user_client(user: &str) -> Client {
     Client::try_from(config).expect("building a kube client")
 }
 
+/// The bearer token of a user of the local cluster (`alice`, `bob`, `admin`): what
+/// their kubeconfig holds, as a person would paste it into the execution page.
+pub fn user_token(user: &str) -> String {
+    let path = local_cluster_dir()
+        .join("pki")
+        .join(format!("{user}.token"));
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {} ({e}): {START_HINT}", path.display()))
+        .trim()
+        .to_string()
+}
+
 /// `kubectl` for the test cluster: the pinned one the local cluster was built with,
 /// else `kubectl` from PATH. KUBECONFIG is set.
 pub fn kubectl() -> std::process::Command {

@@ -94,6 +94,11 @@ is denied something), so this list stays the least the operator needs.
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create]
+# The execution page shows each run's Events: a cache of the Events about
+# Executions (field selector involvedObject.kind=Execution) in every replica.
+- apiGroups: [""]
+  resources: [events]
+  verbs: [list, watch]
 # An image parser's input: the step's raw output in a ConfigMap owned by the
 # Execution. Create only: AlreadyExists means ours, and the garbage collector
 # deletes it with its Execution.

@@ -1,0 +1,598 @@
+//! The execution page under `/ui/`: a read-only view of Executions for people, on the
+//! same HTTP server as the webhooks and metrics (every replica serves it).
+//!
+//! Rendered from caches, never an API list per request: this module runs its own
+//! reflectors of Executions and of the Events about them, on every replica (the
+//! controller's cache exists only on the leader). They drop what the page never shows
+//! (managedFields, the playbook snapshot in status), so the copy costs less than the
+//! controller's. The views are decided in `engine::page`; here: who is asking
+//! ([`auth`]), the templates (minijinja, autoescaped), and the routes.
+//!
+//! Routes: `GET /ui/` (list, filters as query parameters), `GET /ui/login`, `POST
+//! /ui/login`, `POST /ui/logout`, `GET /ui/executions/{ns}/{name}` (detail), `.../live`
+//! (the part that changes, for the refresh script), `.../log?step=ID` (the step's
+//! log through `pods/log`, bounded), `/ui/static/*`. Nothing is written from the page.
+
+pub mod auth;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{ListParams, LogParams};
+use kube::core::DeserializeGuard;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use minijinja::Environment;
+use serde::Deserialize;
+
+use crate::api::Execution;
+use crate::engine::page::{self as view, Access, EventView, ListFilter};
+use auth::{GET_EXECUTIONS, GET_POD_LOGS, Sessions, User};
+
+/// Most rows on the list page: the newest; the filters reach older ones.
+pub const LIST_CAP: usize = 200;
+/// Default bound of one log shown on the page (`pods/log?limitBytes=`).
+pub const DEFAULT_LOG_LIMIT_BYTES: i64 = 256 * 1024;
+
+/// How the page runs.
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    /// Show this namespace only (`run -n`; `None`: all namespaces).
+    pub namespace: Option<String>,
+    /// `--external-url`: an https one makes the session cookie Secure.
+    pub external_url: Option<String>,
+    /// Most bytes of a step log returned.
+    pub log_limit_bytes: i64,
+}
+
+/// The page's templates, parsed once.
+pub struct Templates(Environment<'static>);
+
+impl Default for Templates {
+    fn default() -> Self {
+        let mut env = Environment::new();
+        // `.html` names: minijinja escapes every value for HTML (outputs, alert labels
+        // and messages come from outside). A template that does not parse is a bug of
+        // this crate, caught by the tests: the page then answers 500 with the reason.
+        for (name, source) in [
+            ("base.html", include_str!("templates/base.html")),
+            ("login.html", include_str!("templates/login.html")),
+            ("list.html", include_str!("templates/list.html")),
+            ("detail.html", include_str!("templates/detail.html")),
+            ("live.html", include_str!("templates/live.html")),
+            ("step.html", include_str!("templates/step.html")),
+            (
+                "approval_plan.html",
+                include_str!("templates/approval_plan.html"),
+            ),
+        ] {
+            if let Err(e) = env.add_template(name, source) {
+                tracing::error!(template = name, error = %e, "page template does not parse");
+            }
+        }
+        Self(env)
+    }
+}
+
+impl Templates {
+    fn render(&self, name: &str, ctx: minijinja::Value) -> Result<String, minijinja::Error> {
+        self.0.get_template(name)?.render(ctx)
+    }
+
+    /// The list page.
+    pub fn list(&self, v: &view::ListView, user: &str) -> Result<String, minijinja::Error> {
+        self.render("list.html", minijinja::context! { view => v, user })
+    }
+
+    /// The detail page, or (`live_only`) the part the refresh script swaps in.
+    pub fn detail(
+        &self,
+        d: &view::Detail,
+        user: &str,
+        live_only: bool,
+    ) -> Result<String, minijinja::Error> {
+        let name = if live_only {
+            "live.html"
+        } else {
+            "detail.html"
+        };
+        self.render(name, minijinja::context! { d, user })
+    }
+
+    fn login(&self, error: Option<&str>, next: &str) -> Result<String, minijinja::Error> {
+        self.render("login.html", minijinja::context! { error, next })
+    }
+}
+
+/// What the page reads: the caches and the sessions.
+pub struct Caches {
+    pub executions: Store<DeserializeGuard<Execution>>,
+    pub events: Store<Event>,
+}
+
+impl Caches {
+    /// The namespaces that have Executions: where access is asked about.
+    pub fn namespaces(&self) -> Vec<String> {
+        let guards = self.executions.state();
+        view::namespaces_of(guards.iter().filter_map(|g| g.0.as_ref().ok()))
+            .into_iter()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The list view. A malformed Execution is skipped (the controller reports it).
+    pub fn list(&self, access: &Access, filter: &ListFilter, now: Timestamp) -> view::ListView {
+        let guards = self.executions.state();
+        let execs: Vec<&Execution> = guards.iter().filter_map(|g| g.0.as_ref().ok()).collect();
+        view::list(&execs, access, filter, now, LIST_CAP)
+    }
+
+    /// The detail view of `ns/name`, if cached.
+    pub fn detail(&self, ns: &str, name: &str, now: Timestamp) -> Option<view::Detail> {
+        let guard = self.executions.get(&ObjectRef::new(name).within(ns))?;
+        let exec = guard.0.as_ref().ok()?;
+        let uid = exec.metadata.uid.as_deref()?;
+        let events = self
+            .events
+            .state_filter(|e| e.involved_object.uid.as_deref() == Some(uid))
+            .iter()
+            .map(|e| event_view(e))
+            .collect();
+        Some(view::detail(exec, events, now))
+    }
+}
+
+fn event_view(e: &Event) -> EventView {
+    // eventTime (microseconds, set by events.k8s.io writers like ours) orders Events of
+    // one second; lastTimestamp is what older writers set.
+    let at = e
+        .event_time
+        .as_ref()
+        .map(|t| t.0)
+        .or_else(|| e.last_timestamp.as_ref().map(|t| t.0))
+        .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| t.0));
+    EventView {
+        at: at.map(view::timestamp),
+        order: at.map_or(0, |t| t.as_millisecond()),
+        kind: e.type_.clone().unwrap_or_default(),
+        reason: e.reason.clone().unwrap_or_default(),
+        message: e.message.clone().unwrap_or_default(),
+        count: e.count.unwrap_or(1),
+    }
+}
+
+struct Shared {
+    client: Client,
+    config: Config,
+    caches: Caches,
+    sessions: Sessions,
+    templates: Templates,
+}
+
+/// The page's routes and the task that keeps its caches (run it until shutdown).
+pub fn start(client: Client, config: Config) -> (Router, impl Future<Output = ()> + Send) {
+    let ns = config.namespace.clone();
+    let (executions, exec_writer) = reflector::store::<DeserializeGuard<Execution>>();
+    let (events, event_writer) = reflector::store::<Event>();
+    let exec_api: Api<DeserializeGuard<Execution>> = api(&client, ns.as_deref());
+    let event_api: Api<Event> = api(&client, ns.as_deref());
+    let shared = Arc::new(Shared {
+        sessions: Sessions::new(client.clone()),
+        client,
+        config,
+        caches: Caches { executions, events },
+        templates: Templates::default(),
+    });
+    let exec_watch = reflector::reflector(
+        exec_writer,
+        watcher(exec_api, watcher::Config::default())
+            .default_backoff()
+            .modify(|e| {
+                e.managed_fields_mut().clear();
+                if let Ok(exec) = &mut e.0
+                    && let Some(status) = &mut exec.status
+                {
+                    status.playbook = None;
+                }
+            }),
+    )
+    .for_each(|e| log_watch_error("Execution", e));
+    // Only Events about Executions (the controller records one per transition).
+    let event_watch = reflector::reflector(
+        event_writer,
+        watcher(
+            event_api,
+            watcher::Config::default().fields("involvedObject.kind=Execution"),
+        )
+        .default_backoff()
+        .modify(|e| e.managed_fields_mut().clear()),
+    )
+    .for_each(|e| log_watch_error("Event", e));
+    let task = async move {
+        futures::join!(exec_watch, event_watch);
+    };
+    (routes(shared), task)
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+fn log_watch_error<T>(
+    kind: &'static str,
+    event: Result<T, watcher::Error>,
+) -> futures::future::Ready<()> {
+    if let Err(e) = event {
+        tracing::warn!(error = %e, "page: {kind} watch");
+    }
+    futures::future::ready(())
+}
+
+fn routes(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/ui", get(|| async { Redirect::to("/ui/") }))
+        .route("/ui/", get(list_page))
+        .route("/ui/login", get(login_page).post(login))
+        .route("/ui/logout", axum::routing::post(logout))
+        .route("/ui/executions/{ns}/{name}", get(detail_page))
+        .route("/ui/executions/{ns}/{name}/live", get(live_fragment))
+        .route("/ui/executions/{ns}/{name}/log", get(step_log))
+        .route("/ui/static/page.css", get(stylesheet))
+        .route("/ui/static/page.js", get(script))
+        .with_state(shared)
+}
+
+/// Headers of every page: nothing cached (outputs can be sensitive), only our own
+/// script and stylesheet may run or apply (an output that slipped past escaping still
+/// could not run), never framed.
+fn html(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+                 img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn rendered(result: Result<String, minijinja::Error>) -> Response {
+    match result {
+        Ok(body) => html(StatusCode::OK, body),
+        Err(e) => {
+            tracing::error!(error = %e, "page: rendering failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("rendering the page failed: {e}"),
+            )
+                .into_response()
+        }
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The sign-in page, answered 401 in place of anything that needs a user.
+fn sign_in(shared: &Shared, error: Option<&str>, next: &str) -> Response {
+    match shared.templates.login(error, next) {
+        Ok(body) => html(StatusCode::UNAUTHORIZED, body),
+        Err(e) => rendered(Err(e)),
+    }
+}
+
+/// The signed-in user and their token, or the sign-in page.
+async fn signed_in(
+    shared: &Shared,
+    headers: &HeaderMap,
+    next: &str,
+) -> Result<(String, User), Response> {
+    let token = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(auth::token_from_cookies)
+        .map(str::to_string);
+    let Some(token) = token else {
+        return Err(sign_in(shared, None, next));
+    };
+    match shared.sessions.user(&token).await {
+        Ok(user) => Ok((token, user)),
+        Err(e) => Err(sign_in(shared, Some(&e.to_string()), next)),
+    }
+}
+
+/// Where a person may see Executions: everywhere if allowed cluster-wide, else each
+/// namespace that has Executions, asked one by one (answers cached per token).
+async fn access(shared: &Shared, token: &str, user: &User, namespaces: Vec<String>) -> Access {
+    let scope = shared.config.namespace.as_deref();
+    let wide = scope.is_none()
+        && shared
+            .sessions
+            .allowed(token, user, GET_EXECUTIONS, "")
+            .await;
+    if wide {
+        return Access::from_answers(true, []);
+    }
+    let mut answers = Vec::with_capacity(namespaces.len());
+    for ns in &namespaces {
+        let allowed = shared
+            .sessions
+            .allowed(token, user, GET_EXECUTIONS, ns)
+            .await;
+        answers.push((ns.as_str(), allowed));
+    }
+    Access::from_answers(false, answers)
+}
+
+async fn list_page(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(filter): Query<ListFilter>,
+) -> Response {
+    let (token, user) = match signed_in(&shared, &headers, "/ui/").await {
+        Ok(u) => u,
+        Err(page) => return page,
+    };
+    let namespaces = shared.caches.namespaces();
+    let access = access(&shared, &token, &user, namespaces).await;
+    let v = shared.caches.list(&access, &filter, Timestamp::now());
+    rendered(shared.templates.list(&v, &user.name))
+}
+
+/// The detail view, if the user may see it; otherwise the answer to send.
+async fn visible_detail(
+    shared: &Shared,
+    headers: &HeaderMap,
+    ns: &str,
+    name: &str,
+) -> Result<(view::Detail, String, User), Response> {
+    let (token, user) = signed_in(shared, headers, &view::execution_path(ns, name)).await?;
+    // Not found and not allowed read the same: the page does not tell what exists.
+    let not_found = || {
+        text(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no Execution {ns}/{name} that {} may see: check the name, or ask for `get executions.stackpulse.io` in namespace {ns}",
+                user.name
+            ),
+        )
+    };
+    if shared.config.namespace.as_deref().is_some_and(|n| n != ns)
+        || !shared
+            .sessions
+            .allowed(&token, &user, GET_EXECUTIONS, ns)
+            .await
+    {
+        return Err(not_found());
+    }
+    match shared.caches.detail(ns, name, Timestamp::now()) {
+        Some(d) => Ok((d, token, user)),
+        None => Err(not_found()),
+    }
+}
+
+async fn detail_page(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
+    detail_response(&shared, &headers, &ns, &name, false).await
+}
+
+async fn live_fragment(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
+    detail_response(&shared, &headers, &ns, &name, true).await
+}
+
+async fn detail_response(
+    shared: &Shared,
+    headers: &HeaderMap,
+    ns: &str,
+    name: &str,
+    live_only: bool,
+) -> Response {
+    match visible_detail(shared, headers, ns, name).await {
+        Ok((d, _, user)) => rendered(shared.templates.detail(&d, &user.name, live_only)),
+        Err(answer) => answer,
+    }
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    step: String,
+}
+
+/// The log of a step's current attempt, if the user may read pod logs there: its
+/// Job's pod found by the `job-name` label (one API call per click, not per page).
+async fn step_log(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path((ns, name)): Path<(String, String)>,
+    Query(q): Query<LogQuery>,
+) -> Response {
+    let (_, token, user) = match visible_detail(&shared, &headers, &ns, &name).await {
+        Ok(v) => v,
+        Err(answer) => return answer,
+    };
+    if !shared
+        .sessions
+        .allowed(&token, &user, GET_POD_LOGS, &ns)
+        .await
+    {
+        return text(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} may not read pod logs in namespace {ns}: ask for `get pods/log` there",
+                user.name
+            ),
+        );
+    }
+    let job = shared
+        .caches
+        .executions
+        .get(&ObjectRef::new(&name).within(&ns))
+        .and_then(|g| {
+            g.0.as_ref()
+                .ok()
+                .and_then(|e| view::step_job(e, &q.step).map(str::to_string))
+        });
+    let Some(job) = job else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!(
+                "step {:?} of {ns}/{name} has no Job yet: no log to show",
+                q.step
+            ),
+        );
+    };
+    let pods: Api<Pod> = Api::namespaced(shared.client.clone(), &ns);
+    let listed = pods
+        .list(&ListParams::default().labels(&format!("job-name={job}")))
+        .await;
+    let pod = match listed {
+        Ok(list) => list.items.into_iter().next(),
+        Err(e) => {
+            return text(
+                StatusCode::BAD_GATEWAY,
+                format!("listing the pods of Job {job}: {e}"),
+            );
+        }
+    };
+    let Some(pod) = pod else {
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("Job {job} has no pod any more (deleted with its Job?): no log to show"),
+        );
+    };
+    let container = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .map(|c| c.name.clone());
+    let params = LogParams {
+        container,
+        limit_bytes: Some(shared.config.log_limit_bytes),
+        ..LogParams::default()
+    };
+    match pods.logs(&pod.name_any(), &params).await {
+        Ok(log) => text(StatusCode::OK, log),
+        Err(e) => text(
+            StatusCode::BAD_GATEWAY,
+            format!("reading the log of pod {}: {e}", pod.name_any()),
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    token: String,
+    #[serde(default)]
+    next: String,
+}
+
+/// Only a page of ours is a place to go after signing in (no open redirect).
+fn safe_next(next: &str) -> &str {
+    if next.starts_with("/ui/") && !next.starts_with("//") && !next.contains('\\') {
+        next
+    } else {
+        "/ui/"
+    }
+}
+
+async fn login_page(State(shared): State<Arc<Shared>>) -> Response {
+    // Answered 200 here: this is the page asked for, not a refusal.
+    let mut page = sign_in(&shared, None, "/ui/");
+    *page.status_mut() = StatusCode::OK;
+    page
+}
+
+async fn login(State(shared): State<Arc<Shared>>, Form(form): Form<LoginForm>) -> Response {
+    let next = safe_next(&form.next);
+    let token = form.token.trim();
+    if !auth::cookie_safe(token) {
+        return sign_in(
+            &shared,
+            Some("that is not a bearer token: paste only the token, without `Bearer ` or quotes"),
+            next,
+        );
+    }
+    if let Err(e) = shared.sessions.user(token).await {
+        return sign_in(&shared, Some(&e.to_string()), next);
+    }
+    let cookie = auth::set_cookie(Some(token), secure(&shared.config));
+    signed(next, &cookie)
+}
+
+async fn logout(State(shared): State<Arc<Shared>>) -> Response {
+    signed("/ui/login", &auth::set_cookie(None, secure(&shared.config)))
+}
+
+fn secure(config: &Config) -> bool {
+    config
+        .external_url
+        .as_deref()
+        .is_some_and(|u| u.to_ascii_lowercase().starts_with("https://"))
+}
+
+/// A 303 to `to` that sets `cookie`.
+fn signed(to: &str, cookie: &str) -> Response {
+    let mut r = Redirect::to(to).into_response();
+    if let Ok(v) = HeaderValue::from_str(cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+async fn stylesheet() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("static/page.css"),
+    )
+}
+
+async fn script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("static/page.js"),
+    )
+}
+
+#[cfg(test)]
+mod tests;
