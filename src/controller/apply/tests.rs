@@ -44,6 +44,7 @@ fn context(client: kube::Client) -> Context {
         executions: reflector::store().0,
         caches_ready: tokio::sync::watch::channel(true).1,
         failures: Default::default(),
+        spilled: Default::default(),
     }
 }
 

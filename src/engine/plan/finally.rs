@@ -104,6 +104,7 @@ impl Planner<'_> {
                 outcome: outcome.clone(),
                 steps: self.st.steps.clone(),
             }),
+            spilled: self.spilled.clone(),
         };
         let now = Timestamp::from_second(self.now).unwrap_or(Timestamp::UNIX_EPOCH);
         let inner = plan(&input, now);
