@@ -25,8 +25,9 @@ use super::Error;
 use crate::api::OutputsRef;
 use crate::engine::plan::sha256_hex;
 
-/// Default bound of the cache: 64 MiB of JSON text (about 70 outputs at the hard cap).
-pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// Default bound of the cache: 16 MiB of JSON text (18 outputs at the hard cap; parsed,
+/// a few times that in memory, well inside the chart's 512 MiB limit).
+pub const DEFAULT_CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Parsed spilled outputs by `namespace/name@sha256`, weighed by their JSON bytes.
 pub struct SpilledCache(quick_cache::sync::Cache<String, Entry, ByBytes>);
