@@ -11,7 +11,7 @@ mod common;
 use common::operator::*;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
-use playbook_operator::api::{Execution, ExecutionPhase};
+use playbook_operator::api::{Execution, ExecutionPhase, ExecutionStatus, OutputsRef};
 use playbook_operator::engine::job::{OUTPUTS_KEY, ROLE_OUTPUTS};
 use playbook_operator::engine::plan::sha256_hex;
 use serde_json::{Value, json};
@@ -39,6 +39,67 @@ fn log_of(value: &Value) -> String {
     )
 }
 
+/// A Playbook `name`: step `id` prints `output`, then step `use` renders `env`.
+async fn prints_then_uses(
+    ns: &common::TestNamespace,
+    name: &str,
+    id: &str,
+    output: &Value,
+    env: Value,
+) {
+    ns.set_container_log(id, &log_of(output)).await;
+    ns.set_container_log("use", &step_log("ok", json!({"ok": true})))
+        .await;
+    let steps = json!([
+        {"id": id, "image": format!("example.com/{id}:1")},
+        {"id": "use", "image": "example.com/use:1", "env": env}
+    ]);
+    playbook(ns, name, steps).await;
+}
+
+/// Runs `playbook` as the Execution `name` and waits until it has succeeded.
+async fn succeeds(ns: &common::TestNamespace, name: &str, playbook: &str) -> ExecutionStatus {
+    execution(ns, name, playbook, json!({})).await;
+    let status = wait_final(ns, name).await;
+    assert_eq!(
+        status.phase,
+        ExecutionPhase::Succeeded,
+        "{}",
+        serde_yaml::to_string(&status).unwrap_or_default()
+    );
+    status
+}
+
+/// The JSON in the ConfigMap `r` names, checked against `r`; the ConfigMap is
+/// immutable, owned by the Execution `exec` and labelled as a spilled output.
+async fn stored_output(ns: &common::TestNamespace, exec: &str, r: &OutputsRef) -> String {
+    let cms: Api<ConfigMap> = ns.api();
+    let cm = cms
+        .get(&r.config_map_name)
+        .await
+        .expect("the outputs ConfigMap");
+    assert_eq!(cm.immutable, Some(true));
+    let owners = cm.metadata.owner_references.clone().unwrap_or_default();
+    let owners: Vec<_> = owners
+        .iter()
+        .map(|o| (o.kind.as_str(), o.name.as_str()))
+        .collect();
+    assert_eq!(owners, [("Execution", exec)]);
+    let labels = cm.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(
+        labels.get("stackpulse.io/role").map(String::as_str),
+        Some(ROLE_OUTPUTS)
+    );
+    let text = cm
+        .data
+        .unwrap_or_default()
+        .remove(OUTPUTS_KEY)
+        .unwrap_or_default();
+    assert_eq!(text.len() as u64, r.bytes);
+    assert_eq!(sha256_hex(&text), r.sha256);
+    text
+}
+
 async fn execution_object(ns: &common::TestNamespace, name: &str) -> Execution {
     let api: Api<Execution> = ns.api();
     api.get(name).await.expect("the Execution")
@@ -48,29 +109,11 @@ async fn execution_object(ns: &common::TestNamespace, name: &str) -> Execution {
 async fn a_200_kib_output_spills_and_the_next_step_reads_deep_into_it() {
     let ns = setup("out-spill").await;
     let (big, n) = items(200 * KIB);
-    ns.set_container_log("list", &log_of(&big)).await;
-    ns.set_container_log("use", &step_log("ok", json!({"ok": true})))
-        .await;
     let last = n - 1;
-    playbook(
-        &ns,
-        "pods",
-        json!([
-            {"id": "list", "image": "example.com/list:1"},
-            {"id": "use", "image": "example.com/use:1",
-             "env": {"DEEP": format!("{{{{ (index .steps.list.outputs.items {last}).meta.ip }}}}")}}
-        ]),
-    )
-    .await;
+    let deep = format!("{{{{ (index .steps.list.outputs.items {last}).meta.ip }}}}");
+    prints_then_uses(&ns, "pods", "list", &big, json!({"DEEP": deep})).await;
     let operator = Operator::start(&ns);
-    execution(&ns, "pods-1", "pods", json!({})).await;
-    let status = wait_final(&ns, "pods-1").await;
-    assert_eq!(
-        status.phase,
-        ExecutionPhase::Succeeded,
-        "{}",
-        serde_yaml::to_string(&status).unwrap_or_default()
-    );
+    let status = succeeds(&ns, "pods-1", "pods").await;
 
     // The next step's Job rendered a value from the end of the 200 KiB output.
     let jobs = jobs_of_step(&ns, "use").await;
@@ -111,29 +154,8 @@ async fn a_200_kib_output_spills_and_the_next_step_reads_deep_into_it() {
         "{yaml}"
     );
 
-    // The ConfigMap: immutable, owned by the Execution, labelled, the whole output.
-    let cms: Api<ConfigMap> = ns.api();
-    let cm = cms
-        .get(&r.config_map_name)
-        .await
-        .expect("the outputs ConfigMap");
-    assert_eq!(cm.immutable, Some(true));
-    let owner = &cm.metadata.owner_references.clone().unwrap_or_default()[0];
-    assert_eq!(
-        (owner.kind.as_str(), owner.name.as_str()),
-        ("Execution", "pods-1")
-    );
-    let labels = cm.metadata.labels.clone().unwrap_or_default();
-    assert_eq!(
-        labels.get("stackpulse.io/role").map(String::as_str),
-        Some(ROLE_OUTPUTS)
-    );
-    let text = cm
-        .data
-        .unwrap_or_default()
-        .remove(OUTPUTS_KEY)
-        .unwrap_or_default();
-    assert_eq!(sha256_hex(&text), r.sha256);
+    // The ConfigMap holds the whole output.
+    let text = stored_output(&ns, "pods-1", &r).await;
     assert_eq!(serde_json::from_str::<Value>(&text).ok(), Some(big));
     operator.stop().await;
     ns.cleanup().await;
@@ -143,19 +165,8 @@ async fn a_200_kib_output_spills_and_the_next_step_reads_deep_into_it() {
 async fn a_5_mib_output_is_cut_at_the_hard_cap_marked_and_nothing_crashes() {
     let ns = setup("out-cap").await;
     let (huge, _) = items(5 * 1024 * KIB + 100 * KIB);
-    ns.set_container_log("dump", &log_of(&huge)).await;
-    ns.set_container_log("use", &step_log("ok", json!({"ok": true})))
-        .await;
-    playbook(
-        &ns,
-        "dump",
-        json!([
-            {"id": "dump", "image": "example.com/dump:1"},
-            {"id": "use", "image": "example.com/use:1",
-             "env": {"FIRST": "{{ (index .items 0).meta.ip }}", "CUT": "{{ ._truncated }}"}}
-        ]),
-    )
-    .await;
+    let env = json!({"FIRST": "{{ (index .items 0).meta.ip }}", "CUT": "{{ ._truncated }}"});
+    prints_then_uses(&ns, "dump", "dump", &huge, env).await;
     playbook(
         &ns,
         "small",
@@ -163,14 +174,7 @@ async fn a_5_mib_output_is_cut_at_the_hard_cap_marked_and_nothing_crashes() {
     )
     .await;
     let operator = Operator::start(&ns);
-    execution(&ns, "dump-1", "dump", json!({})).await;
-    let status = wait_final(&ns, "dump-1").await;
-    assert_eq!(
-        status.phase,
-        ExecutionPhase::Succeeded,
-        "{}",
-        serde_yaml::to_string(&status).unwrap_or_default()
-    );
+    let status = succeeds(&ns, "dump-1", "dump").await;
     let dump = step(&status, "dump");
     assert!(dump.outputs_truncated, "marked truncated in status");
     let r = dump.outputs_ref.clone().expect("spilled");
@@ -195,26 +199,14 @@ async fn a_5_mib_output_is_cut_at_the_hard_cap_marked_and_nothing_crashes() {
     );
 
     // The kept JSON is valid and what status describes.
-    let cms: Api<ConfigMap> = ns.api();
-    let cm = cms
-        .get(&r.config_map_name)
-        .await
-        .expect("the outputs ConfigMap");
-    let text = cm
-        .data
-        .unwrap_or_default()
-        .remove(OUTPUTS_KEY)
-        .unwrap_or_default();
-    assert_eq!(text.len() as u64, r.bytes);
+    let text = stored_output(&ns, "dump-1", &r).await;
     let kept: Value = serde_json::from_str(&text).expect("valid JSON");
     assert!(kept["items"].as_array().is_some_and(|a| !a.is_empty()));
 
     // The operator keeps working.
     let exec = execution_object(&ns, "dump-1").await;
     assert!(serde_json::to_vec(&exec).map_or(0, |v| v.len()) < 64 * KIB);
-    execution(&ns, "small-1", "small", json!({})).await;
-    let after = wait_final(&ns, "small-1").await;
-    assert_eq!(after.phase, ExecutionPhase::Succeeded);
+    succeeds(&ns, "small-1", "small").await;
     operator.stop().await;
     ns.cleanup().await;
 }
