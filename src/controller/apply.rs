@@ -252,4 +252,4 @@ pub fn to_event(
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -129,7 +129,72 @@ pub fn decode(cm: Option<&ConfigMap>, r: &OutputsRef) -> Result<(Arc<Value>, u64
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::apply::tests::{fake_client, status};
+    use serde_json::json;
     use std::collections::BTreeMap;
+
+    const TEXT: &str = r#"{"deep":{"x":1}}"#;
+
+    fn reference(name: &str) -> OutputsRef {
+        OutputsRef {
+            config_map_name: name.into(),
+            key: "outputs.json".into(),
+            bytes: TEXT.len() as u64,
+            original_bytes: TEXT.len() as u64,
+            sha256: sha256_hex(TEXT),
+        }
+    }
+
+    /// ConfigMap `kept` exists, `gone` does not, `flaky` fails with a 500.
+    fn answer(_method: &str, path: &str) -> (u16, Value) {
+        match path.rsplit('/').next() {
+            Some("kept") => (
+                200,
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kept"}, "data": {"outputs.json": TEXT}}),
+            ),
+            Some("gone") => (404, status(404, "NotFound")),
+            _ => (500, status(500, "InternalError")),
+        }
+    }
+
+    #[tokio::test]
+    async fn one_get_per_output_then_the_cache_a_missing_one_is_an_error_for_the_planner() {
+        let (client, log) = fake_client(answer);
+        let api: Api<ConfigMap> = Api::namespaced(client, "ns");
+        let cache = SpilledCache::default();
+        let (kept, gone) = (reference("kept"), reference("gone"));
+        let read1 = read(&api, "ns", &cache, &[&kept, &gone])
+            .await
+            .expect("read");
+        assert_eq!(read1["kept"].as_deref(), Ok(&json!({"deep": {"x": 1}})));
+        assert_eq!(read1["gone"], Err("not found".to_string()));
+        let read2 = read(&api, "ns", &cache, &[&kept]).await.expect("read");
+        assert_eq!(read2["kept"], read1["kept"]);
+        let gets = log.lock().map(|l| l.clone()).unwrap_or_default();
+        assert_eq!(
+            gets,
+            [
+                "GET /api/v1/namespaces/ns/configmaps/kept",
+                "GET /api/v1/namespaces/ns/configmaps/gone"
+            ],
+            "the second read of 'kept' is served from the cache"
+        );
+        // Another content under the same name (an Execution made again) is not a hit.
+        let other = OutputsRef {
+            sha256: sha256_hex("{}"),
+            ..reference("kept")
+        };
+        let read3 = read(&api, "ns", &cache, &[&other]).await.expect("read");
+        assert!(
+            read3["kept"]
+                .as_ref()
+                .is_err_and(|e| e.contains("sha256 differs"))
+        );
+        // An API error is the reconcile's, retried: not an answer for the planner.
+        let flaky = reference("flaky");
+        let err = read(&api, "ns", &cache, &[&flaky]).await;
+        assert!(matches!(err, Err(Error::ReadConfigMap { .. })), "{err:?}");
+    }
 
     fn cm(key: &str, text: &str) -> ConfigMap {
         ConfigMap {

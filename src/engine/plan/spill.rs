@@ -282,6 +282,30 @@ mod tests {
         ]
     }
 
+    /// The controller reads (and so calls the API for) only what `spilled_refs`
+    /// names: nothing for inline outputs, nothing once the run is over.
+    #[test]
+    fn only_referenced_outputs_of_a_live_run_are_read() {
+        let mut s = two_steps();
+        s.plan();
+        s.exit("a", 0, r#"{"small": 1}"#);
+        s.plan();
+        assert!(super::super::spilled_refs(&s.input.status).is_empty());
+        let mut s = two_steps();
+        s.plan();
+        s.exit("a", 0, big());
+        s.plan();
+        let names: Vec<_> = super::super::spilled_refs(&s.input.status)
+            .iter()
+            .map(|r| r.config_map_name.clone())
+            .collect();
+        assert_eq!(names.len(), 1);
+        s.exit("b", 0, "{}");
+        s.plan();
+        assert!(s.input.status.phase.is_final());
+        assert!(super::super::spilled_refs(&s.input.status).is_empty());
+    }
+
     #[test]
     fn spill_scenarios() {
         run_all(cases().into_iter());
