@@ -87,7 +87,14 @@ impl Planner<'_> {
             .as_ref()
             .and_then(|o| o.inline_bytes)
             .map_or(limits.step_output_bytes, |b| b as usize);
-        let object = output::size(&self.st) + output::size(&self.input.spec);
+        // The finally steps' planner holds only their statuses: the main steps' are
+        // in the same object.
+        let main = self
+            .input
+            .main
+            .as_ref()
+            .map_or(0, |m| output::size(&m.steps));
+        let object = output::size(&self.st) + output::size(&self.input.spec) + main;
         Budgets {
             inline,
             room: limits.object_bytes.saturating_sub(object),
@@ -261,6 +268,24 @@ mod tests {
                     Truncated("a"),
                     Msg("a", "kept 1 KiB (the hard cap per step)"),
                     Env("b", "IP", "10.0.0.7"),
+                ],
+            },
+            Case {
+                name: "a finally step renders a value from a main step's spilled output",
+                scenario: Scenario::new(vec![step("a")]).finally(vec![
+                    step("f").env("IP", "{{ (index (index .cluster.nodes 0).pods 0).ip }}"),
+                ]),
+                script: vec![
+                    Plan,
+                    Exit("a", 0, big()),
+                    Plan,
+                    Spilled("a"),
+                    States("a=Succeeded | f=Running"),
+                    Env("f", "IP", "10.0.0.7"),
+                    // Planned again (the ConfigMap read back), the finally step is not rebuilt.
+                    Plan,
+                    Creates(0),
+                    ConfigMaps(0),
                 ],
             },
             Case {
