@@ -4,12 +4,14 @@
 //! step planner, Job building, the StackPulse converter, lint). Neither may touch a
 //! client, a runtime or the network; the shell around them does the I/O: `controller`
 //! (observe, plan, apply), `metrics` and `server` (the HTTP endpoints), `webhook`
-//! (alerts in), `leader` (leader election), and `cli`.
+//! (alerts in), `leader` (leader election), `jq_sandbox` (output parsers' jq filters in
+//! a child process), and `cli`.
 
 pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod engine;
+pub mod jq_sandbox;
 pub mod leader;
 pub mod metrics;
 pub mod server;

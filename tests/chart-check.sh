@@ -40,6 +40,18 @@ grep -A8 '^          resources:' "$out/default.yaml" | grep -q 'limits:' || fail
 # "unchecked" on purpose, and step Pods get their Secrets through secretKeyRef.
 ! grep -qE '^\s*resources: \[.*\bsecrets\b' "$out/default.yaml" || fail "the default RBAC grants something on secrets"
 
+# Each signing secret configured is a file path in env, and its key is in the created
+# Secret; the values themselves never appear in env.
+"$HELM" template pbo "$CHART" --namespace ops --kube-version "$KUBE_VERSION" -f "$CHART/ci/full-values.yaml" >"$out/full.yaml"
+for want in 'PLAYBOOK_OPERATOR_WEBHOOK_TOKEN_FILE' 'value: "/var/run/webhook/token"' \
+  'PLAYBOOK_OPERATOR_WEBHOOK_PAGERDUTY_SECRET_FILE' 'value: "/var/run/webhook/pagerduty"' \
+  'PLAYBOOK_OPERATOR_WEBHOOK_GRAFANA_SECRET_FILE' 'value: "/var/run/webhook/grafana"' \
+  "pagerduty: $(printf not-a-real-pagerduty-secret | base64 | sed 's/^/"/; s/$/"/')"; do
+  grep -qF -- "$want" "$out/full.yaml" || fail "the full render lacks '$want'"
+done
+! grep -q 'GENERIC_SECRET_FILE' "$out/full.yaml" || fail "generic's secret file is set though genericKey is empty"
+! grep -q 'value: "not-a-real' "$out/full.yaml" || fail "a webhook secret's value is in env"
+
 # reject VALUES... MESSAGE: helm template must fail, saying MESSAGE.
 reject() {
   local msg="${*: -1}" args=("${@:1:$#-1}")
@@ -55,5 +67,7 @@ reject --set watchNamespace=Ops_Team "at '/watchNamespace'"
 reject --set 'watchNamespaces={a,b}' "additional properties 'watchNamespaces' not allowed"
 reject --set resources.limits=null "at '/resources': missing property 'limits'"
 reject --set webhook.auth.create=true "webhook.auth.token: set the bearer token"
+reject --set webhook.auth.create=true --set webhook.auth.token=t --set webhook.auth.genericKey=generic "webhook.auth.genericSecret: set generic's signing secret"
+reject --set webhook.auth.pagerdutyKey=../x "at '/webhook/auth/pagerdutyKey'"
 reject --set serviceAccount.create=false "serviceAccount.name: name the existing ServiceAccount"
 echo "chart-check: ok"

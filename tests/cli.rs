@@ -174,6 +174,24 @@ fn approve_without_a_cluster_says_how_to_point_at_one() {
 }
 
 #[test]
+fn reject_needs_a_reason_before_reaching_for_a_cluster() {
+    let out = run(&["reject", "run-1", "restart"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("--reason <REASON>"), "{stderr}");
+    let out = Command::new(env!("CARGO_BIN_EXE_playbook-operator"))
+        .args(["reject", "run-1", "restart", "--reason", " "])
+        .env("KUBECONFIG", "/nonexistent")
+        .output()
+        .expect("the binary runs");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("--reason is empty: say why the step must not run"),
+        "{out:?}"
+    );
+}
+
+#[test]
 fn run_refuses_a_zero_log_limit_and_says_when_there_is_no_cluster() {
     let out = run(&["run", "--log-limit-bytes", "0"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
@@ -250,6 +268,65 @@ fn run_leader_elect_says_what_is_missing_before_reaching_for_a_cluster() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("--leader-elect"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// The review of a fixed week of Executions, as a person reads it and as a script
+/// parses it: both forms are pinned by golden files (UPDATE_GOLDEN=1 rewrites them).
+#[test]
+fn report_over_a_file_matches_the_golden_table_and_json() {
+    let dir = "tests/fixtures/report";
+    for (format, golden) in [
+        ("table", "report.txt"),
+        ("json", "report.json"),
+        ("markdown", "report.md"),
+    ] {
+        let out = run(&[
+            "report",
+            "--file",
+            &format!("{dir}/executions.yaml"),
+            "--since",
+            "7d",
+            "--until",
+            "2026-11-23T00:00:00Z",
+            "--format",
+            format,
+        ]);
+        assert!(out.status.success(), "{format}: {}", text(&out.stderr));
+        let got = text(&out.stdout);
+        let path = format!("{}/{dir}/{golden}", env!("CARGO_MANIFEST_DIR"));
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, &got).expect("golden file written");
+        }
+        let want = std::fs::read_to_string(&path).expect("golden file exists");
+        assert_eq!(
+            got, want,
+            "{format} differs from {path}; UPDATE_GOLDEN=1 after a deliberate change"
+        );
+    }
+}
+
+#[test]
+fn report_says_what_is_wrong_with_a_file_or_a_time() {
+    let out = run(&["report", "--file", "tests/fixtures/report/missing.yaml"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("tests/fixtures/report/missing.yaml"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&[
+        "report",
+        "--file",
+        "tests/fixtures/report/executions.yaml",
+        "--until",
+        "monday",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("RFC 3339"),
         "{}",
         text(&out.stderr)
     );

@@ -1,6 +1,8 @@
 //! Image output parsers on the local control plane: the step's log goes into a
 //! ConfigMap, a parser Job (its pod "run" by kwok, its log served by kwok) prints
 //! JSON, and that JSON is the step's output, in status and in the next step's env.
+//! And a jq filter that would crash the controller, run by the operator binary,
+//! fails only its own step.
 //!
 //! Needs a cluster: `make test-e2e`, or `make cluster-up` then
 //! `cargo test --test parser_e2e`.
@@ -8,6 +10,7 @@
 mod common;
 
 use common::operator::*;
+use common::process::OperatorProcess;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams};
@@ -164,5 +167,55 @@ async fn an_image_parser_that_prints_no_json_fails_the_step_naming_it() {
     assert_eq!(step(&status, "report").state, StepState::Skipped);
     assert_eq!(parser_jobs(&ns).await.len(), 1);
     operator.stop().await;
+    ns.cleanup().await;
+}
+
+/// `def f: 1 + f; f` overflows any stack: in the controller's process it would abort
+/// the operator, and again after every restart. The binary runs filters in its jq
+/// sandbox, so the step fails saying why, and the operator goes on with the next run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jq_filter_that_recurses_forever_fails_its_step_not_the_operator() {
+    let ns = setup("ctl-jq-runaway").await;
+    ns.set_container_log("count", &step_log("counting", json!({"n": 3})))
+        .await;
+    playbook(
+        &ns,
+        "runaway",
+        json!([{"id": "count", "image": "example.com/count:1",
+                "outputParser": {"name": "json", "jq": "def f: 1 + f; f"}}]),
+    )
+    .await;
+    playbook(
+        &ns,
+        "fine",
+        json!([{"id": "count", "image": "example.com/count:1",
+                "outputParser": {"name": "json", "jq": ".n + 1"}}]),
+    )
+    .await;
+    let mut operator = OperatorProcess::start(&ns, &[]);
+    execution(&ns, "runaway-1", "runaway", json!({})).await;
+    let status = wait_final(&ns, "runaway-1").await;
+    assert_eq!(status.phase, ExecutionPhase::Failed);
+    let message = step(&status, "count").message.clone().unwrap_or_default();
+    assert!(
+        message.contains("the jq filter recursed too deep")
+            && message.contains("needs a base case"),
+        "{message}"
+    );
+    execution(&ns, "fine-1", "fine", json!({})).await;
+    let status = wait_final(&ns, "fine-1").await;
+    assert_eq!(
+        status.phase,
+        ExecutionPhase::Succeeded,
+        "{:?}",
+        status.message
+    );
+    assert_eq!(step(&status, "count").outputs, Some(json!({"output": 4})));
+    let exit = operator.terminate();
+    assert!(
+        exit.success(),
+        "the operator did not survive: {exit}\n{}",
+        operator.log()
+    );
     ns.cleanup().await;
 }

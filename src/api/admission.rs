@@ -3,16 +3,18 @@
 //! client writes.
 //!
 //! The planner starts a step with `approval.required` only once `spec.approvals` holds
-//! an entry for it whose `user` is not `spec.requestedBy`. That rule is only as good
-//! as those two fields, so the API server guards them with CEL policies on
-//! `request.userInfo.username`:
+//! enough entries for it whose `user` is not `spec.requestedBy` and is allowed by
+//! `approval.approvers` (by name or by `groups`). Those rules are only as good as
+//! these fields, so the API server guards them with CEL policies on
+//! `request.userInfo`:
 //!
 //! - a MutatingAdmissionPolicy fills in `spec.requestedBy` on create when it is
 //!   missing, so `kubectl apply` of an Execution without it just works (GA, and so on
 //!   by default, since Kubernetes 1.36);
+//! - a second one fills in `groups` of each new approval that leaves it out;
 //! - a ValidatingAdmissionPolicy rejects a create whose `requestedBy` is someone
 //!   else, any change of `requestedBy`, any removal or edit of an approval, and any
-//!   new approval in someone else's name.
+//!   new approval in someone else's name or with groups other than the writer's.
 //!
 //! Both match the `executions` resource only, not `executions/status`, so the
 //! controller's status writes are never checked. Updates that leave `spec` alone
@@ -24,7 +26,7 @@
 //! `crds/admission-policies.yaml` is [`policies`] as YAML (`playbook-operator crd`).
 
 use k8s_openapi::api::admissionregistration::v1::{
-    ApplyConfiguration, MatchCondition, MatchResources, MutatingAdmissionPolicy,
+    ApplyConfiguration, JSONPatch, MatchCondition, MatchResources, MutatingAdmissionPolicy,
     MutatingAdmissionPolicyBinding, MutatingAdmissionPolicyBindingSpec,
     MutatingAdmissionPolicySpec, Mutation, NamedRuleWithOperations, ValidatingAdmissionPolicy,
     ValidatingAdmissionPolicyBinding, ValidatingAdmissionPolicyBindingSpec,
@@ -38,12 +40,16 @@ use super::GROUP;
 pub const VALIDATING_POLICY: &str = "executions.stackpulse.io-four-eyes";
 /// Name of the MutatingAdmissionPolicy and of its binding.
 pub const MUTATING_POLICY: &str = "executions.stackpulse.io-requested-by";
+/// Name of the MutatingAdmissionPolicy that stamps approvers' groups, and of its binding.
+pub const GROUPS_POLICY: &str = "executions.stackpulse.io-approver-groups";
 
-/// The four objects of `crds/admission-policies.yaml`.
+/// The six objects of `crds/admission-policies.yaml`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Policies {
     pub mutating: MutatingAdmissionPolicy,
     pub mutating_binding: MutatingAdmissionPolicyBinding,
+    pub groups: MutatingAdmissionPolicy,
+    pub groups_binding: MutatingAdmissionPolicyBinding,
     pub validating: ValidatingAdmissionPolicy,
     pub validating_binding: ValidatingAdmissionPolicyBinding,
 }
@@ -52,13 +58,9 @@ pub struct Policies {
 pub fn policies() -> Policies {
     Policies {
         mutating: mutating_policy(),
-        mutating_binding: MutatingAdmissionPolicyBinding {
-            metadata: meta(MUTATING_POLICY),
-            spec: Some(MutatingAdmissionPolicyBindingSpec {
-                policy_name: Some(MUTATING_POLICY.into()),
-                ..Default::default()
-            }),
-        },
+        mutating_binding: mutating_binding(MUTATING_POLICY),
+        groups: groups_policy(),
+        groups_binding: mutating_binding(GROUPS_POLICY),
         validating: validating_policy(),
         validating_binding: ValidatingAdmissionPolicyBinding {
             metadata: meta(VALIDATING_POLICY),
@@ -68,6 +70,16 @@ pub fn policies() -> Policies {
                 ..Default::default()
             },
         },
+    }
+}
+
+fn mutating_binding(policy: &str) -> MutatingAdmissionPolicyBinding {
+    MutatingAdmissionPolicyBinding {
+        metadata: meta(policy),
+        spec: Some(MutatingAdmissionPolicyBindingSpec {
+            policy_name: Some(policy.into()),
+            ..Default::default()
+        }),
     }
 }
 
@@ -119,6 +131,42 @@ fn mutating_policy() -> MutatingAdmissionPolicy {
     }
 }
 
+/// Fills in `groups` of each new approval that leaves it out with the writer's
+/// groups, so `approvers.groups` can be checked against what the API server
+/// authenticated. New entries are the ones past the old list's end: the validating
+/// policy refuses any other change to the list. A `groups` the writer did set is
+/// left for the validating policy to judge (a forged one is refused, not rewritten).
+fn groups_policy() -> MutatingAdmissionPolicy {
+    MutatingAdmissionPolicy {
+        metadata: meta(GROUPS_POLICY),
+        spec: Some(MutatingAdmissionPolicySpec {
+            failure_policy: Some("Fail".into()),
+            reinvocation_policy: Some("Never".into()),
+            match_constraints: Some(executions(&["CREATE", "UPDATE"])),
+            variables: Some(vec![Variable {
+                name: "old".into(),
+                expression:
+                    "request.operation == 'UPDATE' ? size(oldObject.spec.?approvals.orValue([])) : 0"
+                        .into(),
+            }]),
+            mutations: Some(vec![Mutation {
+                patch_type: "JSONPatch".into(),
+                json_patch: Some(JSONPatch {
+                    expression: Some(
+                        "object.spec.?approvals.orValue([]).transformList(i, a, \
+                         i >= variables.old && !has(a.groups), \
+                         JSONPatch{op: 'add', path: '/spec/approvals/' + string(i) + '/groups', \
+                         value: request.userInfo.groups})"
+                            .into(),
+                    ),
+                }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+    }
+}
+
 fn validating_policy() -> ValidatingAdmissionPolicy {
     let variable = |name: &str, expression: &str| Variable {
         name: name.into(),
@@ -158,6 +206,12 @@ fn validating_policy() -> ValidatingAdmissionPolicy {
                     "forged",
                     "variables.added.filter(a, a.user != variables.user)",
                 ),
+                // Compared as sets: the mutating policy stamped the writer's groups on
+                // entries without any; an entry with other groups was forged.
+                variable(
+                    "forgedGroups",
+                    "variables.added.filter(a, !sets.equivalent(a.?groups.orValue([]), request.userInfo.groups))",
+                ),
             ]),
             validations: Some(vec![
                 rule(
@@ -176,6 +230,10 @@ fn validating_policy() -> ValidatingAdmissionPolicy {
                     "size(variables.forged) == 0",
                     r#""spec.approvals: a new approval must have user '" + variables.user + "' (you), but the one for step '" + variables.forged[0].step + "' has user '" + variables.forged[0].user + "' (playbook-operator approve writes it for you)""#,
                 ),
+                rule(
+                    "size(variables.forgedGroups) == 0",
+                    r#""spec.approvals: a new approval's groups must be your groups [" + request.userInfo.groups.join(', ') + "], but the one for step '" + variables.forgedGroups[0].step + "' has [" + variables.forgedGroups[0].?groups.orValue([]).join(', ') + "]: leave groups out and the API server fills them in""#,
+                ),
             ]),
             ..Default::default()
         }),
@@ -184,12 +242,14 @@ fn validating_policy() -> ValidatingAdmissionPolicy {
 }
 
 impl Policies {
-    /// The four objects as one multi-document YAML file, mutating policy first (it
-    /// must be in place before the validating one demands what it fills in).
+    /// The six objects as one multi-document YAML file, mutating policies first (they
+    /// must be in place before the validating one demands what they fill in).
     pub fn to_yaml(&self) -> Result<String, serde_yaml::Error> {
         Ok([
             serde_yaml::to_string(&self.mutating)?,
             serde_yaml::to_string(&self.mutating_binding)?,
+            serde_yaml::to_string(&self.groups)?,
+            serde_yaml::to_string(&self.groups_binding)?,
             serde_yaml::to_string(&self.validating)?,
             serde_yaml::to_string(&self.validating_binding)?,
         ]
@@ -221,7 +281,13 @@ mod tests {
                 .as_ref()
                 .and_then(|s| s.match_constraints.clone()),
         );
-        for r in v.iter().chain(&m) {
+        let g = rules(
+            &p.groups
+                .spec
+                .as_ref()
+                .and_then(|s| s.match_constraints.clone()),
+        );
+        for r in v.iter().chain(&m).chain(&g) {
             assert_eq!(
                 r.resources.as_deref(),
                 Some(&["executions".to_string()][..])
@@ -233,6 +299,10 @@ mod tests {
             Some(&["CREATE".into(), "UPDATE".into()][..])
         );
         assert_eq!(m[0].operations.as_deref(), Some(&["CREATE".into()][..]));
+        assert_eq!(
+            g[0].operations.as_deref(),
+            Some(&["CREATE".into(), "UPDATE".into()][..])
+        );
     }
 
     #[test]
@@ -243,10 +313,12 @@ mod tests {
         assert_eq!(vb.validation_actions, vec!["Deny".to_string()]);
         let mb = p.mutating_binding.spec.expect("binding spec");
         assert_eq!(mb.policy_name.as_deref(), Some(MUTATING_POLICY));
+        let gb = p.groups_binding.spec.expect("binding spec");
+        assert_eq!(gb.policy_name.as_deref(), Some(GROUPS_POLICY));
     }
 
     #[test]
-    fn yaml_has_four_documents_with_kinds() {
+    fn yaml_has_six_documents_with_kinds() {
         let yaml = policies().to_yaml().expect("serializes");
         let kinds: Vec<String> = serde_yaml::Deserializer::from_str(&yaml)
             .map(|d| {
@@ -257,6 +329,8 @@ mod tests {
         assert_eq!(
             kinds,
             [
+                "MutatingAdmissionPolicy",
+                "MutatingAdmissionPolicyBinding",
                 "MutatingAdmissionPolicy",
                 "MutatingAdmissionPolicyBinding",
                 "ValidatingAdmissionPolicy",

@@ -1,5 +1,6 @@
 //! `Execution`: one run of one Playbook, and everything observed while it ran.
 
+use k8s_openapi::api::core::v1::EnvVar;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
@@ -63,17 +64,46 @@ pub struct ExecutionSpec {
     pub ttl_seconds_after_finished: Option<u32>,
 }
 
-/// One person's approval of one step.
+/// One person's decision on one step: an approval of the plan it shows, or a rejection.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.?decision.orValue('approve') != 'reject' || self.?reason.orValue('') != ''").message("a rejection needs a reason: set reason (playbook-operator reject --reason)"))]
 pub struct ApprovalRecord {
-    /// Id of the step approved.
+    /// Id of the step decided on (`status.steps[].id`, e.g. `restart` or `restart[2]`).
     pub step: String,
-    /// Who approved: the API server's authenticated user name (checked by admission).
+    /// Who decided: the API server's authenticated user name (checked by admission).
     pub user: String,
-    /// When the approval was given.
+    /// The writer's groups as the API server authenticated them: filled in by the
+    /// admission policy when left out, refused when different. `approval.approvers.groups`
+    /// is checked against these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// `approve` (default) or `reject`. A rejection ends the wait: the step fails.
+    #[serde(default)]
+    pub decision: Decision,
+    /// Why (required for a rejection); shown in the step's message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The `status.steps[].plan.hash` approved: an approval counts only for exactly
+    /// that rendered Job (`playbook-operator approve` fills it in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_hash: Option<String>,
+    /// When the decision was made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<Time>,
+}
+
+/// An approver's decision.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    /// Run the step as its plan shows.
+    #[default]
+    Approve,
+    /// Do not run it: the step fails with the reason.
+    Reject,
 }
 
 /// How the main steps of a run ended (before its `finally` steps).
@@ -243,6 +273,10 @@ pub struct StepStatus {
     /// unset): a ConfigMap owned by the Execution. Later templates see all of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outputs_ref: Option<OutputsRef>,
+    /// For a step that needs an approval: the Job container it will run (or ran),
+    /// rendered, and its hash, which approvals name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<StepPlan>,
     /// The image parser run of the current attempt, when the step's `outputParser` is
     /// an image: set once the step container ended, kept after the step ends so the
     /// raw output can be found.
@@ -287,4 +321,25 @@ pub struct ParserRun {
     /// is missing).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub input_truncated: bool,
+}
+
+/// Exactly what a step's Job container runs, as the Job builder renders it: what
+/// people approve. Secrets appear only as `valueFrom.secretKeyRef` (name and key).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StepPlan {
+    /// SHA-256 (hex prefix) of image, command, args and env: an approval's `planHash`
+    /// must equal it.
+    pub hash: String,
+    /// The container image.
+    pub image: String,
+    /// The container's command (unset: the image's entrypoint).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// The container's args, rendered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// The container's env, rendered, in the Job's order (secret references first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<EnvVar>,
 }

@@ -325,10 +325,54 @@ pub struct Retries {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Approval {
-    /// When true the step waits (Execution phase WaitingApproval) until someone other
-    /// than the Execution's requester approves it (`playbook-operator approve`).
+    /// When true the step waits (Execution phase WaitingApproval) until `count`
+    /// people other than the Execution's requester approve the plan it shows in
+    /// `status.steps[].plan` (`playbook-operator approve`).
     #[serde(default)]
     pub required: bool,
+    /// How many distinct approvers are needed (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10))]
+    #[schemars(extend("format" = "int32"))]
+    pub count: Option<u32>,
+    /// Who may approve or reject. Unset or empty: anyone but the requester.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvers: Option<Approvers>,
+    /// Longest wait for the approvals, from when the step began waiting; then
+    /// `onTimeout` applies. Unset: wait until approved, rejected or cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub timeout_seconds: Option<i64>,
+    /// What a timed-out wait does: `reject` (default) fails the step and the run,
+    /// `skip` skips the step and the run goes on.
+    #[serde(default)]
+    pub on_timeout: OnTimeout,
+}
+
+/// Who may decide on a step: a user named in `users`, or a member of one of `groups`
+/// (as the API server authenticated them). Never the run's requester.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Approvers {
+    /// User names as the API server knows them (`kubectl auth whoami`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<String>,
+    /// Group names as the API server knows them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+}
+
+/// What an approval wait that timed out does.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum OnTimeout {
+    /// The step fails, and so does the run (finally steps still run).
+    #[default]
+    Reject,
+    /// The step is skipped; the run goes on.
+    Skip,
 }
 
 /// Repeat a step or block once per item.

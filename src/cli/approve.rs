@@ -1,12 +1,15 @@
-//! `playbook-operator approve EXECUTION STEP`: appends `{step, user, at}` to the
-//! Execution's `spec.approvals` in the caller's name.
+//! `playbook-operator approve|reject EXECUTION STEP [--reason]`: appends
+//! `{step, user, groups, decision, reason, planHash, at}` to the Execution's
+//! `spec.approvals` in the caller's name.
 //!
 //! The API server's admission policy (`crds/admission-policies.yaml`) is what makes
-//! the approval trustworthy; this command only makes it pleasant: it learns who the
+//! the record trustworthy; this command only makes it pleasant: it learns who the
 //! caller is, checks up front that the step waits and that the caller is not the
-//! requester (whose approval the API server would accept and the operator ignore),
-//! and appends with a JSON patch pinned to the resourceVersion it read, so two
-//! approvals at once never overwrite each other.
+//! requester approving their own run (the API server would accept it and the
+//! operator ignore it), copies the plan hash of each waiting instance from status
+//! (an approval counts only for that rendered Job), and appends with a JSON patch
+//! pinned to the resourceVersion it read, so two approvals at once never overwrite
+//! each other.
 
 use std::process::ExitCode;
 
@@ -18,80 +21,119 @@ use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 
 use super::cluster::{self, api_error};
-use crate::api::{ApprovalRecord, Execution, StepState};
+use crate::api::{ApprovalRecord, Decision, Execution, StepState};
 use crate::engine::context::InstanceId;
 
 /// Tries of the read-check-write cycle when other writers keep changing the Execution.
 const ATTEMPTS: usize = 5;
 
-/// Arguments of `approve`.
+/// Which step of which Execution.
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub struct Target {
     /// The Execution (`kubectl get pbx` lists them).
     pub execution: String,
-    /// The step: its id (for a loop, every item), `block.step`, or one item (`step[2]`).
+    /// The step: its id (for a loop, every waiting item), `block.step`, or one item (`step[2]`).
     pub step: String,
     /// Namespace of the Execution (default: the kubeconfig context's).
     #[arg(long, short = 'n')]
     pub namespace: Option<String>,
 }
 
-pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    cluster::block_on(approve(args))
+/// Arguments of `approve`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub target: Target,
+    /// Why, for the record (shown by `describe`).
+    #[arg(long)]
+    pub reason: Option<String>,
 }
 
-async fn approve(args: &Args) -> anyhow::Result<ExitCode> {
-    let session = cluster::connect(args.namespace.as_deref()).await?;
-    let user = cluster::whoami(&session.client).await?;
-    let ns = &session.namespace;
-    let api: Api<Execution> = Api::namespaced(session.client, ns);
+/// Arguments of `reject`.
+#[derive(clap::Args, Debug)]
+pub struct RejectArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Why the step must not run: it becomes the step's failure message.
+    #[arg(long, required = true)]
+    pub reason: String,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let reason = args.reason.as_deref();
+    cluster::block_on(decide(&args.target, Decision::Approve, reason))
+}
+
+pub fn run_reject(args: &RejectArgs) -> anyhow::Result<ExitCode> {
+    if args.reason.trim().is_empty() {
+        return Err(anyhow!(
+            "--reason is empty: say why the step must not run (it becomes the step's failure message)"
+        ));
+    }
+    cluster::block_on(decide(&args.target, Decision::Reject, Some(&args.reason)))
+}
+
+async fn decide(
+    target: &Target,
+    decision: Decision,
+    reason: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let session = cluster::connect(target.namespace.as_deref()).await?;
+    let (user, groups) = cluster::identity(&session.client).await?;
+    let ns = session.namespace.clone();
+    let api: Api<Execution> = Api::namespaced(session.client.clone(), &ns);
+    let (name, step) = (&target.execution, &target.step);
+    let verb = match decision {
+        Decision::Approve => "approved",
+        Decision::Reject => "rejected",
+    };
     for _ in 0..ATTEMPTS {
-        let exec = api
-            .get_opt(&args.execution)
-            .await
-            .map_err(|e| api_error(e, &format!("reading Execution '{}'", args.execution)))?
-            .ok_or_else(|| {
-                anyhow!(
-                    "no Execution '{}' in namespace '{ns}': `kubectl get pbx -n {ns}` lists them (or pass -n NAMESPACE)",
-                    args.execution
-                )
-            })?;
-        let waiting = match check(&exec, &args.step, &user).map_err(anyhow::Error::msg)? {
-            Verdict::Approve(waiting) => waiting,
+        let exec = cluster::execution(&session, name).await?;
+        let waiting = match check(&exec, step, &user, decision).map_err(anyhow::Error::msg)? {
+            Verdict::Write(waiting) => waiting,
             Verdict::AlreadyApproved => {
                 println!(
-                    "you ('{user}') already approved step '{}' of Execution '{}'; the operator starts it shortly",
-                    args.step, args.execution
+                    "you ('{user}') already approved step '{step}' of Execution '{name}' as it is planned now; \
+                     the operator starts it once enough approvers agree"
                 );
                 return Ok(ExitCode::SUCCESS);
             }
         };
-        let record = ApprovalRecord {
-            step: args.step.clone(),
-            user: user.clone(),
-            at: Some(Time(Timestamp::now())),
-        };
+        let at = Time(Timestamp::now());
+        let records: Vec<ApprovalRecord> = waiting
+            .iter()
+            .map(|(id, hash)| ApprovalRecord {
+                step: id.clone(),
+                user: user.clone(),
+                groups: groups.clone(),
+                decision,
+                reason: reason.map(str::to_string),
+                plan_hash: Some(hash.clone()),
+                at: Some(at.clone()),
+            })
+            .collect();
         let rv = exec.resource_version().ok_or_else(|| {
             anyhow!(
                 "the API server returned Execution '{}' without a resourceVersion",
                 exec.name_any()
             )
         })?;
-        let patch = serde_json::from_value(approval_patch(&rv, exec.spec.approvals.len(), &record))
-            .map_err(|e| anyhow!("building the approval patch: {e}"))?;
+        let patch =
+            serde_json::from_value(approval_patch(&rv, exec.spec.approvals.len(), &records))
+                .map_err(|e| anyhow!("building the approval patch: {e}"))?;
         match api
-            .patch(
-                &args.execution,
-                &PatchParams::default(),
-                &Patch::Json::<()>(patch),
-            )
+            .patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
             .await
         {
             Ok(_) => {
+                let steps: Vec<String> = waiting
+                    .iter()
+                    .map(|(id, hash)| format!("{id} (plan {hash})"))
+                    .collect();
+                let why = reason.map_or(String::new(), |r| format!(": {r}"));
                 println!(
-                    "approved step {} of Execution {} in namespace {ns} as '{user}'",
-                    waiting.join(", "),
-                    args.execution
+                    "{verb} step {} of Execution {name} in namespace {ns} as '{user}'{why}",
+                    steps.join(", ")
                 );
                 return Ok(ExitCode::SUCCESS);
             }
@@ -102,23 +144,27 @@ async fn approve(args: &Args) -> anyhow::Result<ExitCode> {
         }
     }
     Err(anyhow!(
-        "Execution '{}' kept changing while writing the approval ({ATTEMPTS} tries): run the command again",
-        args.execution
+        "Execution '{name}' kept changing while writing the approval ({ATTEMPTS} tries): run the command again"
     ))
 }
 
 /// What to do about an approval request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// Write it: it covers these waiting steps (`status.steps[].id`).
-    Approve(Vec<String>),
-    /// The caller's approval for this step is already in `spec.approvals`.
+    /// Write one record per waiting instance covered: `(status.steps[].id, plan hash)`.
+    Write(Vec<(String, String)>),
+    /// The caller's approval of each covered instance's current plan is already there.
     AlreadyApproved,
 }
 
-/// Whether `user` may usefully approve `step` of `exec` now; the error says why not
-/// and what to do instead.
-pub fn check(exec: &Execution, step: &str, user: &str) -> Result<Verdict, String> {
+/// Whether `user` may usefully record `decision` on `step` of `exec` now; the error
+/// says why not and what to do instead.
+pub fn check(
+    exec: &Execution,
+    step: &str,
+    user: &str,
+    decision: Decision,
+) -> Result<Verdict, String> {
     let name = exec.name_any();
     let ns = exec.meta().namespace.clone().unwrap_or_default();
     let steps = exec
@@ -126,18 +172,30 @@ pub fn check(exec: &Execution, step: &str, user: &str) -> Result<Verdict, String
         .as_ref()
         .map(|s| s.steps.as_slice())
         .unwrap_or_default();
-    let waiting: Vec<&str> = steps
+    let waiting: Vec<_> = steps
         .iter()
         .filter(|s| s.state == StepState::WaitingApproval)
-        .map(|s| s.id.as_str())
         .collect();
-    let covered: Vec<String> = waiting
+    let covered: Vec<(String, String)> = waiting
         .iter()
-        .filter(|id| InstanceId::parse(id).is_some_and(|iid| iid.approved_by(step)))
-        .map(|id| id.to_string())
+        .filter(|s| InstanceId::parse(&s.id).is_some_and(|iid| iid.approved_by(step)))
+        .map(|s| {
+            let hash = s.plan.as_ref().map(|p| p.hash.clone()).unwrap_or_default();
+            (s.id.clone(), hash)
+        })
         .collect();
     if covered.is_empty() {
-        return Err(not_waiting_message(&name, &ns, step, &waiting));
+        let ids: Vec<&str> = waiting.iter().map(|s| s.id.as_str()).collect();
+        return Err(not_waiting_message(&name, &ns, step, &ids));
+    }
+    if let Some((id, _)) = covered.iter().find(|(_, hash)| hash.is_empty()) {
+        return Err(format!(
+            "step '{id}' of Execution '{name}' shows no plan yet (the operator renders it \
+             while the step waits): wait a moment and run the command again"
+        ));
+    }
+    if decision == Decision::Reject {
+        return Ok(Verdict::Write(covered));
     }
     let requester = exec.spec.requested_by.as_deref().map(str::trim);
     if requester == Some(user) {
@@ -147,15 +205,22 @@ pub fn check(exec: &Execution, step: &str, user: &str) -> Result<Verdict, String
              requester (four eyes). Ask someone else to run: playbook-operator approve {name} {step} -n {ns}"
         ));
     }
-    if exec
-        .spec
-        .approvals
-        .iter()
-        .any(|a| a.step == step && a.user == user)
-    {
+    let mine = |id: &str, hash: &str| {
+        exec.spec.approvals.iter().any(|a| {
+            a.step == id
+                && a.user == user
+                && a.decision == Decision::Approve
+                && a.plan_hash.as_deref() == Some(hash)
+        })
+    };
+    let missing: Vec<(String, String)> = covered
+        .into_iter()
+        .filter(|(id, hash)| !mine(id, hash))
+        .collect();
+    if missing.is_empty() {
         return Ok(Verdict::AlreadyApproved);
     }
-    Ok(Verdict::Approve(covered))
+    Ok(Verdict::Write(missing))
 }
 
 /// Why `step` cannot be approved: which steps do wait, or that none does.
@@ -163,7 +228,7 @@ pub fn not_waiting_message(execution: &str, ns: &str, step: &str, waiting: &[&st
     match waiting {
         [] => format!(
             "no step of Execution '{execution}' is waiting for approval \
-             (`kubectl get pbx {execution} -n {ns}` shows its phase and step)"
+             (`playbook-operator describe {execution} -n {ns}` shows its phase and steps)"
         ),
         [one] => format!(
             "step '{step}' of Execution '{execution}' is not waiting for approval; \
@@ -179,33 +244,41 @@ pub fn not_waiting_message(execution: &str, ns: &str, step: &str, waiting: &[&st
     }
 }
 
-/// A JSON patch appending `record` to `spec.approvals` (which holds `existing`
-/// entries). Only the new entry is sent: resending the old ones could change how
+/// A JSON patch appending `records` to `spec.approvals` (which holds `existing`
+/// entries). Only the new entries are sent: resending the old ones could change how
 /// their `at` is written, which the admission policy would rightly call an edit. The
 /// resourceVersion it was read at rides along, so the API server refuses the patch
 /// (409 Conflict) if anyone wrote the Execution since: no approval is lost or doubled.
-pub fn approval_patch(resource_version: &str, existing: usize, record: &ApprovalRecord) -> Value {
-    let append = if existing == 0 {
-        json!({"op": "add", "path": "/spec/approvals", "value": [record]})
-    } else {
-        json!({"op": "add", "path": "/spec/approvals/-", "value": record})
-    };
-    json!([
-        {"op": "replace", "path": "/metadata/resourceVersion", "value": resource_version},
-        append,
-    ])
+pub fn approval_patch(
+    resource_version: &str,
+    existing: usize,
+    records: &[ApprovalRecord],
+) -> Value {
+    let mut ops = vec![
+        json!({"op": "replace", "path": "/metadata/resourceVersion", "value": resource_version}),
+    ];
+    for (n, record) in records.iter().enumerate() {
+        ops.push(if existing + n == 0 {
+            json!({"op": "add", "path": "/spec/approvals", "value": [record]})
+        } else {
+            json!({"op": "add", "path": "/spec/approvals/-", "value": record})
+        });
+    }
+    Value::Array(ops)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{ExecutionSpec, ExecutionStatus, LocalRef, StepStatus};
+    use crate::api::{ExecutionSpec, ExecutionStatus, LocalRef, StepPlan, StepStatus};
     use pretty_assertions::assert_eq;
 
+    /// An Execution requested by `requested_by`; a waiting step's plan hash is
+    /// `h-` and its id; approvals are `(step, user, plan hash)`.
     fn exec(
         requested_by: &str,
         steps: &[(&str, StepState)],
-        approvals: &[(&str, &str)],
+        approvals: &[(&str, &str, &str)],
     ) -> Execution {
         let mut e = Execution::new(
             "run-1",
@@ -214,10 +287,11 @@ mod tests {
                 requested_by: Some(requested_by.into()),
                 approvals: approvals
                     .iter()
-                    .map(|(step, user)| ApprovalRecord {
+                    .map(|(step, user, hash)| ApprovalRecord {
                         step: step.to_string(),
                         user: user.to_string(),
-                        at: None,
+                        plan_hash: Some(hash.to_string()),
+                        ..ApprovalRecord::default()
                     })
                     .collect(),
                 ..ExecutionSpec::default()
@@ -230,6 +304,10 @@ mod tests {
                 .map(|(id, state)| StepStatus {
                     id: id.to_string(),
                     state: *state,
+                    plan: (*state == StepState::WaitingApproval).then(|| StepPlan {
+                        hash: format!("h-{id}"),
+                        ..StepPlan::default()
+                    }),
                     ..StepStatus::default()
                 })
                 .collect(),
@@ -238,8 +316,20 @@ mod tests {
         e
     }
 
+    fn write(pairs: &[(&str, &str)]) -> Result<Verdict, String> {
+        Ok(Verdict::Write(
+            pairs
+                .iter()
+                .map(|(id, h)| (id.to_string(), h.to_string()))
+                .collect(),
+        ))
+    }
+
+    const APPROVE: Decision = Decision::Approve;
+    const REJECT: Decision = Decision::Reject;
+
     #[test]
-    fn a_waiting_step_by_someone_else_is_approved() {
+    fn a_waiting_step_by_someone_else_is_approved_with_its_plan_hash() {
         let e = exec(
             "alice",
             &[
@@ -248,14 +338,11 @@ mod tests {
             ],
             &[],
         );
-        assert_eq!(
-            check(&e, "b", "bob"),
-            Ok(Verdict::Approve(vec!["b".into()]))
-        );
+        assert_eq!(check(&e, "b", "bob", APPROVE), write(&[("b", "h-b")]));
     }
 
     #[test]
-    fn a_step_id_covers_every_waiting_item_of_a_loop() {
+    fn a_step_id_covers_every_waiting_item_each_with_its_own_plan() {
         let e = exec(
             "alice",
             &[
@@ -265,19 +352,19 @@ mod tests {
             &[],
         );
         assert_eq!(
-            check(&e, "r", "bob"),
-            Ok(Verdict::Approve(vec!["r[0]".into(), "r[1]".into()]))
+            check(&e, "r", "bob", APPROVE),
+            write(&[("r[0]", "h-r[0]"), ("r[1]", "h-r[1]")])
         );
         assert_eq!(
-            check(&e, "r[1]", "bob"),
-            Ok(Verdict::Approve(vec!["r[1]".into()]))
+            check(&e, "r[1]", "bob", APPROVE),
+            write(&[("r[1]", "h-r[1]")])
         );
     }
 
     #[test]
-    fn the_requester_is_refused_up_front_with_the_reason() {
+    fn the_requester_is_refused_up_front_but_may_reject() {
         let e = exec("alice", &[("b", StepState::WaitingApproval)], &[]);
-        let err = check(&e, "b", "alice").unwrap_err();
+        let err = check(&e, "b", "alice", APPROVE).unwrap_err();
         assert!(
             err.contains("you ('alice') requested Execution 'run-1'"),
             "{err}"
@@ -290,16 +377,23 @@ mod tests {
             err.contains("playbook-operator approve run-1 b -n ops"),
             "{err}"
         );
+        assert_eq!(check(&e, "b", "alice", REJECT), write(&[("b", "h-b")]));
     }
 
     #[test]
-    fn a_second_approval_by_the_same_user_is_not_written() {
+    fn a_second_approval_of_the_same_plan_is_not_written_but_of_a_new_plan_is() {
         let e = exec(
             "alice",
             &[("b", StepState::WaitingApproval)],
-            &[("b", "bob")],
+            &[("b", "bob", "h-b")],
         );
-        assert_eq!(check(&e, "b", "bob"), Ok(Verdict::AlreadyApproved));
+        assert_eq!(check(&e, "b", "bob", APPROVE), Ok(Verdict::AlreadyApproved));
+        let e = exec(
+            "alice",
+            &[("b", StepState::WaitingApproval)],
+            &[("b", "bob", "old")],
+        );
+        assert_eq!(check(&e, "b", "bob", APPROVE), write(&[("b", "h-b")]));
     }
 
     #[test]
@@ -310,7 +404,7 @@ mod tests {
             &[],
         );
         assert_eq!(
-            check(&e, "a", "bob").unwrap_err(),
+            check(&e, "a", "bob", REJECT).unwrap_err(),
             "step 'a' of Execution 'run-1' is not waiting for approval; 'b' is: \
              playbook-operator approve run-1 b -n ops"
         );
@@ -320,27 +414,31 @@ mod tests {
         );
         let none = exec("alice", &[("a", StepState::Running)], &[]);
         assert!(
-            check(&none, "a", "bob")
+            check(&none, "a", "bob", APPROVE)
                 .unwrap_err()
                 .starts_with("no step of Execution 'run-1' is waiting for approval"),
         );
     }
 
     #[test]
-    fn the_patch_appends_only_the_new_entry_at_the_version_read() {
-        let new = ApprovalRecord {
-            step: "b".into(),
+    fn the_patch_appends_only_the_new_entries_at_the_version_read() {
+        let new = |step: &str| ApprovalRecord {
+            step: step.into(),
             user: "bob".into(),
-            at: None,
+            plan_hash: Some("h".into()),
+            ..ApprovalRecord::default()
         };
         let rv = json!({"op": "replace", "path": "/metadata/resourceVersion", "value": "42"});
+        let entry = |step: &str| json!({"step": step, "user": "bob", "decision": "approve", "planHash": "h"});
         assert_eq!(
-            approval_patch("42", 0, &new),
-            json!([rv, {"op": "add", "path": "/spec/approvals", "value": [{"step": "b", "user": "bob"}]}])
+            approval_patch("42", 0, &[new("b"), new("c")]),
+            json!([rv,
+                {"op": "add", "path": "/spec/approvals", "value": [entry("b")]},
+                {"op": "add", "path": "/spec/approvals/-", "value": entry("c")}])
         );
         assert_eq!(
-            approval_patch("42", 3, &new),
-            json!([rv, {"op": "add", "path": "/spec/approvals/-", "value": {"step": "b", "user": "bob"}}])
+            approval_patch("42", 3, &[new("b")]),
+            json!([rv, {"op": "add", "path": "/spec/approvals/-", "value": entry("b")}])
         );
     }
 }

@@ -1,4 +1,5 @@
-//! What the commands that talk to a cluster as a person (`start`, `approve`) share:
+//! What the commands that talk to a cluster as a person (`start`, `approve`,
+//! `reject`, `describe`) share:
 //! a runtime, a client with the kubeconfig's namespace, who the API server says the
 //! caller is, and API errors turned into what to do about them.
 
@@ -8,6 +9,8 @@ use anyhow::{Context as _, anyhow};
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use kube::api::{Api, PostParams};
 use kube::{Client, Config};
+
+use crate::api::Execution;
 
 /// A client and the namespace to work in.
 pub struct Session {
@@ -42,19 +45,36 @@ pub async fn connect(namespace: Option<&str>) -> anyhow::Result<Session> {
 /// which every authenticated user may create): the same name the admission policies
 /// compare `requestedBy` and `approvals[].user` with.
 pub async fn whoami(client: &Client) -> anyhow::Result<String> {
+    Ok(identity(client).await?.0)
+}
+
+/// The caller's user name and groups as the API server authenticated them: the
+/// groups are what the admission policy demands in `approvals[].groups`.
+pub async fn identity(client: &Client) -> anyhow::Result<(String, Vec<String>)> {
     let review = Api::<SelfSubjectReview>::all(client.clone())
         .create(&PostParams::default(), &SelfSubjectReview::default())
         .await
         .map_err(|e| api_error(e, "asking the API server who you are (SelfSubjectReview)"))?;
-    review
-        .status
-        .and_then(|s| s.user_info)
-        .and_then(|u| u.username)
-        .filter(|u| !u.is_empty())
+    let info = review.status.and_then(|s| s.user_info).unwrap_or_default();
+    let user = info.username.filter(|u| !u.is_empty()).ok_or_else(|| {
+        anyhow!(
+            "the API server did not say who you are (SelfSubjectReview without a user name): \
+             use credentials of a user, not an anonymous request"
+        )
+    })?;
+    Ok((user, info.groups.unwrap_or_default()))
+}
+
+/// The Execution `name` in the session's namespace; not finding it says how to list them.
+pub async fn execution(session: &Session, name: &str) -> anyhow::Result<Execution> {
+    let ns = &session.namespace;
+    Api::<Execution>::namespaced(session.client.clone(), ns)
+        .get_opt(name)
+        .await
+        .map_err(|e| api_error(e, &format!("reading Execution '{name}'")))?
         .ok_or_else(|| {
             anyhow!(
-                "the API server did not say who you are (SelfSubjectReview without a user name): \
-                 use credentials of a user, not an anonymous request"
+                "no Execution '{name}' in namespace '{ns}': `kubectl get pbx -n {ns}` lists them (or pass -n NAMESPACE)"
             )
         })
 }

@@ -1,13 +1,15 @@
 //! The command line: parses arguments and hands each subcommand to its module.
 //!
 //! Offline commands (`crd`, `lint`, `convert`, `render`) need no cluster; `run` is
-//! the operator itself; `start`, `approve` and `report` act on a cluster as the caller.
+//! the operator itself; `start`, `approve`, `reject`, `describe` and `report` act on a
+//! cluster as the caller.
 //! Exit codes: 0 success, 1 the input has problems (reported on stderr), 2 usage.
 
 mod approve;
 mod cluster;
 mod convert;
 pub mod crd;
+mod describe;
 mod lint;
 mod render;
 mod report;
@@ -60,12 +62,21 @@ enum Command {
     Run(Box<run::Args>),
     /// Start a run of a Playbook: create an Execution requested by you, with params.
     Start(start::Args),
-    /// Approve a step waiting for approval, as you; someone other than the run's
-    /// requester must approve (four eyes).
+    /// Approve the plan of a step waiting for approval, as you; someone other than
+    /// the run's requester must approve (four eyes).
     Approve(approve::Args),
+    /// Reject a step waiting for approval, as you, with a reason: the step fails
+    /// (finally steps still run).
+    Reject(approve::RejectArgs),
+    /// Show an Execution for a person: phase, steps by incident phase, the plan a
+    /// waiting step would run and its hash, and the approvals given.
+    Describe(describe::Args),
     /// The incident review: outcomes, time to enrich/triage/remediate, approval
     /// waits, automation share and failing steps, per playbook.
     Report(report::Args),
+    /// Internal: runs one output parser's jq filter for `run` (see `jq_sandbox`).
+    #[command(name = "jq-sandbox", hide = true)]
+    JqSandbox,
 }
 
 /// Parse the command line, run the subcommand, and turn its outcome into an exit code:
@@ -80,7 +91,10 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Start(args) => start::run(&args),
         Command::Approve(args) => approve::run(&args),
+        Command::Reject(args) => approve::run_reject(&args),
+        Command::Describe(args) => describe::run(&args),
         Command::Report(args) => report::run(&args),
+        Command::JqSandbox => return crate::jq_sandbox::child_main(),
     };
     match result {
         Ok(code) => code,

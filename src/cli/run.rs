@@ -196,6 +196,8 @@ pub enum LogFormat {
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     init_tracing(args.log_format);
+    // A playbook's jq filter may loop or recurse without end: never in this process.
+    crate::jq_sandbox::install();
     let election = args.election.election()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -20,7 +20,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use sha2::{Digest, Sha256};
 
-use crate::api::{EnvFrom, RunnerSpec, Step};
+use crate::api::{EnvFrom, RunnerSpec, Step, StepPlan};
 use crate::engine::context::InstanceId;
 use crate::engine::template::{self, Rendered, SecretNames, SecretRef, TemplateError};
 
@@ -144,6 +144,29 @@ impl JobError {
 /// Builds the Job of one step attempt. Pure: same input, same Job, same name.
 pub fn build_job(input: &JobInput) -> Result<Job, JobError> {
     build(input, &Role::Step)
+}
+
+/// Hex digits of a plan's hash: 48 bits, far beyond what anyone could collide by
+/// shaping alert data, yet short enough to read out in a chat.
+const PLAN_HASH_DIGITS: usize = 12;
+
+/// The plan people approve: the step container of `job` (image, command, args and
+/// env exactly as built, secrets only as references) and its hash. Taken from the
+/// built Job rather than re-derived, so what is approved is what runs.
+pub fn step_plan(job: &Job) -> Option<StepPlan> {
+    let pod = job.spec.as_ref()?.template.spec.as_ref()?;
+    let c = pod.containers.first()?;
+    let mut plan = StepPlan {
+        hash: String::new(),
+        image: c.image.clone().unwrap_or_default(),
+        command: c.command.clone().unwrap_or_default(),
+        args: c.args.clone().unwrap_or_default(),
+        env: c.env.clone().unwrap_or_default(),
+    };
+    // Serialising a struct of lists is deterministic: same content, same text.
+    let text = serde_json::to_string(&plan).ok()?;
+    plan.hash = hex_hash(&[&text], PLAN_HASH_DIGITS);
+    Some(plan)
 }
 
 /// What a Job runs: the step itself, or the image parser of one of its attempts.

@@ -25,6 +25,8 @@ const TOP_FAILING: usize = 5;
 pub struct Report {
     /// Executions created at or after this instant are counted.
     pub since: String,
+    /// ... and before this one (the time the review was made, or `--until`).
+    pub until: String,
     pub playbooks: Vec<PlaybookReport>,
     pub total: PlaybookReport,
 }
@@ -144,12 +146,13 @@ fn sample(exec: &Execution, now: Timestamp) -> RunReview {
     run_review(&status, start, now)
 }
 
-/// The review of `execs` created at or after `since`.
+/// The review of `execs` created from `since` to `now`.
 pub fn build(execs: &[Execution], since: Timestamp, now: Timestamp) -> Report {
     let mut by_playbook: BTreeMap<String, Vec<RunReview>> = BTreeMap::new();
     for exec in execs {
         let created = exec.metadata.creation_timestamp.as_ref().map(|t| t.0);
-        if created.is_some_and(|c| c < since) {
+        // `now` may be a window's end in the past (`report --until`).
+        if created.is_some_and(|c| c < since || c > now) {
             continue;
         }
         let key = format!(
@@ -166,6 +169,7 @@ pub fn build(execs: &[Execution], since: Timestamp, now: Timestamp) -> Report {
     let total = summarize("(all)", by_playbook.values().flatten());
     Report {
         since: since.to_string(),
+        until: now.to_string(),
         playbooks,
         total,
     }
@@ -324,7 +328,10 @@ pub fn table(report: &Report) -> String {
             *w = (*w).max(c.chars().count());
         }
     }
-    let mut out = format!("Executions created since {}\n\n", report.since);
+    let mut out = format!(
+        "Executions created from {} to {}\n\n",
+        report.since, report.until
+    );
     let line = |cells: Vec<&str>| -> String {
         let padded: Vec<String> = cells
             .iter()
@@ -349,7 +356,10 @@ pub fn table(report: &Report) -> String {
 
 /// The same as a Markdown table, for a weekly review document.
 pub fn markdown(report: &Report) -> String {
-    let mut out = format!("## Executions created since {}\n\n", report.since);
+    let mut out = format!(
+        "## Executions created from {} to {}\n\n",
+        report.since, report.until
+    );
     let _ = writeln!(out, "| {} |", HEADERS[..8].join(" | "));
     let _ = writeln!(out, "|{}", "---|".repeat(8));
     for r in report

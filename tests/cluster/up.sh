@@ -236,15 +236,18 @@ openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
 # Static token authentication: token,user,uid,"group1,group2".
 # admin and kwok are cluster admins; the controller manager and scheduler use their
 # own identities, which the apiserver's bootstrap RBAC knows; alice and bob are
-# ordinary users with no groups and no RBAC: Forbidden until a test grants something.
+# ordinary users with no groups and no RBAC: Forbidden until a test grants something;
+# carol is one too, in group `sre` (approvals by group: tests/approval_e2e.rs).
 : >"$pki/tokens.csv"
-for u in admin kwok system:kube-controller-manager system:kube-scheduler alice bob; do
+for u in admin kwok system:kube-controller-manager system:kube-scheduler alice bob carol; do
   tok="$(openssl rand -hex 24)"
   case "$u" in
     admin | kwok) groups='"system:masters"' ;;
+    carol) groups='"sre"' ;;
     *) groups='' ;;
   esac
-  echo "$tok,$u,uid-${u//:/-},$groups" >>"$pki/tokens.csv"
+  # No groups column when there are none: an empty one is a group named "".
+  echo "$tok,$u,uid-${u//:/-}${groups:+,$groups}" >>"$pki/tokens.csv"
   file="${u#system:}"
   echo "$tok" >"$pki/$file.token"
 done
@@ -253,6 +256,7 @@ chmod 600 "$pki"/*
 kubeconfig "$STATE/kubeconfig" admin "$(cat "$pki/admin.token")"
 kubeconfig "$STATE/kubeconfig-alice" alice "$(cat "$pki/alice.token")"
 kubeconfig "$STATE/kubeconfig-bob" bob "$(cat "$pki/bob.token")"
+kubeconfig "$STATE/kubeconfig-carol" carol "$(cat "$pki/carol.token")"
 kubeconfig "$STATE/kwok.kubeconfig" kwok "$(cat "$pki/kwok.token")"
 kubeconfig "$STATE/kube-controller-manager.kubeconfig" system:kube-controller-manager "$(cat "$pki/kube-controller-manager.token")"
 kubeconfig "$STATE/kube-scheduler.kubeconfig" system:kube-scheduler "$(cat "$pki/kube-scheduler.token")"
@@ -413,5 +417,5 @@ wait_for kube-controller-manager "ServiceAccount default/default" \
 
 trap - EXIT
 log "cluster up in $((SECONDS - t0)) s: https://127.0.0.1:$APISERVER_PORT, state $STATE, logs $STATE/logs/"
-log "users: admin ($STATE/kubeconfig), alice ($STATE/kubeconfig-alice), bob ($STATE/kubeconfig-bob)"
+log "users: admin ($STATE/kubeconfig), alice ($STATE/kubeconfig-alice), bob ($STATE/kubeconfig-bob), carol ($STATE/kubeconfig-carol, group sre)"
 echo "export KUBECONFIG=$STATE/kubeconfig"

@@ -13,6 +13,7 @@ use jaq_core::native::Fun;
 use jaq_core::{Compiler, Ctx, Native, ValXs, Vars, data};
 use jaq_json::{Num, Val};
 use serde_json::{Map, Number, Value};
+use std::sync::OnceLock;
 
 type Data = data::JustLut<Val>;
 
@@ -24,8 +25,31 @@ const MAX_OUTPUTS: usize = 10_000;
 /// status objects this deep are useless anyway (serde_json reads at most 128 levels).
 const MAX_DEPTH: usize = 128;
 
+/// Runs a jq filter somewhere other than the calling thread: see [`isolate`].
+pub type Evaluator = fn(code: &str, input: &Value) -> Result<Vec<Value>, String>;
+
+static EVALUATOR: OnceLock<Evaluator> = OnceLock::new();
+
+/// From now on every filter run goes through `evaluator` instead of running in this
+/// process. jq is a complete programming language, so a playbook's filter can loop,
+/// recurse without end (a stack overflow aborts the whole process: no Rust code can
+/// catch it) or allocate without bound; the operator installs an evaluator that runs
+/// it in a child process with limits (`crate::jq_sandbox`), so a bad filter fails
+/// one step instead of the controller. Tests and offline commands run in process.
+/// Only the first call has an effect.
+pub fn isolate(evaluator: Evaluator) {
+    let _ = EVALUATOR.set(evaluator);
+}
+
+/// Compiles and runs `code` on `input` here, whatever [`isolate`] said: what an
+/// evaluator runs on its side.
+pub fn run_here(code: &str, input: &Value) -> Result<Vec<Value>, String> {
+    compile(code)?.run_here(input)
+}
+
 /// A compiled jq filter, ready to run on any number of inputs.
 pub(super) struct JqFilter {
+    code: String,
     filter: jaq_core::Filter<Data>,
 }
 
@@ -60,7 +84,10 @@ pub(super) fn compile(code: &str) -> Result<JqFilter, String> {
                 .collect();
             parts.join("; ")
         })?;
-    Ok(JqFilter { filter })
+    Ok(JqFilter {
+        code: code.to_string(),
+        filter,
+    })
 }
 
 /// Replaces the natives that would act on the controller process.
@@ -153,8 +180,16 @@ fn lex_expect(e: &jaq_core::load::lex::Expect<&str>) -> String {
 }
 
 impl JqFilter {
-    /// Runs the filter on `input` and returns every value it produced.
+    /// Runs the filter on `input` and returns every value it produced: through the
+    /// evaluator when one is installed ([`isolate`]), else here.
     pub(super) fn run(&self, input: &Value) -> Result<Vec<Value>, String> {
+        match EVALUATOR.get() {
+            Some(evaluate) => evaluate(&self.code, input),
+            None => self.run_here(input),
+        }
+    }
+
+    fn run_here(&self, input: &Value) -> Result<Vec<Value>, String> {
         let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([]));
         let mut out = Vec::new();
         for item in self.filter.id.run((ctx, to_jaq(input))) {

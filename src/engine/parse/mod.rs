@@ -19,7 +19,7 @@
 
 #[cfg(test)]
 mod fixtures;
-mod jq;
+pub mod jq;
 mod json;
 mod redis;
 mod table;

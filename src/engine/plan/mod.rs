@@ -31,6 +31,7 @@
 //!   so it never runs twice. A failing parser fails the attempt like a failing
 //!   built-in parser: the step's retries rerun the step, never the parser alone.
 
+mod approval;
 mod expand;
 mod finally;
 mod graph;

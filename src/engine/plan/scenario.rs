@@ -19,8 +19,8 @@ use pretty_assertions::assert_eq;
 
 use super::{ExecutionRef, Intent, ObservedJob, Plan, PlanInput, StepLog, Terminated, plan};
 use crate::api::{
-    Approval, ApprovalRecord, ExecutionPhase, ExecutionSpec, ForEach, LocalRef, OutputParser,
-    Param, Phase, PlaybookSpec, PlaybookStep, Retries, RunnerSpec, Step, StepStatus,
+    Approval, ApprovalRecord, Decision, ExecutionPhase, ExecutionSpec, ForEach, LocalRef,
+    OutputParser, Param, Phase, PlaybookSpec, PlaybookStep, Retries, RunnerSpec, Step, StepStatus,
 };
 
 /// Builds one entry of `spec.steps` (or of a block).
@@ -74,8 +74,17 @@ impl S {
         self.0.step.continue_on_error = true;
         self
     }
-    pub fn approval(mut self) -> Self {
-        self.0.step.approval = Some(Approval { required: true });
+    pub fn approval(self) -> Self {
+        self.approval_with(|_| {})
+    }
+    /// A required approval, configured further by `f`.
+    pub fn approval_with(mut self, f: impl FnOnce(&mut Approval)) -> Self {
+        let mut approval = Approval {
+            required: true,
+            ..Default::default()
+        };
+        f(&mut approval);
+        self.0.step.approval = Some(approval);
         self
     }
     pub fn runner(mut self, name: &str) -> Self {
@@ -333,11 +342,26 @@ impl Scenario {
         self.input.jobs.remove(&name);
     }
 
-    pub fn approve(&mut self, step: &str, user: &str) {
-        self.input.spec.approvals.push(ApprovalRecord {
-            step: step.into(),
+    /// The hash of the plan a step instance shows in status now.
+    pub fn plan_hash(&self, id: &str) -> String {
+        let plan = self.status_of(id).plan;
+        plan.unwrap_or_else(|| panic!("step '{id}' shows no plan"))
+            .hash
+    }
+
+    /// Records a decision as the admission policies would let it through.
+    pub fn decide(&mut self, record: ApprovalRecord) {
+        self.input.spec.approvals.push(record);
+    }
+
+    /// `user` approves the plan instance `id` shows now.
+    pub fn approve(&mut self, id: &str, user: &str) {
+        let plan_hash = Some(self.plan_hash(id));
+        self.decide(ApprovalRecord {
+            step: id.into(),
             user: user.into(),
-            at: None,
+            plan_hash,
+            ..Default::default()
         });
     }
 
@@ -442,7 +466,19 @@ pub enum Act {
     /// Ends a step's current container: id, exit code, log.
     Exit(&'static str, i32, &'static str),
     Wait(i64),
+    /// A user approves the plan a step instance shows now.
     Approve(&'static str, &'static str),
+    /// step, user, group: like `Approve`, by a member of that group.
+    ApproveInGroup(&'static str, &'static str, &'static str),
+    /// record step, user, instance: an approval for `step` naming the plan that
+    /// `instance` shows now (another foreach item's, say).
+    ApprovePlanOf(&'static str, &'static str, &'static str),
+    /// step, user, reason.
+    Reject(&'static str, &'static str, &'static str),
+    /// The env var of the plan a waiting step shows has this value.
+    PlanEnv(&'static str, &'static str, &'static str),
+    /// The two step instances show different plan hashes.
+    PlansDiffer(&'static str, &'static str),
     Cancel,
     /// The step's Job vanishes (the controller died before creating it).
     Lose(&'static str),
@@ -492,6 +528,20 @@ pub struct Case {
     pub script: Vec<Act>,
 }
 
+impl Case {
+    /// The playbook's `finally` steps.
+    pub fn finally(mut self, steps: Vec<S>) -> Self {
+        self.scenario = self.scenario.finally(steps);
+        self
+    }
+
+    /// A param the playbook declares.
+    pub fn declare(mut self, param: Param) -> Self {
+        self.scenario = self.scenario.declare(param);
+        self
+    }
+}
+
 pub fn case(name: &'static str, steps: Vec<S>, script: Vec<Act>) -> Case {
     Case {
         name,
@@ -532,6 +582,38 @@ fn run(case: Case) {
             Exit(id, code, log) => s.exit(id, code, log),
             Wait(seconds) => s.now += seconds,
             Approve(step, user) => s.approve(step, user),
+            ApproveInGroup(step, user, group) => {
+                let plan_hash = Some(s.plan_hash(step));
+                s.decide(ApprovalRecord {
+                    step: step.into(),
+                    user: user.into(),
+                    groups: vec![group.into()],
+                    plan_hash,
+                    ..Default::default()
+                });
+            }
+            ApprovePlanOf(step, user, instance) => {
+                let plan_hash = Some(s.plan_hash(instance));
+                s.decide(ApprovalRecord {
+                    step: step.into(),
+                    user: user.into(),
+                    plan_hash,
+                    ..Default::default()
+                });
+            }
+            Reject(step, user, reason) => s.decide(ApprovalRecord {
+                step: step.into(),
+                user: user.into(),
+                decision: Decision::Reject,
+                reason: Some(reason.into()),
+                ..Default::default()
+            }),
+            PlanEnv(id, var, want) => {
+                let plan = s.status_of(id).plan.unwrap_or_default();
+                let got = plan.env.iter().find(|e| e.name == var);
+                assert_eq!(got.and_then(|e| e.value.as_deref()), Some(want), "{at}");
+            }
+            PlansDiffer(a, b) => assert_ne!(s.plan_hash(a), s.plan_hash(b), "{at}"),
             Cancel => s.input.spec.cancel = true,
             Lose(id) => {
                 lost = true;

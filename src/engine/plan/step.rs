@@ -7,8 +7,9 @@
 
 use serde_json::Value;
 
+use super::approval::{self, Verdict};
 use super::{EventType, Planner, StepLog, Terminated, output, seconds, time};
-use crate::api::{Retries, RunnerSpec, Step, StepState};
+use crate::api::{Approval, OnTimeout, Retries, RunnerSpec, Step, StepState};
 use crate::engine::context::InstanceId;
 use crate::engine::job::{self, JobInput};
 use crate::engine::parse::{self, ParserKind};
@@ -28,12 +29,6 @@ pub(super) fn backoff(base: u32, failed: u32) -> i64 {
     i64::from(base)
         .saturating_mul(factor)
         .min(MAX_BACKOFF_SECONDS)
-}
-
-enum Approval {
-    Granted(String),
-    /// The message to show, and whether it reports an ignored self-approval.
-    Waiting(String, bool),
 }
 
 impl Planner<'_> {
@@ -123,20 +118,8 @@ impl Planner<'_> {
                 }
             }
         }
-        if step.approval.as_ref().is_some_and(|a| a.required) {
-            match self.approval(&iid) {
-                Approval::Granted(note) => self.launch(i, 1, Some(note)),
-                Approval::Waiting(message, _) => {
-                    self.st.steps[i].state = StepState::WaitingApproval;
-                    self.st.steps[i].waiting_since = Some(time(self.now));
-                    self.st.steps[i].message = Some(message.clone());
-                    self.event(
-                        EventType::Normal,
-                        "WaitingApproval",
-                        format!("step '{iid}': {message}"),
-                    );
-                }
-            }
+        if let Some(config) = needs_approval(&step) {
+            self.await_approval(i, &config);
             return true;
         }
         self.launch(i, 1, None);
@@ -458,64 +441,92 @@ impl Planner<'_> {
         s.message = Some(message);
     }
 
-    /// A step waiting for approval: start it once someone other than the requester
-    /// approved it.
+    /// A step waiting for approval: decide again (approvals, rejections, its
+    /// timeout, a plan that changed since).
     pub(super) fn check_approval(&mut self, i: usize) -> bool {
-        let iid = self.ids[i].clone();
-        match self.approval(&iid) {
-            Approval::Granted(note) => {
-                self.launch(i, 1, Some(note));
-                true
-            }
-            Approval::Waiting(message, self_approved) => {
-                if self.st.steps[i].message.as_deref() == Some(message.as_str()) {
-                    return false;
-                }
-                if self_approved {
-                    self.event(
-                        EventType::Warning,
-                        "ApprovalIgnored",
-                        format!("step '{iid}': {message}"),
-                    );
-                }
-                self.st.steps[i].message = Some(message);
-                true
-            }
-        }
+        let config = self
+            .step_spec(&self.ids[i])
+            .and_then(|s| needs_approval(&s))
+            .unwrap_or_default();
+        self.await_approval(i, &config)
     }
 
-    /// Granted once an approval that covers the instance ([`InstanceId::approved_by`])
-    /// comes from someone other than the requester.
-    fn approval(&self, iid: &InstanceId) -> Approval {
+    /// Instance `i` needs `config`'s approval: its plan is rendered (and kept current
+    /// in status), then [`approval::decide`] starts, fails, skips it, or says what it
+    /// still waits for. True when the status changed.
+    fn await_approval(&mut self, i: usize, config: &Approval) -> bool {
+        let iid = self.ids[i].clone();
+        let plan = match self.job_for(&iid, 1).and_then(|job| {
+            job::step_plan(&job).ok_or_else(|| format!("step '{iid}': its Job has no container"))
+        }) {
+            Ok(plan) => plan,
+            Err(message) => {
+                self.fail_step(i, message, None);
+                return true;
+            }
+        };
+        let s = &mut self.st.steps[i];
+        let first = s.state != StepState::WaitingApproval;
+        if first {
+            s.state = StepState::WaitingApproval;
+            s.waiting_since = Some(time(self.now));
+        }
+        let mut changed = first || s.plan.as_ref() != Some(&plan);
+        let since = s.waiting_since.as_ref().map_or(self.now, seconds);
         let spec = &self.input.spec;
-        let requester = spec
-            .requested_by
-            .as_deref()
-            .map(str::trim)
-            .filter(|r| !r.is_empty());
-        let matching = || spec.approvals.iter().filter(|a| iid.approved_by(&a.step));
-        let by_other = |user: &str| !user.trim().is_empty() && Some(user.trim()) != requester;
-        if let Some(a) = matching().find(|a| by_other(&a.user)) {
-            return Approval::Granted(format!("approved by {}", a.user.trim()));
+        let verdict = approval::decide(&approval::Wait {
+            config,
+            execution: &self.input.execution.name,
+            requester: spec.requested_by.as_deref(),
+            records: &spec.approvals,
+            instance: &iid,
+            plan_hash: &plan.hash,
+            since,
+            now: self.now,
+        });
+        self.st.steps[i].plan = Some(plan);
+        match verdict {
+            Verdict::Granted(note) => self.launch(i, 1, Some(note)),
+            Verdict::Rejected(message) | Verdict::TimedOut(OnTimeout::Reject, message) => {
+                self.fail_step(i, message, None);
+            }
+            Verdict::TimedOut(OnTimeout::Skip, message) => {
+                self.event(
+                    EventType::Normal,
+                    "StepSkipped",
+                    format!("step '{iid}' skipped: {message}"),
+                );
+                self.skip(i, message);
+            }
+            Verdict::Waiting {
+                message,
+                ignored,
+                deadline,
+            } => {
+                if let Some(deadline) = deadline {
+                    self.requeue_in(deadline - self.now);
+                }
+                if self.st.steps[i].message.as_deref() == Some(message.as_str()) {
+                    return changed;
+                }
+                let (type_, reason) = match (first, ignored) {
+                    (true, _) => (EventType::Normal, "WaitingApproval"),
+                    (false, true) => (EventType::Warning, "ApprovalIgnored"),
+                    (false, false) => (EventType::Normal, "ApprovalRecorded"),
+                };
+                self.event(type_, reason, format!("step '{iid}': {message}"));
+                self.st.steps[i].message = Some(message);
+                changed = true;
+                return changed;
+            }
         }
-        let command = format!(
-            "playbook-operator approve {} {iid}",
-            self.input.execution.name
-        );
-        match (requester, matching().next()) {
-            (Some(r), Some(_)) => Approval::Waiting(
-                format!(
-                    "approval by '{r}' ignored: whoever requested a run cannot approve its steps; someone else must run: {command}"
-                ),
-                true,
-            ),
-            (Some(r), None) => Approval::Waiting(
-                format!("waiting for approval by someone other than '{r}': {command}"),
-                false,
-            ),
-            (None, _) => Approval::Waiting(format!("waiting for approval: {command}"), false),
-        }
+        true
     }
+}
+
+/// The approval a step needs before it runs, if any: the one place that says so.
+pub(super) fn needs_approval(step: &Step) -> Option<Approval> {
+    step.approval.clone().filter(|a| a.required)
 }
 
 #[cfg(test)]

@@ -57,9 +57,9 @@ fn runs() -> Vec<Execution> {
     let mut waiting = step("restart", Remediate, S::WaitingApproval, 0, None);
     waiting.started_at = None;
     waiting.waiting_since = Some(at(1_000));
-    let mut failed = step("ping", Enrich, S::Failed, 2_001, Some(2_005));
+    let mut failed = step("ping", Enrich, S::Failed, 1_201, Some(1_205));
     failed.message = Some("exit code 1: connection refused".into());
-    let mut failed_again = step("ping", Enrich, S::Failed, 3_001, Some(3_009));
+    let mut failed_again = step("ping", Enrich, S::Failed, 1_301, Some(1_309));
     failed_again.message = Some("exit code 1: timeout".into());
     vec![
         // Fully automated: enrich done 30 s after start, triage 60 s.
@@ -83,11 +83,12 @@ fn runs() -> Vec<Execution> {
         ),
         // Still waiting since 1000; "now" is 1600.
         exec("c", "redis", 990, Running, vec![waiting]),
-        exec("d", "redis", 2_000, Failed, vec![failed]),
-        exec("e", "redis", 3_000, Failed, vec![failed_again]),
+        exec("d", "redis", 1_200, Failed, vec![failed]),
+        exec("e", "redis", 1_300, Failed, vec![failed_again]),
         exec("f", "disk", 500, Cancelled, vec![]),
-        // Created before `since`: not counted.
+        // Created before `since` or after `now`: not counted.
         exec("old", "disk", -10, Succeeded, vec![]),
+        exec("later", "disk", 1_700, Succeeded, vec![]),
     ]
 }
 
@@ -198,7 +199,7 @@ fn table_and_markdown_show_every_playbook_the_total_and_failures() {
     let report = build(&runs(), Timestamp::UNIX_EPOCH, now);
     let t = table(&report);
     assert!(
-        t.starts_with("Executions created since 1970-01-01T00:00:00Z\n"),
+        t.starts_with("Executions created from 1970-01-01T00:00:00Z to 1970-01-01T00:26:40Z\n"),
         "{t}"
     );
     let redis = t
