@@ -13,7 +13,8 @@
 //! election); and for alerts `playbook_webhook_requests_total{source,code}`,
 //! `playbook_alerts_matched_total{source}`,
 //! `playbook_webhook_executions_created_total{source}`,
-//! `playbook_webhook_duplicates_total{source}`.
+//! `playbook_webhook_duplicates_total{source}`; and for blast-radius limits
+//! `playbook_remediations_held_total{namespace,playbook}`.
 //!
 //! One [`Metrics`] is created by the caller of `controller::run` (it rides in the
 //! controller's `Config`) and shared with the HTTP server. The controller records at
@@ -89,6 +90,14 @@ struct PlaybookLabels {
     playbook: String,
 }
 
+/// A playbook by namespace and name: bounded by the Playbooks that exist (never a
+/// rendered limit key, whose values are unbounded).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NamespacedPlaybookLabels {
+    namespace: String,
+    playbook: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PlaybookPhaseLabels {
     playbook: String,
@@ -152,6 +161,7 @@ pub struct Metrics {
     time_to_phase: HistogramFamily<PlaybookPhaseLabels>,
     approval_wait: HistogramFamily<PlaybookLabels>,
     automated: Family<PlaybookLabels, Counter>,
+    remediations_held: Family<NamespacedPlaybookLabels, Counter>,
     /// 1 while this process runs the controller: always without leader election,
     /// only while it holds the Lease with it (see [`Metrics::set_leader`]).
     leader: Gauge,
@@ -203,6 +213,7 @@ impl Metrics {
         let approval_wait: HistogramFamily<PlaybookLabels> =
             Family::new_with_constructor(|| Histogram::new(REVIEW_BUCKETS));
         let automated = Family::<PlaybookLabels, Counter>::default();
+        let remediations_held = Family::<NamespacedPlaybookLabels, Counter>::default();
         let leader = Gauge::default();
         leader.set(1);
         // Series with a known, small label set exist from the start, at zero, so a
@@ -329,6 +340,13 @@ impl Metrics {
             "Alerts whose Execution existed already (a redelivery or a duplicate notification), by source",
             webhook_duplicates.clone(),
         );
+        register(
+            &mut registry,
+            &mut names,
+            "playbook_remediations_held",
+            "Runs whose remediate step the playbook's limits.remediations held for an approval, by namespace and playbook",
+            remediations_held.clone(),
+        );
         Self {
             registry,
             names,
@@ -346,6 +364,7 @@ impl Metrics {
             time_to_phase,
             approval_wait,
             automated,
+            remediations_held,
             leader,
             standby: std::sync::atomic::AtomicBool::new(false),
             ended: Mutex::default(),
@@ -502,6 +521,19 @@ impl Metrics {
         }
     }
 
+    /// Run `uid` of `namespace/playbook` was held by the remediation limit (once per
+    /// run, however often its hold is written).
+    pub fn remediation_held(&self, namespace: &str, playbook: &str, uid: &str) {
+        if lock(&self.counted).first_time(format!("{uid}/remediation-held")) {
+            self.remediations_held
+                .get_or_create(&NamespacedPlaybookLabels {
+                    namespace: namespace.to_string(),
+                    playbook: playbook.to_string(),
+                })
+                .inc();
+        }
+    }
+
     /// The review numbers of a run that just finished.
     fn finished_run(&self, playbook: &str, review: &RunReview) {
         for (phase, secs) in &review.to_phase {
@@ -625,6 +657,8 @@ pub struct Transitions {
     pub took_in_end: bool,
     /// The review of the run, when it finished in this plan.
     pub review: Option<RunReview>,
+    /// The remediation limit held the run in this plan.
+    pub remediation_held: bool,
 }
 
 /// What changed from `before` to `after` (one plan), for the metrics. `now` is the
@@ -640,6 +674,7 @@ pub fn transitions(
         finished,
         is_final: after.phase.is_final(),
         review: finished.map(|_| run_review(after, after.started_at.as_ref().map(|t| t.0), now)),
+        remediation_held: held(after) && !held(before),
         ..Transitions::default()
     };
     for step in &after.steps {
@@ -664,6 +699,13 @@ pub fn transitions(
         });
     }
     t
+}
+
+fn held(status: &ExecutionStatus) -> bool {
+    status
+        .remediation
+        .as_ref()
+        .is_some_and(|r| r.held.is_some())
 }
 
 /// How many of `executions` are not final (Pending and WaitingApproval included:

@@ -189,6 +189,25 @@ pub struct ExecutionStatus {
     /// The metadata.generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The run's use of the playbook's `limits.remediations`: set when its first
+    /// remediate-phase step is about to start (or is held by the limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remediation: Option<RemediationRecord>,
+}
+
+/// How one run counts toward its playbook's remediation limit.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RemediationRecord {
+    /// The rendered `limits.remediations.key`.
+    pub key: String,
+    /// When the first remediate-phase step started: from then on this run counts
+    /// toward the limit. Written before that step's Job is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<Time>,
+    /// Why the limit held the run for an approval, when it did (kept once approved).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
 }
 
 /// State of one step.

@@ -62,6 +62,41 @@ pub struct PlaybookSpec {
     /// older ones (with their Jobs) when another one finishes. Unset: keep them all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history_limit: Option<HistoryLimit>,
+    /// Blast-radius limits: how much this playbook may do before a person must agree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<PlaybookLimits>,
+}
+
+/// Caps on what the runs of one playbook do together.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PlaybookLimits {
+    /// At most `max` runs with the same `key` may start a remediate-phase step within
+    /// `perSeconds`; past that, the next run's first remediate-phase step waits for an
+    /// approval (someone other than the requester), even if it would not have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remediations: Option<RemediationLimit>,
+}
+
+/// A cap on remediations per key and time window, counted over the Executions of the
+/// playbook in the cluster (so it holds across operator restarts and replicas).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RemediationLimit {
+    /// Most runs with the same key that may remediate within the window.
+    #[schemars(range(min = 1))]
+    #[schemars(extend("format" = "int32"))]
+    pub max: u32,
+    /// The window, in seconds (3600: the last hour).
+    #[schemars(range(min = 1))]
+    #[schemars(extend("format" = "int64"))]
+    pub per_seconds: u64,
+    /// A template over the Execution naming what is counted, e.g.
+    /// `{{ .alert.labels.namespace }}`: runs with different keys are counted apart.
+    /// Rendered when the run's first remediate-phase step is about to start. Empty:
+    /// all runs of the playbook share one count.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub key: String,
 }
 
 /// How many finished Executions of one playbook to keep, newest first, per outcome.

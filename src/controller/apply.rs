@@ -64,6 +64,9 @@ pub async fn apply(
     if plan.status != *current {
         write_status::<Execution>(&ctx.client, &ns, &name, &plan.status).await?;
         metrics.status_written(&uid, &exec.spec.playbook_ref.name, &changed);
+        if changed.remediation_held {
+            metrics.remediation_held(&ns, &exec.spec.playbook_ref.name, &uid);
+        }
     }
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
     let mut first_created = None;

@@ -81,8 +81,14 @@ async fn reconcile_execution(exec: &Execution, ctx: &Context) -> Result<Action, 
         let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
         input.spilled = spilled::read(&config_maps, ns, &ctx.spilled, &refs).await?;
     }
+    // A limited run's turn: held until its plan is applied (see `remediation`).
+    let mut turn = ctx.remediations.count(&mut input, &ctx.executions).await;
     let plan = plan(&input, Timestamp::now());
+    if let Some(turn) = turn.as_mut() {
+        turn.note(&input, &plan);
+    }
     apply::apply(ctx, exec, &input.status, &plan).await?;
+    drop(turn);
     let ttl = history::enforce(ctx, exec, &plan.status).await?;
     Ok(match plan.requeue_after.into_iter().chain(ttl).min() {
         Some(after) => Action::requeue(after),

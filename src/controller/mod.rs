@@ -32,6 +32,7 @@ mod execution;
 mod history;
 mod observe;
 mod playbook;
+mod remediation;
 mod runner;
 mod spilled;
 
@@ -110,6 +111,8 @@ pub struct Context {
     failures: Failures<DeserializeGuard<Execution>>,
     /// Spilled step outputs read back for templates (immutable, so cached).
     spilled: spilled::SpilledCache,
+    /// Turns and not-yet-cached claims of the playbooks' remediation limits.
+    remediations: remediation::Remediations,
 }
 
 /// One task, the stores' only waiter, raises the flag once every cache has listed.
@@ -242,6 +245,7 @@ pub async fn run(
         executions: exec_store.clone(),
         failures: Failures::default(),
         spilled: spilled::SpilledCache::default(),
+        remediations: Default::default(),
     });
     let shutdown = shutdown.shared();
 

@@ -87,6 +87,7 @@ pub fn plan_input(exec: &Execution, cached: &Cached, limits: &Limits) -> (PlanIn
         main: None,
         // Read after this by `spilled::read`, which may call the API.
         spilled: BTreeMap::new(),
+        remediations: Vec::new(),
     };
     (input, reads)
 }

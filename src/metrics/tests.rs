@@ -75,6 +75,7 @@ fn a_step_that_ends_is_timed_from_its_start_and_hands_off() {
             }],
             took_in_end: true,
             review: None,
+            remediation_held: false,
         }
     );
 }
@@ -194,6 +195,7 @@ fn finished_chain() -> Transitions {
         }],
         took_in_end: true,
         review: None,
+        remediation_held: false,
     }
 }
 
@@ -425,4 +427,34 @@ fn a_finished_run_records_the_review_numbers_once() {
         Some(1.0),
         "{text}"
     );
+}
+
+#[test]
+fn a_remediation_hold_counts_once_per_run_by_namespace_and_playbook() {
+    let held = ExecutionStatus {
+        remediation: Some(crate::api::RemediationRecord {
+            key: "shop".into(),
+            at: None,
+            held: Some("3 remediations for key 'shop' in the last 1h; limit 3".into()),
+        }),
+        ..ExecutionStatus::default()
+    };
+    let none = ExecutionStatus::default();
+    assert!(transitions(&none, &held, now()).remediation_held);
+    assert!(!transitions(&held, &held, now()).remediation_held);
+
+    let m = Metrics::new();
+    m.remediation_held("prod", "restart", "uid-1");
+    m.remediation_held("prod", "restart", "uid-1");
+    m.remediation_held("prod", "restart", "uid-2");
+    let text = m.render();
+    assert_eq!(
+        sample(
+            &text,
+            r#"playbook_remediations_held_total{namespace="prod",playbook="restart"}"#
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert!(!text.contains("shop"), "the key is no label: {text}");
 }

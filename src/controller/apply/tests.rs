@@ -47,6 +47,7 @@ fn context(client: kube::Client) -> Context {
         caches_ready: tokio::sync::watch::channel(true).1,
         failures: Default::default(),
         spilled: Default::default(),
+        remediations: Default::default(),
     }
 }
 

@@ -362,6 +362,7 @@ fn playbook(doc: &Value) -> Result<Conversion, ConvertError> {
         severity: None,
         history_limit: None,
         finally: Vec::new(),
+        limits: None,
     };
     let mut pb = Playbook::new(&name, spec);
     pb.metadata = meta;

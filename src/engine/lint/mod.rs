@@ -78,6 +78,9 @@ pub fn lint_playbook(spec: &PlaybookSpec, known_runners: Option<&[String]>) -> V
     if let Some(s) = &spec.severity {
         l.template("spec.severity", s, &none);
     }
+    if let Some(r) = spec.limits.as_ref().and_then(|l| l.remediations.as_ref()) {
+        l.template("spec.limits.remediations.key", &r.key, &none);
+    }
     l.check_depends_on(spec);
     for (path, message) in finally_problems(spec) {
         l.error(&path, &message);

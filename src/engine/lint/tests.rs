@@ -208,6 +208,14 @@ const ENGINE_CASES: &[(&str, &str, Severity, &str, &str, &str)] = &[
         "steps: [{id: a, image: x}]\nseverity: '{{ if .alert.labels.page }}critical{{ end }}'",
     ),
     (
+        "bad remediation limit key",
+        "steps: [{id: a, image: x, phase: remediate}]\nlimits: {remediations: {max: 3, perSeconds: 3600, key: '{{ .alert.labels.namespace '}}",
+        Severity::Error,
+        "spec.limits.remediations.key",
+        "template does not parse",
+        "steps: [{id: a, image: x, phase: remediate}]\nlimits: {remediations: {max: 3, perSeconds: 3600, key: '{{ .alert.labels.namespace }}'}}",
+    ),
+    (
         "bad foreach break",
         "steps: [{id: a, image: x, foreach: {range: [0, 2], break: '{{ .a.x'}}]",
         Severity::Error,

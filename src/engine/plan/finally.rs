@@ -105,6 +105,8 @@ impl Planner<'_> {
                 steps: self.st.steps.clone(),
             }),
             spilled: self.spilled.clone(),
+            // Clean-up is never held by the remediation limit.
+            remediations: Vec::new(),
         };
         let now = Timestamp::from_second(self.now).unwrap_or(Timestamp::UNIX_EPOCH);
         let inner = plan(&input, now);

@@ -35,6 +35,7 @@ mod approval;
 mod expand;
 mod finally;
 mod graph;
+mod limit;
 mod output;
 mod parser;
 mod settle;
@@ -62,6 +63,7 @@ use crate::api::{
     RunnerSpec, StepState, StepStatus,
 };
 use crate::engine::context::{self, ExecutionMeta, InstanceId};
+use crate::engine::limits::Claim;
 
 pub use graph::{finally_problems, validate_graph};
 pub use spill::sha256_hex;
@@ -98,6 +100,10 @@ pub struct PlanInput {
     /// as the controller read them (see [`spilled_refs`]); `Err` says why one could
     /// not be read, which fails the run rather than render an empty value.
     pub spilled: BTreeMap<String, Result<Arc<Value>, String>>,
+    /// The remediations recorded by the runs of this Execution's Playbook (its own
+    /// may be among them): what `limits.remediations` counts. Filled by the
+    /// controller only while this run may still claim one.
+    pub remediations: Vec<Claim>,
 }
 
 /// How the main steps of a run ended, and their statuses (finally steps' templates

@@ -20,8 +20,10 @@ use pretty_assertions::assert_eq;
 use super::{ExecutionRef, Intent, ObservedJob, Plan, PlanInput, StepLog, Terminated, plan};
 use crate::api::{
     Approval, ApprovalRecord, Decision, ExecutionPhase, ExecutionSpec, ForEach, LocalRef,
-    OutputParser, Param, Phase, PlaybookSpec, PlaybookStep, Retries, RunnerSpec, Step, StepStatus,
+    OutputParser, Param, Phase, PlaybookLimits, PlaybookSpec, PlaybookStep, RemediationLimit,
+    Retries, RunnerSpec, Step, StepStatus,
 };
+use crate::engine::limits::Claim;
 
 /// Builds one entry of `spec.steps` (or of a block).
 #[derive(Clone, Debug)]
@@ -189,6 +191,23 @@ impl Scenario {
     pub fn runner(self, name: &str) -> Self {
         self.with(|i| {
             i.runners.insert(name.into(), RunnerSpec::default());
+        })
+    }
+
+    /// The playbook's `limits.remediations`, and the alert its key reads.
+    pub fn limit(self, max: u32, per_seconds: u64, key: &str, alert: Value) -> Self {
+        let remediations = RemediationLimit {
+            max,
+            per_seconds,
+            key: key.into(),
+        };
+        self.with(|i| {
+            i.spec.alert = Some(alert);
+            if let Some(pb) = i.playbook.as_mut() {
+                pb.limits = Some(PlaybookLimits {
+                    remediations: Some(remediations),
+                });
+            }
         })
     }
 
@@ -520,6 +539,12 @@ pub enum Act {
     LoseOutputs(&'static str),
     /// ConfigMaps in the pretend cluster, all plans together.
     ConfigMapsExist(usize),
+    /// Another run of the playbook (uid) recorded a remediation for this key, this
+    /// many seconds ago.
+    Remediated(&'static str, &'static str, i64),
+    /// `status.remediation`: the rendered key and whether the run counts yet (`None`:
+    /// no record).
+    Remediation(Option<(&'static str, bool)>),
 }
 
 pub struct Case {
@@ -630,6 +655,16 @@ fn run(case: Case) {
             Output(id, want) => {
                 let want: Value = serde_json::from_str(want).expect("Output takes JSON");
                 assert_eq!(s.status_of(id).outputs, Some(want), "{at}");
+            }
+            Remediated(uid, key, ago) => s.input.remediations.push(Claim {
+                uid: uid.into(),
+                key: key.into(),
+                at: s.now - ago,
+            }),
+            Remediation(want) => {
+                let got = s.input.status.remediation.as_ref();
+                let got = got.map(|r| (r.key.as_str(), r.at.is_some()));
+                assert_eq!(got, want, "{at}");
             }
             States(want) => assert_eq!(s.states(), want, "{at}"),
             PhaseIs(phase) => assert_eq!(s.input.status.phase, phase, "{at}"),

@@ -118,7 +118,20 @@ impl Planner<'_> {
                 }
             }
         }
-        if let Some(config) = needs_approval(&step) {
+        let held = match self.remediation_hold(i, &step) {
+            Ok(held) => held,
+            Err(message) => {
+                self.fail_step(i, message, None);
+                return true;
+            }
+        };
+        // Held by the remediation limit: the step's own rules if it has them, else
+        // one approval by anyone but the requester.
+        let held = held.then(|| Approval {
+            required: true,
+            ..Approval::default()
+        });
+        if let Some(config) = needs_approval(&step).or(held) {
             self.await_approval(i, &config);
             return true;
         }
@@ -144,6 +157,7 @@ impl Planner<'_> {
         s.message = note.clone();
         // A new attempt gets its own raw output and parser, if it needs one.
         s.parser = None;
+        self.record_remediation(i);
         self.create(job);
         let mut message = format!("step '{iid}' started: Job {name}");
         if attempt > 1 {
@@ -503,6 +517,7 @@ impl Planner<'_> {
                 ignored,
                 deadline,
             } => {
+                let message = self.with_hold_reason(i, message);
                 if let Some(deadline) = deadline {
                     self.requeue_in(deadline - self.now);
                 }
