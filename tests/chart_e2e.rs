@@ -50,8 +50,11 @@ const NOT_YET_USED: &[(&str, &str, &str)] = &[
     ("create", "stackpulse.io", "executions"),
     ("patch", "stackpulse.io", "executions"),
     ("patch", "stackpulse.io", "triggers/status"),
-    // Only a step with an image parser creates one; this test's playbook has none.
+    // Only a step with an image parser, or an output past the inline budget, creates
+    // one (and only a spilled one is read back); this test's steps print small
+    // outputs. tests/parser_e2e.rs and tests/outputs_e2e.rs use them.
     ("create", "", "configmaps"),
+    ("get", "", "configmaps"),
 ];
 
 /// Denied on purpose: the Runner controller reads a Runner's Secret's metadata and

@@ -284,9 +284,14 @@ pub struct StepStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "schema::any_object")]
     pub outputs: Option<serde_json::Value>,
-    /// True when the output was larger than the status budget and was cut.
+    /// True when the output was larger than the hard cap (`--output-max-bytes`) and
+    /// was cut at a valid JSON boundary; its `_truncated` field says what was dropped.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub outputs_truncated: bool,
+    /// Where the parsed output is when it was too large for status (`outputs` is then
+    /// unset): a ConfigMap owned by the Execution. Later templates see all of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs_ref: Option<OutputsRef>,
     /// For a step that needs an approval: the Job container it will run (or ran),
     /// rendered, and its hash, which approvals name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -296,6 +301,25 @@ pub struct StepStatus {
     /// raw output can be found.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parser: Option<ParserRun>,
+}
+
+/// A step's parsed output kept in a ConfigMap instead of status.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputsRef {
+    /// The ConfigMap (immutable, owned by the Execution, same namespace).
+    pub config_map_name: String,
+    /// Its key holding the output as JSON text.
+    pub key: String,
+    /// Bytes of JSON stored.
+    #[schemars(extend("format" = "int64"))]
+    pub bytes: u64,
+    /// Bytes of JSON the step's parsed output had before it was cut to the hard cap
+    /// (equal to `bytes` when nothing was cut).
+    #[schemars(extend("format" = "int64"))]
+    pub original_bytes: u64,
+    /// Hex SHA-256 of the stored JSON: the controller checks what it reads back.
+    pub sha256: String,
 }
 
 /// An image parser run: the step's raw output in a ConfigMap, read by a parser Job.

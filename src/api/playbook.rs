@@ -264,6 +264,10 @@ pub struct Step {
     /// `<-- END -->`, or the whole output).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_parser: Option<OutputParser>,
+    /// Where the parsed output is kept. Unset: the operator's defaults
+    /// (`--output-inline-bytes`, 32 KiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<StepOutputs>,
     /// A template that must render `true` for the step to run; `false` skips it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when: Option<String>,
@@ -321,6 +325,20 @@ pub struct OutputParser {
     /// For `kv`: what separates key and value on a line (default `=`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub separator: Option<String>,
+}
+
+/// Where a step's parsed output is kept.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct StepOutputs {
+    /// Most bytes (JSON text) of the parsed output kept inline in the Execution's
+    /// status. Larger output goes to a ConfigMap owned by the Execution
+    /// (`status.steps[].outputsRef`); later templates still see all of it. 0 always
+    /// spills. At most 256 KiB: the whole Execution must stay well under 1 MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 262144))]
+    #[schemars(extend("format" = "int32"))]
+    pub inline_bytes: Option<u32>,
 }
 
 /// Retry policy of a step.

@@ -15,6 +15,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::controller::{self, Config, DEFAULT_LOG_LIMIT_BYTES};
 use crate::engine::alert::signature::DEFAULT_REPLAY_WINDOW_SECONDS;
+use crate::engine::plan::Limits;
 use crate::webhook::auth::{CredentialFiles, GRAFANA_SIGNATURE_HEADER, LinesFile};
 use crate::{leader, page, server, webhook};
 
@@ -38,6 +39,16 @@ pub struct Args {
     /// Most bytes read of one step's log (`pods/log?limitBytes=`).
     #[arg(long, default_value_t = DEFAULT_LOG_LIMIT_BYTES, value_parser = clap::value_parser!(i64).range(1..))]
     pub log_limit_bytes: i64,
+    /// Most bytes of a step's parsed output kept inline in the Execution's status
+    /// (a step's `outputs.inlineBytes` overrides it); larger output goes to a
+    /// ConfigMap owned by the Execution.
+    #[arg(long, default_value_t = Limits::default().step_output_bytes, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=256 * 1024))]
+    pub output_inline_bytes: usize,
+    /// The hard cap: most bytes of a step's parsed output kept at all; past it the
+    /// output is cut at a JSON boundary and marked truncated. At most 1,000,000: a
+    /// ConfigMap holds 1 MiB with its metadata.
+    #[arg(long, default_value_t = Limits::default().max_output_bytes, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=1_000_000))]
+    pub output_max_bytes: usize,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -227,6 +238,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         let config = Config {
             namespace: args.namespace.clone(),
             log_limit_bytes: args.log_limit_bytes,
+            limits: Limits {
+                step_output_bytes: args.output_inline_bytes,
+                max_output_bytes: args.output_max_bytes,
+                ..Limits::default()
+            },
             // In a Deployment, the pod name tells replicas' Events apart (with leader
             // election, the identity in the Lease: the pod name too, by default).
             instance: election
@@ -241,6 +257,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         tracing::info!(
             namespace = config.namespace.as_deref().unwrap_or("(all)"),
             log_limit_bytes = config.log_limit_bytes,
+            output_inline_bytes = config.limits.step_output_bytes,
+            output_max_bytes = config.limits.max_output_bytes,
             "starting the controller"
         );
         // The server also stops when the controller does on its own (its watches

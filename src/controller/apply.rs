@@ -255,4 +255,4 @@ pub fn to_event(
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

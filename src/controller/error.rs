@@ -52,6 +52,12 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("reading ConfigMap {name} (a step's spilled output): {source}")]
+    ReadConfigMap {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("creating Job {name}: {source}")]
     CreateJob {
         name: String,
@@ -82,6 +88,7 @@ impl Error {
             Self::ReadSecret { .. } => "read_secret",
             Self::WriteStatus { .. } => "write_status",
             Self::CreateConfigMap { .. } => "create_config_map",
+            Self::ReadConfigMap { .. } => "read_config_map",
             Self::CreateJob { .. } => "create_job",
             Self::DeleteJob { .. } => "delete_job",
             Self::DeleteExecution { .. } => "delete_execution",

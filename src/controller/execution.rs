@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::Api;
@@ -17,9 +17,9 @@ use kube::runtime::controller::Action;
 use tracing::Instrument;
 
 use super::error::error_action;
-use super::{Context, Error, apply, history, observe};
+use super::{Context, Error, apply, history, observe, spilled};
 use crate::api::Execution;
-use crate::engine::plan::plan;
+use crate::engine::plan::{plan, spilled_refs};
 
 /// How long a reconcile waits for the caches' first list before giving up (and
 /// retrying with backoff).
@@ -74,6 +74,12 @@ async fn reconcile_execution(exec: &Execution, ctx: &Context) -> Result<Action, 
     if !reads.is_empty() {
         let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &input.execution.namespace);
         observe::read_logs(&pods, &mut input, &reads, ctx.config.log_limit_bytes).await?;
+    }
+    let refs = spilled_refs(&input.status);
+    if !refs.is_empty() {
+        let ns = &input.execution.namespace;
+        let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+        input.spilled = spilled::read(&config_maps, ns, &ctx.spilled, &refs).await?;
     }
     // A limited run's turn: held until its plan is applied (see `remediation`).
     let mut turn = ctx.remediations.count(&mut input, &ctx.executions).await;

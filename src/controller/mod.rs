@@ -34,6 +34,7 @@ mod observe;
 mod playbook;
 mod remediation;
 mod runner;
+mod spilled;
 
 pub use error::Error;
 
@@ -59,8 +60,10 @@ use error::Failures;
 /// Field manager of everything the controller writes by server-side apply.
 pub const FIELD_MANAGER: &str = "playbook-operator";
 
-/// Default bound of one step log read (`pods/log?limitBytes=`): 1 MiB.
-pub const DEFAULT_LOG_LIMIT_BYTES: i64 = 1024 * 1024;
+/// Default bound of one step log read (`pods/log?limitBytes=`): 8 MiB, so that a step
+/// printing 5 MiB is read whole and its output cut at a JSON boundary (to the hard
+/// cap, `Limits::max_output_bytes`) rather than at a byte of its log.
+pub const DEFAULT_LOG_LIMIT_BYTES: i64 = 8 * 1024 * 1024;
 
 /// How the controller runs.
 #[derive(Clone, Debug)]
@@ -110,6 +113,8 @@ pub struct Context {
     pub caches_ready: watch::Receiver<bool>,
     /// Consecutive transient failures per Execution, for the error backoff.
     failures: Failures<DeserializeGuard<Execution>>,
+    /// Spilled step outputs read back for templates (immutable, so cached).
+    spilled: spilled::SpilledCache,
     /// Turns and not-yet-cached claims of the playbooks' remediation limits.
     remediations: remediation::Remediations,
 }
@@ -243,6 +248,7 @@ pub async fn run(
         runners,
         executions: exec_store.clone(),
         failures: Failures::default(),
+        spilled: spilled::SpilledCache::default(),
         remediations: Default::default(),
     });
     let shutdown = shutdown.shared();

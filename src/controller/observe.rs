@@ -85,6 +85,8 @@ pub fn plan_input(exec: &Execution, cached: &Cached, limits: &Limits) -> (PlanIn
         runners: cached.runners.clone(),
         limits: limits.clone(),
         main: None,
+        // Read after this by `spilled::read`, which may call the API.
+        spilled: BTreeMap::new(),
         remediations: Vec::new(),
     };
     (input, reads)

@@ -564,7 +564,8 @@ mod parser;
 mod tests;
 
 pub use parser::{
-    MAX_OUTPUT_BYTES, OUTPUT_FILE_ENV, OUTPUT_KEY, OUTPUT_PATH, ROLE_OUTPUT, ROLE_PARSER,
-    build_output_config_map, build_parser_job, output_config_map_name, parser_container_name,
-    parser_deadline, parser_job_name,
+    MAX_OUTPUT_BYTES, OUTPUT_FILE_ENV, OUTPUT_KEY, OUTPUT_PATH, OUTPUTS_KEY, ROLE_OUTPUT,
+    ROLE_OUTPUTS, ROLE_PARSER, build_output_config_map, build_outputs_config_map, build_parser_job,
+    output_config_map_name, outputs_config_map_name, parser_container_name, parser_deadline,
+    parser_job_name,
 };

@@ -99,10 +99,12 @@ is denied something), so this list stays the least the operator needs.
 - apiGroups: [""]
   resources: [events]
   verbs: [list, watch]
-# An image parser's input: the step's raw output in a ConfigMap owned by the
-# Execution. Create only: AlreadyExists means ours, and the garbage collector
-# deletes it with its Execution.
+# An image parser's input (the step's raw output), and a parsed output too large
+# for status, in ConfigMaps owned by the Execution: created (AlreadyExists means
+# ours; the garbage collector deletes them with it), and the spilled output read
+# back for later steps' templates. No list or watch: only the ConfigMaps a status
+# names are read, by name.
 - apiGroups: [""]
   resources: [configmaps]
-  verbs: [create]
+  verbs: [create, get]
 {{- end }}

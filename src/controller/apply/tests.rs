@@ -13,11 +13,13 @@ use super::*;
 use crate::api::{ExecutionPhase, ExecutionSpec};
 use crate::controller::{Config, Context};
 
-type Log = Arc<Mutex<Vec<String>>>;
+pub(in crate::controller) type Log = Arc<Mutex<Vec<String>>>;
 
 /// A client whose API server answers from `answer(method, path)` and logs
 /// `METHOD path` for every request.
-fn fake_client(answer: fn(&str, &str) -> (u16, serde_json::Value)) -> (kube::Client, Log) {
+pub(in crate::controller) fn fake_client(
+    answer: fn(&str, &str) -> (u16, serde_json::Value),
+) -> (kube::Client, Log) {
     let log: Log = Arc::default();
     let seen = Arc::clone(&log);
     let service = tower::service_fn(move |req: Request<Body>| {
@@ -44,6 +46,7 @@ fn context(client: kube::Client) -> Context {
         executions: reflector::store().0,
         caches_ready: tokio::sync::watch::channel(true).1,
         failures: Default::default(),
+        spilled: Default::default(),
         remediations: Default::default(),
     }
 }
@@ -61,7 +64,7 @@ fn job(name: &str) -> Box<Job> {
     )
 }
 
-fn status(code: u16, reason: &str) -> serde_json::Value {
+pub(in crate::controller) fn status(code: u16, reason: &str) -> serde_json::Value {
     json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason, "message": reason})
 }
 

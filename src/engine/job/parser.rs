@@ -1,5 +1,7 @@
 //! Image output parsers: the ConfigMap that holds a step attempt's raw output, and
-//! the Job that runs the parser image on it.
+//! the Job that runs the parser image on it. Also the ConfigMap that holds a step
+//! attempt's parsed output when it is too large for status (`engine::plan::spill`):
+//! both are made for one attempt the same way ([`attempt_config_map`]).
 //!
 //! The contract a parser image sees (README "Output parsers"): the step's whole log,
 //! as the controller read it, is the file [`OUTPUT_PATH`] (env [`OUTPUT_FILE_ENV`]),
@@ -26,6 +28,11 @@ use crate::engine::template::Rendered;
 pub const ROLE_PARSER: &str = "parser";
 /// Value of [`LABEL_ROLE`] on the ConfigMap holding a step attempt's raw output.
 pub const ROLE_OUTPUT: &str = "output";
+/// Value of [`LABEL_ROLE`] on the ConfigMap holding a step attempt's parsed output
+/// when it was too large for status.
+pub const ROLE_OUTPUTS: &str = "outputs";
+/// The key of the parsed output (JSON text) in that ConfigMap.
+pub const OUTPUTS_KEY: &str = "outputs.json";
 /// The ConfigMap key, and the file name under [`OUTPUT_DIR`], of the raw output.
 pub const OUTPUT_KEY: &str = "output";
 /// Where the ConfigMap is mounted in the parser container (read-only).
@@ -55,6 +62,13 @@ pub fn parser_job_name(execution: &str, instance: &InstanceId, attempt: u32) -> 
 /// The name of the ConfigMap holding a step attempt's raw output.
 pub fn output_config_map_name(execution: &str, instance: &InstanceId, attempt: u32) -> String {
     let path = format!("{}/output", instance.path());
+    job_name(execution, &path, instance.index, attempt)
+}
+
+/// The name of the ConfigMap holding a step attempt's parsed output (the `/` keeps it
+/// apart from any step's own names, as for the parser Job).
+pub fn outputs_config_map_name(execution: &str, instance: &InstanceId, attempt: u32) -> String {
+    let path = format!("{}/outputs", instance.path());
     job_name(execution, &path, instance.index, attempt)
 }
 
@@ -125,19 +139,35 @@ pub fn build_output_config_map(input: &JobInput, raw: &str) -> (ConfigMap, bool)
     while !raw.is_char_boundary(end) {
         end -= 1;
     }
+    let name = output_config_map_name(input.execution, input.instance, input.attempt);
+    let config_map = attempt_config_map(input, name, ROLE_OUTPUT, OUTPUT_KEY, &raw[..end]);
+    (config_map, end < raw.len())
+}
+
+/// The ConfigMap holding the parsed output (`json`) of the attempt `input` describes.
+pub fn build_outputs_config_map(input: &JobInput, json: &str) -> ConfigMap {
+    let name = outputs_config_map_name(input.execution, input.instance, input.attempt);
+    attempt_config_map(input, name, ROLE_OUTPUTS, OUTPUTS_KEY, json)
+}
+
+/// An immutable ConfigMap of one step attempt, owned by the Execution (garbage
+/// collected with it) and labelled like its Jobs, with `data` under `key`.
+fn attempt_config_map(
+    input: &JobInput,
+    name: String,
+    role: &str,
+    key: &str,
+    data: &str,
+) -> ConfigMap {
     let mut labels = attempt_labels(input);
-    labels.insert(LABEL_ROLE.to_string(), ROLE_OUTPUT.to_string());
+    labels.insert(LABEL_ROLE.to_string(), role.to_string());
     labels.insert(
         "app.kubernetes.io/managed-by".into(),
         "playbook-operator".into(),
     );
-    let config_map = ConfigMap {
+    ConfigMap {
         metadata: ObjectMeta {
-            name: Some(output_config_map_name(
-                input.execution,
-                input.instance,
-                input.attempt,
-            )),
+            name: Some(name),
             namespace: Some(input.namespace.to_string()),
             labels: Some(labels),
             annotations: Some(BTreeMap::from([(
@@ -147,13 +177,9 @@ pub fn build_output_config_map(input: &JobInput, raw: &str) -> (ConfigMap, bool)
             owner_references: Some(vec![owner(input)]),
             ..Default::default()
         },
-        data: Some(BTreeMap::from([(
-            OUTPUT_KEY.to_string(),
-            raw[..end].to_string(),
-        )])),
+        data: Some(BTreeMap::from([(key.to_string(), data.to_string())])),
         // Written once per attempt and never changed.
         immutable: Some(true),
         ..Default::default()
-    };
-    (config_map, end < raw.len())
+    }
 }

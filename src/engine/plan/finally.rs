@@ -104,6 +104,7 @@ impl Planner<'_> {
                 outcome: outcome.clone(),
                 steps: self.st.steps.clone(),
             }),
+            spilled: self.spilled.clone(),
             // Clean-up is never held by the remediation limit.
             remediations: Vec::new(),
         };

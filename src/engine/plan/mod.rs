@@ -39,6 +39,7 @@ mod limit;
 mod output;
 mod parser;
 mod settle;
+mod spill;
 mod step;
 
 #[cfg(test)]
@@ -48,6 +49,7 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
@@ -57,13 +59,14 @@ use k8s_openapi::jiff::Timestamp;
 use serde_json::{Map, Value};
 
 use crate::api::{
-    ExecutionPhase, ExecutionSpec, ExecutionStatus, MainOutcome, PlaybookSpec, RunnerSpec,
-    StepState, StepStatus,
+    ExecutionPhase, ExecutionSpec, ExecutionStatus, MainOutcome, OutputsRef, PlaybookSpec,
+    RunnerSpec, StepState, StepStatus,
 };
 use crate::engine::context::{self, ExecutionMeta, InstanceId};
 use crate::engine::limits::Claim;
 
 pub use graph::{finally_problems, validate_graph};
+pub use spill::sha256_hex;
 
 /// The Execution being planned, as its metadata says.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -93,6 +96,10 @@ pub struct PlanInput {
     pub limits: Limits,
     /// Set only for planning a run's `finally` steps (see the `finally` module).
     pub main: Option<MainRun>,
+    /// The outputs of steps whose `outputsRef` names a ConfigMap, by ConfigMap name,
+    /// as the controller read them (see [`spilled_refs`]); `Err` says why one could
+    /// not be read, which fails the run rather than render an empty value.
+    pub spilled: BTreeMap<String, Result<Arc<Value>, String>>,
     /// The remediations recorded by the runs of this Execution's Playbook (its own
     /// may be among them): what `limits.remediations` counts. Filled by the
     /// controller only while this run may still claim one.
@@ -156,11 +163,15 @@ pub enum StepLog {
 /// Bounds on what a run writes into its status.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Most bytes of one step's parsed output kept in status (JSON text).
+    /// Most bytes of one step's parsed output kept inline in status (JSON text), unless
+    /// the step sets `outputs.inlineBytes`; larger output goes to a ConfigMap.
     pub step_output_bytes: usize,
-    /// Most bytes of all steps' outputs together: with the playbook snapshot and the
-    /// messages, the Execution stays well under etcd's 1.5 MB object limit.
-    pub total_output_bytes: usize,
+    /// Outputs are inline only while the Execution's spec and status stay under this;
+    /// past it even small ones go to ConfigMaps.
+    pub object_bytes: usize,
+    /// The hard cap: most bytes of one step's parsed output kept at all; past it the
+    /// output is cut at a JSON boundary and marked.
+    pub max_output_bytes: usize,
     /// Most bytes of a failed container's log tail quoted in its step message.
     pub message_log_bytes: usize,
     /// Most step entries a run may expand to (foreach items × steps).
@@ -168,12 +179,16 @@ pub struct Limits {
 }
 
 impl Default for Limits {
-    /// 32 KiB per step (8× Tekton's 4 KiB result, enough for a parsed `INFO` or a
-    /// pod list), 512 KiB per run, 512 bytes of log in a message, 1000 step entries.
+    /// 32 KiB inline per step (8× Tekton's 4 KiB result, enough for a parsed `INFO`
+    /// or a pod list); inline only while spec + status are under 512 KiB, half of the
+    /// 1 MiB an Execution is kept under, because server-side apply's managedFields list
+    /// every field of an inline output again; 900 KiB per step at most (a ConfigMap
+    /// holds 1 MiB with its metadata); 512 bytes of log in a message; 1000 step entries.
     fn default() -> Self {
         Self {
             step_output_bytes: 32 * 1024,
-            total_output_bytes: 512 * 1024,
+            object_bytes: 512 * 1024,
+            max_output_bytes: 900 * 1024,
             message_log_bytes: 512,
             max_steps: 1000,
         }
@@ -234,6 +249,21 @@ pub fn awaiting_output(status: &ExecutionStatus) -> BTreeSet<&str> {
     current_jobs(status)
 }
 
+/// The ConfigMaps holding spilled outputs the planner may read: those named by the
+/// `outputsRef` of the steps (main and finally) of a run that is not over. The
+/// controller reads each (cached: they are immutable) into [`PlanInput::spilled`].
+pub fn spilled_refs(status: &ExecutionStatus) -> Vec<&OutputsRef> {
+    if status.phase.is_final() {
+        return Vec::new();
+    }
+    status
+        .steps
+        .iter()
+        .chain(&status.finally)
+        .filter_map(|s| s.outputs_ref.as_ref())
+        .collect()
+}
+
 /// The Job each Running step waits for: its parser Job while parsing, else its own.
 fn current_jobs(status: &ExecutionStatus) -> BTreeSet<&str> {
     let running = status
@@ -262,6 +292,9 @@ struct Planner<'a> {
     graph: Rc<graph::Graph>,
     params: Map<String, Value>,
     config_maps: Vec<ConfigMap>,
+    /// `input.spilled` plus the outputs this plan spilled (a step that starts in the
+    /// same plan reads them before the controller could).
+    spilled: BTreeMap<String, Result<Arc<Value>, String>>,
     creates: Vec<Job>,
     created: BTreeSet<String>,
     events: Vec<Intent>,
@@ -285,6 +318,7 @@ impl<'a> Planner<'a> {
             graph: Rc::default(),
             params: Map::new(),
             config_maps: Vec::new(),
+            spilled: input.spilled.clone(),
             creates: Vec::new(),
             created: BTreeSet::new(),
             events: Vec::new(),
@@ -303,6 +337,9 @@ impl<'a> Planner<'a> {
         }
         if self.st.main_outcome.is_some() {
             return self.run_finally();
+        }
+        if let Err(message) = self.spilled_readable() {
+            return self.fail_run(message);
         }
         if self.input.spec.cancel {
             self.cancel();
@@ -467,7 +504,8 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// The template context over the given steps' statuses.
+    /// The template context over the given steps' statuses, spilled outputs
+    /// included (checked readable when the plan began: [`Self::spilled_readable`]).
     fn context_over(&self, steps: &[StepStatus]) -> Value {
         let with_main: Vec<StepStatus>;
         let steps = match &self.input.main {
@@ -476,6 +514,13 @@ impl<'a> Planner<'a> {
                 &with_main
             }
             None => steps,
+        };
+        let with_spilled: Vec<StepStatus>;
+        let steps = if steps.iter().any(|s| s.outputs_ref.is_some()) {
+            with_spilled = steps.iter().map(|s| self.with_spilled(s)).collect();
+            &with_spilled
+        } else {
+            steps
         };
         context::build(
             &self.meta(),

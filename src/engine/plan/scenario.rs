@@ -8,6 +8,7 @@
 //! [`Case`] and [`Act`] turn such stories into table rows; [`run_all`] runs a table.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -220,10 +221,39 @@ impl Scenario {
 
     /// Plans, checks the planner's promises, and applies the plan like the controller.
     pub fn plan(&mut self) -> &Plan {
+        self.plan_and(true)
+    }
+
+    /// Plans and creates the ConfigMaps asked for, but dies before writing status
+    /// (the controller's order: ConfigMaps, status, Jobs, Events).
+    pub fn plan_and_crash(&mut self) -> &Plan {
+        self.plan_and(false)
+    }
+
+    fn plan_and(&mut self, apply: bool) -> &Plan {
         let now = Timestamp::from_second(self.now).unwrap_or(Timestamp::UNIX_EPOCH);
         let plan = plan(&self.input, now);
         assert_eq!(plan, super::plan(&self.input, now), "same input, same plan");
+        for intent in &plan.intents {
+            if let Intent::CreateConfigMap(cm) = intent {
+                let name = cm.metadata.name.clone().unwrap_or_default();
+                // A second create of one name gets 409 and is taken as ours: only
+                // right if it is the same ConfigMap.
+                if let Some(earlier) = self.config_maps.get(&name) {
+                    assert_eq!(
+                        earlier, &**cm,
+                        "ConfigMap {name} asked for with other content"
+                    );
+                }
+                self.config_maps.insert(name, (**cm).clone());
+            }
+        }
+        if !apply {
+            self.last = Some(plan);
+            return self.last.as_ref().expect("just set");
+        }
         self.input.status = plan.status.clone();
+        self.read_spilled();
         for intent in &plan.intents {
             match intent {
                 Intent::CreateJob(job) => {
@@ -239,15 +269,31 @@ impl Scenario {
                 Intent::DeleteJob { name } => {
                     self.input.jobs.remove(name);
                 }
-                Intent::CreateConfigMap(cm) => {
-                    let name = cm.metadata.name.clone().unwrap_or_default();
-                    self.config_maps.insert(name, (**cm).clone());
-                }
-                Intent::Event { .. } => {}
+                Intent::CreateConfigMap(_) | Intent::Event { .. } => {}
             }
         }
         self.last = Some(plan);
         self.last.as_ref().expect("just set")
+    }
+
+    /// What the controller does before planning: reads the ConfigMaps status's
+    /// `outputsRef`s name into `input.spilled` (absent: an error, as a 404 is).
+    fn read_spilled(&mut self) {
+        let refs = super::spilled_refs(&self.input.status);
+        let read = refs.iter().map(|r| {
+            let text = self
+                .config_maps
+                .get(&r.config_map_name)
+                .and_then(|cm| cm.data.as_ref()?.get(&r.key).cloned());
+            let value = match text {
+                Some(t) => serde_json::from_str(&t)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string()),
+                None => Err("not found".to_string()),
+            };
+            (r.config_map_name.clone(), value)
+        });
+        self.input.spilled = read.collect();
     }
 
     pub fn status_of(&self, id: &str) -> StepStatus {
@@ -391,6 +437,31 @@ impl Scenario {
         names.collect()
     }
 
+    fn assert_spilled(&self, id: &str, at: &str) {
+        let st = self.status_of(id);
+        assert_eq!(st.outputs, None, "{at}: the output is not in status");
+        let r = st
+            .outputs_ref
+            .unwrap_or_else(|| panic!("{at}: no outputsRef"));
+        let cm = self
+            .config_maps
+            .get(&r.config_map_name)
+            .unwrap_or_else(|| panic!("{at}: no ConfigMap {}", r.config_map_name));
+        let labels = cm.metadata.labels.clone().unwrap_or_default();
+        assert_eq!(
+            labels
+                .get(crate::engine::job::LABEL_ROLE)
+                .map(String::as_str),
+            Some(crate::engine::job::ROLE_OUTPUTS),
+            "{at}"
+        );
+        assert_eq!(cm.immutable, Some(true), "{at}");
+        let text = cm.data.as_ref().and_then(|d| d.get(&r.key)).cloned();
+        let text = text.unwrap_or_default();
+        assert_eq!(text.len() as u64, r.bytes, "{at}");
+        assert_eq!(super::sha256_hex(&text), r.sha256, "{at}");
+    }
+
     /// The env of the Job of a step's current attempt, name → value.
     pub fn job_env(&self, id: &str) -> BTreeMap<String, String> {
         let name = self.status_of(id).job_name.unwrap_or_default();
@@ -459,6 +530,15 @@ pub enum Act {
     RawOutput(&'static str, &'static str),
     /// The step's outputs in status are this JSON.
     Output(&'static str, &'static str),
+    /// Plans and creates the ConfigMaps asked for, then dies before the status write.
+    PlanCrash,
+    /// The step's output is not in status but in the ConfigMap its `outputsRef` names,
+    /// which exists, holds that many bytes of JSON and is labelled with the role.
+    Spilled(&'static str),
+    /// Someone deletes the ConfigMap of the step's spilled output.
+    LoseOutputs(&'static str),
+    /// ConfigMaps in the pretend cluster, all plans together.
+    ConfigMapsExist(usize),
     /// Another run of the playbook (uid) recorded a remediation for this key, this
     /// many seconds ago.
     Remediated(&'static str, &'static str, i64),
@@ -513,6 +593,17 @@ fn run(case: Case) {
             Plan => {
                 s.plan();
             }
+            PlanCrash => {
+                s.plan_and_crash();
+            }
+            Spilled(id) => s.assert_spilled(id, &at),
+            LoseOutputs(id) => {
+                let r = s.status_of(id).outputs_ref;
+                let name = r.map(|r| r.config_map_name).unwrap_or_default();
+                s.config_maps.remove(&name);
+                s.read_spilled();
+            }
+            ConfigMapsExist(count) => assert_eq!(s.config_maps.len(), count, "{at}"),
             Exit(id, code, log) => s.exit(id, code, log),
             Wait(seconds) => s.now += seconds,
             Approve(step, user) => s.approve(step, user),

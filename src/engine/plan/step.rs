@@ -338,22 +338,19 @@ impl Planner<'_> {
     }
 
     /// Instance `i` ended at `at` with exit code 0 and this parsed output: it is kept
-    /// in status, within the budgets, and the step Succeeded. `note` (e.g. that the
-    /// raw output was cut) is added to the step's message.
+    /// in status, or in a ConfigMap when too large (`spill`), and the step Succeeded.
+    /// `note` (e.g. that the raw output was cut) is added to the step's message.
     pub(super) fn succeed(&mut self, i: usize, value: Value, at: i64, note: Option<String>) {
-        let limits = &self.input.limits;
-        let used = output::used_bytes(&self.st.steps);
-        let budget = limits
-            .step_output_bytes
-            .min(limits.total_output_bytes.saturating_sub(used));
-        let (outputs, truncated) = output::bound(value, budget, limits.step_output_bytes);
+        let placed = self.place_output(i, value);
+        let note = match (note, placed) {
+            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+            (a, b) => a.or(b),
+        };
         let iid = self.ids[i].clone();
         let s = &mut self.st.steps[i];
         s.state = StepState::Succeeded;
         s.exit_code = Some(0);
         s.finished_at = Some(time(at));
-        s.outputs = Some(outputs);
-        s.outputs_truncated = truncated;
         // Added to what the message says already (e.g. who approved the step).
         if let Some(note) = &note {
             s.message = Some(match s.message.take() {
@@ -362,9 +359,6 @@ impl Planner<'_> {
             });
         }
         let mut text = format!("step '{iid}' succeeded");
-        if truncated {
-            text.push_str(" (output truncated to fit the status budget)");
-        }
         if let Some(note) = note {
             text.push_str(&format!("; {note}"));
         }

@@ -570,7 +570,7 @@ fn cases() -> Vec<Case> {
             ],
         ),
         Case {
-            name: "output over the budget is cut, marked, and still Succeeded",
+            name: "output over the inline budget goes to a ConfigMap; the step Succeeded",
             scenario: Scenario::new(vec![step("a"), step("b")])
                 .with(|i| i.limits.step_output_bytes = 300),
             script: vec![
@@ -578,7 +578,7 @@ fn cases() -> Vec<Case> {
                 Exit("a", 0, BIG_OUTPUT),
                 Plan,
                 States("a=Succeeded b=Running"),
-                Truncated("a"),
+                Spilled("a"),
             ],
         },
         case(
