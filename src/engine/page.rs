@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::api::{Decision, Execution, ExecutionPhase, Phase, StepPlan, StepState, StepStatus};
 use crate::engine::context::{phase_name, state_name};
+use crate::engine::plan::human_bytes;
 
 /// Path prefix of every page route.
 pub const PREFIX: &str = "/ui";
@@ -227,6 +228,9 @@ pub struct StepView {
     /// The parsed output, pretty-printed JSON (the template escapes it).
     pub outputs: Option<String>,
     pub outputs_truncated: bool,
+    /// Where a spilled output is stored, when it was too large for status: the page
+    /// shows where (reading it needs `get configmaps`, which the viewer may lack).
+    pub outputs_stored: Option<String>,
     /// Where its log is fetched, once it has a Job.
     pub log_href: Option<String>,
 }
@@ -468,6 +472,14 @@ fn step_view(s: &StepStatus, href: &str, now: Timestamp) -> StepView {
         message: s.message.clone(),
         outputs: s.outputs.as_ref().map(pretty),
         outputs_truncated: s.outputs_truncated,
+        outputs_stored: s.outputs_ref.as_ref().map(|r| {
+            format!(
+                "{} in ConfigMap {} (key {})",
+                human_bytes(usize::try_from(r.bytes).unwrap_or(usize::MAX)),
+                r.config_map_name,
+                r.key
+            )
+        }),
         log_href: s
             .job_name
             .as_ref()

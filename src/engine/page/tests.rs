@@ -162,7 +162,9 @@ fn guarded_run() -> Execution {
                 step("info", "enrich", "Succeeded", json!({
                     "jobName": "r1-info-1", "startedAt": Time(at(0)), "finishedAt": Time(at(2)),
                     "exitCode": 0, "outputs": {"clients": 3}, "outputsTruncated": true})),
-                step("notify", "communicate", "Succeeded", json!({"jobName": "r1-notify-1"})),
+                step("notify", "communicate", "Succeeded", json!({"jobName": "r1-notify-1",
+                    "outputsRef": {"configMapName": "r1-notify-outputs-1-ab12", "key": "outputs.json",
+                                   "bytes": 204800, "originalBytes": 204800, "sha256": "9b1c"}})),
                 step("check", "enrich", "Failed", json!({"attempt": 3, "exitCode": 2,
                     "message": "exit code 2", "startedAt": Time(at(3))})),
                 step("restart", "remediate", "WaitingApproval", json!({
@@ -217,6 +219,7 @@ fn detail_step_shows_state_attempt_duration_exit_output_and_log() {
             message: None,
             outputs: Some("{\n  \"clients\": 3\n}".into()),
             outputs_truncated: true,
+            outputs_stored: None,
             log_href: Some("/ui/executions/prod/r1/log?step=info".into()),
         }
     );
@@ -227,6 +230,12 @@ fn detail_step_shows_state_attempt_duration_exit_output_and_log() {
         "a step that has not ended is timed until now"
     );
     assert_eq!(check.log_href, None, "no Job, no log");
+    let notify = &d.phases[2].steps[0];
+    assert_eq!(
+        notify.outputs_stored.as_deref(),
+        Some("200 KiB in ConfigMap r1-notify-outputs-1-ab12 (key outputs.json)"),
+        "a spilled output says where it is"
+    );
 }
 
 #[test]

@@ -66,6 +66,8 @@ use crate::engine::context::{self, ExecutionMeta, InstanceId};
 use crate::engine::limits::Claim;
 
 pub use graph::{finally_problems, validate_graph};
+/// Sizes for people (`900 KiB`), as the planner's own messages say them.
+pub(crate) use output::human as human_bytes;
 pub use spill::sha256_hex;
 
 /// The Execution being planned, as its metadata says.

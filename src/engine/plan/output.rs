@@ -161,7 +161,7 @@ fn fit_items<K>(
 }
 
 /// `bytes` for people: `812 bytes`, `900 KiB`, `5.0 MiB`.
-pub(super) fn human(bytes: usize) -> String {
+pub(crate) fn human(bytes: usize) -> String {
     const KIB: usize = 1024;
     const MIB: usize = 1024 * 1024;
     if bytes >= MIB {
