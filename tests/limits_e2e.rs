@@ -173,7 +173,19 @@ async fn a_burst_past_the_limit_is_held_and_a_restart_keeps_the_count() {
     )
     .await
     .expect("bob approves");
-    let approved = wait_step_running(&ns, &waiting[0], "restart").await;
+    // Started (its Job named); with kwok it may already have ended by the next poll.
+    let approved = wait_status(
+        &ns,
+        &waiting[0],
+        "restart started",
+        Duration::from_secs(60),
+        |s| {
+            s.steps
+                .iter()
+                .any(|st| st.id == "restart" && st.job_name.is_some())
+        },
+    )
+    .await;
     let record = approved.remediation.expect("a remediation record");
     assert!(record.at.is_some() && record.held.is_some(), "{record:?}");
     assert_eq!(restart_jobs(&ns).await.len(), 4);
