@@ -247,7 +247,7 @@ async fn alice_signs_in_sees_her_namespace_and_watches_the_run_finish() {
     )
     .await;
     execution(&hidden, "hidden-run", "secret-playbook", json!({})).await;
-    wait_status(
+    let waiting = wait_status(
         &ns,
         "redis-down-1",
         "waiting for approval",
@@ -255,6 +255,10 @@ async fn alice_signs_in_sees_her_namespace_and_watches_the_run_finish() {
         |s| s.phase == ExecutionPhase::WaitingApproval,
     )
     .await;
+    let plan = step(&waiting, "restart-redis")
+        .plan
+        .clone()
+        .expect("a waiting step shows its plan");
     wait_final(&hidden, "hidden-run").await;
 
     // .execution.url is the run's page under --external-url.
@@ -316,11 +320,12 @@ async fn alice_signs_in_sees_her_namespace_and_watches_the_run_finish() {
         "the output value is shown"
     );
     assert!(page.contains("RedisDown"), "the alert is shown");
+    let waiting_text = text_of(&b, "#waiting-restart-redis").await;
     assert!(
-        text_of(&b, "#waiting-restart-redis")
-            .await
-            .contains("restart-redis"),
-        "the waiting approval"
+        waiting_text.contains("restart-redis")
+            && waiting_text.contains(&plan.hash)
+            && waiting_text.contains(&plan.image),
+        "the waiting approval with its plan: {waiting_text}"
     );
     assert_eq!(text_of(&b, "#phase").await, "WaitingApproval");
     assert_eq!(
@@ -347,7 +352,7 @@ async fn alice_signs_in_sees_her_namespace_and_watches_the_run_finish() {
         &PatchParams::default(),
         &Patch::Json::<()>(
             serde_json::from_value(json!([{"op": "add", "path": "/spec/approvals",
-                "value": [{"step": "restart-redis", "user": "bob"}]}]))
+                "value": [{"step": "restart-redis", "user": "bob", "planHash": plan.hash}]}]))
             .expect("a JSON patch"),
         ),
     )
@@ -372,8 +377,11 @@ async fn alice_signs_in_sees_her_namespace_and_watches_the_run_finish() {
         "updated in place, without a reload"
     );
     assert!(
-        source(&b).await.contains("approved restart-redis"),
-        "who approved"
+        source(&b).await.contains(&format!(
+            "approved restart-redis (plan <code>{}</code>)",
+            plan.hash
+        )),
+        "who approved which plan"
     );
     assert!(
         b.find(Locator::Css("#out-redis-info[open]")).await.is_ok(),
