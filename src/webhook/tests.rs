@@ -36,12 +36,17 @@ fn fake_client(code: u16, delay: Duration) -> Client {
     Client::new(service, "ns")
 }
 
+/// A credentials file holding `text`, read once. The file is a fresh one per call
+/// (tests run in parallel: one shared path was rewritten under another test's read)
+/// and is deleted right away: a `LinesFile` keeps what it read when its file is gone.
+fn lines_file(text: &str) -> LinesFile {
+    let file = tempfile::NamedTempFile::new().expect("a temp file");
+    std::fs::write(file.path(), text).expect("writing the temp file");
+    LinesFile::open(file.path()).expect("opens")
+}
+
 fn token_file() -> LinesFile {
-    let dir = std::env::temp_dir().join(format!("pbo-webhook-tests-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join("tokens");
-    std::fs::write(&path, format!("{TOKEN}\n")).expect("token file");
-    LinesFile::open(&path).expect("opens")
+    lines_file(&format!("{TOKEN}\n"))
 }
 
 /// The routes over a fake API server, with one Trigger matching every alert;
@@ -198,12 +203,8 @@ async fn a_full_queue_is_a_429() {
 
 #[tokio::test]
 async fn a_pagerduty_signature_in_any_header_case_replaces_the_token() {
-    let dir = std::env::temp_dir().join(format!("pbo-webhook-pd-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join("pd");
-    std::fs::write(&path, "old-secret\nnew-secret\n").expect("secret file");
     let credentials = CredentialFiles {
-        pagerduty: Some(LinesFile::open(&path).expect("opens")),
+        pagerduty: Some(lines_file("old-secret\nnew-secret\n")),
         ..CredentialFiles::default()
     };
     let spec = json!({"playbookRef": {"name": "pb"}, "sources": ["pagerduty"]});
@@ -234,5 +235,4 @@ async fn a_pagerduty_signature_in_any_header_case_replaces_the_token() {
         .await
         .expect("answer");
     assert_eq!(bad.status(), StatusCode::FORBIDDEN);
-    let _ = std::fs::remove_dir_all(&dir);
 }
