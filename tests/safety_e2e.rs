@@ -1,8 +1,11 @@
-//! Incident-grade guarantees on a real cluster (issue 8): `finally` steps run after a
-//! timeout, after `spec.cancel` (which does not stop them), and after the controller
-//! was down when the main steps ended.
+//! Incident-grade guarantees on a real cluster (issue 8): `finally` steps run exactly
+//! once after a timeout, after `spec.cancel` (which does not stop them) while a step
+//! runs or while one waits for approval, after a failing step, after the controller
+//! was down when the main steps ended, and after the operator binary was SIGKILLed
+//! right after the last main step ended.
 //!
-//! The operator runs in process (`common::operator`), one per test namespace.
+//! The operator runs in process (`common::operator`), one per test namespace, except
+//! where it is killed: there it is the binary (`common::process`).
 //!
 //! Needs a cluster: `make test-e2e`, or `make cluster-up` then
 //! `cargo test --test safety_e2e`.
@@ -12,6 +15,7 @@ mod common;
 use std::time::Duration;
 
 use common::operator::*;
+use common::process::OperatorProcess;
 use kube::api::{Api, Patch, PatchParams};
 use playbook_operator::api::{Execution, ExecutionPhase, StepState};
 use serde_json::json;
@@ -150,5 +154,95 @@ async fn finally_runs_when_the_controller_was_down_as_the_steps_ended() {
         Some("Succeeded")
     );
     operator.stop().await;
+    ns.cleanup().await;
+}
+
+/// Cancelling a run whose step waits for an approval cancels that step and still
+/// runs the clean-up, once; a failing step elsewhere does the same for `Failed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finally_runs_once_after_a_cancel_during_an_approval_wait_and_after_a_failure() {
+    let ns = setup("safe-wait").await;
+    ns.set_default_log("{}\n").await;
+    finally_playbook(
+        &ns,
+        "guarded",
+        json!([{"id": "restart", "image": "busybox", "phase": "remediate",
+                "approval": {"required": true}}]),
+    )
+    .await;
+    let operator = Operator::start(&ns);
+    execution(&ns, "guarded-1", "guarded", json!({})).await;
+    wait_status(
+        &ns,
+        "guarded-1",
+        "waiting for approval",
+        Duration::from_secs(60),
+        |s| s.phase == ExecutionPhase::WaitingApproval,
+    )
+    .await;
+    let api: Api<Execution> = ns.api();
+    api.patch(
+        "guarded-1",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"cancel": true}})),
+    )
+    .await
+    .expect("setting spec.cancel");
+    let status = wait_final(&ns, "guarded-1").await;
+    assert_eq!(status.phase, ExecutionPhase::Cancelled, "{status:?}");
+    assert_eq!(step(&status, "restart").state, StepState::Cancelled);
+    assert!(
+        jobs_of_step(&ns, "restart").await.is_empty(),
+        "nothing approved ran"
+    );
+    assert_eq!(status.finally[0].state, StepState::Succeeded, "{status:?}");
+    assert_eq!(
+        cleanup_env(&ns, "PHASE").await.as_deref(),
+        Some("Cancelled")
+    );
+
+    // A step that exits 1: the run fails, the clean-up runs once and names it.
+    ns.set_container_log("broken", "no route to host\n").await;
+    let failing = json!({"steps": [{"id": "broken", "image": "busybox"}],
+                         "finally": [{"id": "report", "image": "busybox",
+                                      "env": {"FAILED": "{{ .execution.failedStep }}"}}]});
+    playbook_spec(&ns, "failing", failing).await;
+    runner(&ns, "default", json!({common::EXIT_CODE_ANNOTATION: "1"})).await;
+    execution(&ns, "failing-1", "failing", json!({})).await;
+    let status = wait_final(&ns, "failing-1").await;
+    assert_eq!(status.phase, ExecutionPhase::Failed, "{status:?}");
+    let reports = jobs_of_step(&ns, "report").await;
+    assert_eq!(reports.len(), 1, "one report Job: {reports:?}");
+    assert_eq!(env_value(&reports[0], "FAILED").as_deref(), Some("broken"));
+    operator.stop().await;
+    ns.cleanup().await;
+}
+
+/// SIGKILL the operator binary the moment status shows the last main step ended:
+/// whether or not it had created the clean-up Job, the restarted one runs the
+/// clean-up exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finally_runs_once_when_the_operator_is_killed_as_the_main_steps_end() {
+    let ns = setup("safe-kill").await;
+    ns.set_default_log("{}\n").await;
+    finally_playbook(&ns, "short", json!([{"id": "work", "image": "busybox"}])).await;
+    let mut operator = OperatorProcess::start(&ns, &[]);
+    execution(&ns, "short-1", "short", json!({})).await;
+    wait_status(&ns, "short-1", "work ended", Duration::from_secs(60), |s| {
+        s.steps
+            .iter()
+            .any(|st| st.id == "work" && st.state.is_final())
+    })
+    .await;
+    operator.kill("right after the last main step ended");
+    operator.restart();
+    let status = wait_final(&ns, "short-1").await;
+    assert_eq!(status.phase, ExecutionPhase::Succeeded, "{status:?}");
+    assert_eq!(status.finally[0].state, StepState::Succeeded, "{status:?}");
+    assert_eq!(
+        cleanup_env(&ns, "PHASE").await.as_deref(),
+        Some("Succeeded")
+    );
+    operator.terminate();
     ns.cleanup().await;
 }
