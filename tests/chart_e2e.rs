@@ -50,11 +50,6 @@ const NOT_YET_USED: &[(&str, &str, &str)] = &[
     ("create", "stackpulse.io", "executions"),
     ("patch", "stackpulse.io", "executions"),
     ("patch", "stackpulse.io", "triggers/status"),
-    // Only a step with an image parser, or an output past the inline budget, creates
-    // one (and only a spilled one is read back); this test's steps print small
-    // outputs. tests/parser_e2e.rs and tests/outputs_e2e.rs use them.
-    ("create", "", "configmaps"),
-    ("get", "", "configmaps"),
 ];
 
 /// Denied on purpose: the Runner controller reads a Runner's Secret's metadata and
@@ -412,6 +407,34 @@ async fn exercise(ns: &TestNamespace, mut operator: OperatorProcess, lease: &str
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // An output past its step's inline budget (0 here) goes to a ConfigMap the
+    // operator creates, and is read back (GET) for the next step's template.
+    playbook(
+        ns,
+        "spill",
+        json!([
+            {"id": "check", "image": "busybox", "outputs": {"inlineBytes": 0}},
+            {"id": "use", "image": "busybox", "env": {"OK": "{{ .steps.check.outputs.ok }}"}}
+        ]),
+    )
+    .await;
+    execution(ns, "spill-1", "spill", json!({})).await;
+    let spilled = wait_final(ns, "spill-1").await;
+    assert_eq!(spilled.phase, ExecutionPhase::Succeeded, "{spilled:?}");
+    assert!(
+        common::operator::step(&spilled, "check")
+            .outputs_ref
+            .is_some(),
+        "the output was spilled: {spilled:?}"
+    );
+    let used = common::operator::jobs_of_step(ns, "use").await;
+    assert_eq!(
+        used.first()
+            .and_then(|j| common::operator::env_value(j, "OK"))
+            .as_deref(),
+        Some("true")
+    );
+
     execution(ns, "long-1", "long", json!({})).await;
     wait_status(ns, "long-1", "running", Duration::from_secs(30), |s| {
         s.steps
@@ -437,7 +460,7 @@ async fn exercise(ns: &TestNamespace, mut operator: OperatorProcess, lease: &str
     for runner in ["default", "slow"] {
         wait_condition::<Runner>(ns, runner).await;
     }
-    for playbook in ["quick", "long"] {
+    for playbook in ["quick", "long", "spill"] {
         wait_condition::<Playbook>(ns, playbook).await;
     }
 
