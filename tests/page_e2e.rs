@@ -188,11 +188,20 @@ async fn source(b: &Browser) -> String {
     b.source().await.expect("the page source")
 }
 
+/// Writes a screenshot to target/screenshots, and with UPDATE_SCREENSHOTS=1 to
+/// docs/screenshots (committed, shown in the README): every run takes them, but only
+/// a deliberate update changes the committed ones (names and times differ per run).
 async fn screenshot(b: &Browser, name: &str) {
     let png = b.screenshot().await.expect("a screenshot");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
-    std::fs::create_dir_all(&dir).expect("creating docs/screenshots");
-    std::fs::write(dir.join(name), png).expect("writing the screenshot");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut dirs = vec![root.join("target/screenshots")];
+    if std::env::var_os("UPDATE_SCREENSHOTS").is_some() {
+        dirs.push(root.join("docs/screenshots"));
+    }
+    for dir in dirs {
+        std::fs::create_dir_all(&dir).expect("creating the screenshot directory");
+        std::fs::write(dir.join(name), &png).expect("writing the screenshot");
+    }
 }
 
 /// Signs in on the sign-in page the browser shows now.
@@ -422,6 +431,12 @@ async fn alice_signs_in_sees_her_namespace_and_watches_the_run_finish() {
         .await
         .expect("the list");
     click(&b, "form.signout button").await;
+    // The sign-out POST must finish (it clears the cookie and answers with the sign-in
+    // page) before the next navigation, which would otherwise cancel it.
+    b.wait()
+        .for_element(Locator::Css("#signin"))
+        .await
+        .expect("the sign-in page right after signing out");
     b.goto(&page_url).await.expect("the page again");
     b.wait()
         .for_element(Locator::Css("#signin"))
