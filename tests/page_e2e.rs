@@ -166,22 +166,41 @@ fn controller_for(ns: &TestNamespace, page: SocketAddr) -> tokio::task::JoinHand
     ))
 }
 
-async fn text_of(b: &Browser, css: &str) -> String {
-    b.find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
-        .text()
-        .await
-        .expect("element text")
+/// Whether a WebDriver error says the element was replaced since it was found.
+fn is_stale(e: &fantoccini::error::CmdError) -> bool {
+    matches!(e, fantoccini::error::CmdError::Standard(w)
+        if w.error == fantoccini::error::ErrorStatus::StaleElementReference)
 }
 
+/// The text of `css`. The live refresh swaps the run's fragment every 2 s, so an
+/// element found just before a swap can be stale when read: then it is found again.
+async fn text_of(b: &Browser, css: &str) -> String {
+    for _ in 0..5 {
+        match find(b, css).await.text().await {
+            Ok(text) => return text,
+            Err(e) if is_stale(&e) => continue,
+            Err(e) => panic!("the text of {css}: {e}"),
+        }
+    }
+    panic!("{css} kept going stale");
+}
+
+/// Clicks `css`, finding it again if the live refresh replaced it meanwhile.
 async fn click(b: &Browser, css: &str) {
+    for _ in 0..5 {
+        match find(b, css).await.click().await {
+            Ok(()) => return,
+            Err(e) if is_stale(&e) => continue,
+            Err(e) => panic!("clicking {css}: {e}"),
+        }
+    }
+    panic!("{css} kept going stale");
+}
+
+async fn find(b: &Browser, css: &str) -> fantoccini::elements::Element {
     b.find(Locator::Css(css))
         .await
         .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("clicking {css}: {e}"));
 }
 
 async fn source(b: &Browser) -> String {
