@@ -341,7 +341,10 @@ impl<'a> Planner<'a> {
             return self.run_finally();
         }
         if let Err(message) = self.spilled_readable() {
-            return self.fail_run(message);
+            // Like a failed step: the run fails, and its clean-up still runs.
+            self.stop_unfinished("an output it needs could not be read");
+            self.fail_run(message);
+            return self.start_finally();
         }
         if self.input.spec.cancel {
             self.cancel();

@@ -45,6 +45,27 @@ impl Planner<'_> {
         self.event(EventType::Warning, "ExecutionFailed", message);
     }
 
+    /// The run cannot go on while steps are under way (an output their templates
+    /// read is gone): what has not ended ends now, so a finished run never shows a
+    /// step Running or Pending. Their Jobs are then deleted like a cancelled step's.
+    pub(super) fn stop_unfinished(&mut self, why: &str) {
+        for i in 0..self.st.steps.len() {
+            match self.st.steps[i].state {
+                state if state.is_final() => {}
+                StepState::Pending | StepState::WaitingApproval => {
+                    self.skip(i, format!("not run: {why}"));
+                }
+                _ => {
+                    let s = &mut self.st.steps[i];
+                    s.state = StepState::Failed;
+                    s.finished_at = Some(time(self.now));
+                    s.message = Some(format!("stopped: {why}"));
+                }
+            }
+        }
+        self.st.current_step = None;
+    }
+
     /// A step failed the run: what has not started will not start.
     pub(super) fn stop_pending(&mut self) -> bool {
         let Some(failed) = self.failing() else {

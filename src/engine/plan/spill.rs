@@ -102,10 +102,12 @@ impl Planner<'_> {
         }
     }
 
-    /// Every spilled output the run's templates may read is readable, else why not.
+    /// Every spilled output of this stage's steps is readable, else why not. The
+    /// finally stage does not check the main steps': losing one failed the main
+    /// steps already, and clean-up must still run; a finally template reading it
+    /// sees `<no value>`, as it would for a step that failed without output.
     pub(super) fn spilled_readable(&self) -> Result<(), String> {
-        let main = self.input.main.iter().flat_map(|m| &m.steps);
-        for s in main.chain(&self.st.steps) {
+        for s in &self.st.steps {
             let Some(r) = &s.outputs_ref else { continue };
             let problem = match self.spilled.get(&r.config_map_name) {
                 Some(Ok(_)) => continue,
@@ -302,6 +304,25 @@ mod tests {
                     RunMsg("the output of step 'a' is in ConfigMap"),
                     RunMsg("could not be read: not found"),
                     Creates(0),
+                    // No step is left looking unfinished in a finished run.
+                    States("a=Succeeded b=Failed c=Skipped"),
+                    Msg("b", "stopped: an output it needs could not be read"),
+                ],
+            },
+            Case {
+                name: "a spilled output lost mid-run still lets the finally steps run",
+                scenario: Scenario::new(vec![step("a"), step("b")]).finally(vec![step("f")]),
+                script: vec![
+                    Plan,
+                    Exit("a", 0, big()),
+                    Plan,
+                    LoseOutputs("a"),
+                    Plan,
+                    States("a=Succeeded b=Failed | f=Running"),
+                    PhaseIs(ExecutionPhase::Running),
+                    Creates(1),
+                    // b's Job, still running, is not left behind.
+                    Deletes(1),
                 ],
             },
         ]
