@@ -35,7 +35,7 @@ use k8s_openapi::api::authorization::v1::{
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 use playbook_operator::api::{Execution, ExecutionPhase, Playbook, Runner, StepState};
@@ -442,14 +442,7 @@ async fn exercise(ns: &TestNamespace, mut operator: OperatorProcess, lease: &str
             .any(|st| st.state == StepState::Running && st.job_name.is_some())
     })
     .await;
-    executions
-        .patch(
-            "long-1",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"cancel": true}})),
-        )
-        .await
-        .expect("cancelling long-1");
+    common::operator::cancel(ns, "long-1").await;
     assert_eq!(
         wait_final(ns, "long-1").await.phase,
         ExecutionPhase::Cancelled

@@ -296,15 +296,7 @@ async fn cancel_deletes_the_running_job() {
         assert!(Instant::now() < deadline, "Job {job_name} never created");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let executions: Api<Execution> = ns.api();
-    executions
-        .patch(
-            "long-1",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"cancel": true}})),
-        )
-        .await
-        .expect("cancelling");
+    cancel(&ns, "long-1").await;
     let status = wait_final(&ns, "long-1").await;
     assert_eq!(status.phase, ExecutionPhase::Cancelled, "{status:?}");
     assert_eq!(step(&status, "wait").state, StepState::Cancelled);

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use common::operator::*;
 use common::process::OperatorProcess;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use playbook_operator::api::{Execution, ExecutionPhase, StepState};
 use serde_json::json;
 
@@ -93,14 +93,7 @@ async fn cancel_stops_the_steps_but_not_the_clean_up() {
     let operator = Operator::start(&ns);
     execution(&ns, "long-1", "long", json!({})).await;
     wait_step_running(&ns, "long-1", "work").await;
-    let api: Api<Execution> = ns.api();
-    api.patch(
-        "long-1",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"cancel": true}})),
-    )
-    .await
-    .expect("setting spec.cancel");
+    cancel(&ns, "long-1").await;
     let status = wait_final(&ns, "long-1").await;
     assert_eq!(status.phase, ExecutionPhase::Cancelled, "{status:?}");
     let states: Vec<_> = status
@@ -180,14 +173,7 @@ async fn finally_runs_once_after_a_cancel_during_an_approval_wait_and_after_a_fa
         |s| s.phase == ExecutionPhase::WaitingApproval,
     )
     .await;
-    let api: Api<Execution> = ns.api();
-    api.patch(
-        "guarded-1",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"cancel": true}})),
-    )
-    .await
-    .expect("setting spec.cancel");
+    cancel(&ns, "guarded-1").await;
     let status = wait_final(&ns, "guarded-1").await;
     assert_eq!(status.phase, ExecutionPhase::Cancelled, "{status:?}");
     assert_eq!(step(&status, "restart").state, StepState::Cancelled);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use playbook_operator::api::{Execution, ExecutionStatus, Playbook, Runner, StepState, StepStatus};
 use playbook_operator::controller::{self, Config};
 use playbook_operator::{server, webhook};
@@ -221,6 +221,18 @@ pub async fn wait_status(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Sets `spec.cancel` on Execution `name`, as a person stopping a run does.
+pub async fn cancel(ns: &TestNamespace, name: &str) {
+    ns.api::<Execution>()
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"cancel": true}})),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("setting spec.cancel on {name}: {e}"));
 }
 
 pub async fn wait_final(ns: &TestNamespace, name: &str) -> ExecutionStatus {
