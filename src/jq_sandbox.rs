@@ -11,6 +11,7 @@
 //! then fails its step with a message saying what to change. The cost is one process
 //! start (a few milliseconds) per step whose parser has a `jq` filter.
 
+use std::borrow::Cow;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
@@ -34,10 +35,11 @@ const MEMORY_BYTES: u64 = 1024 * 1024 * 1024;
 /// Most bytes of the child's stderr kept to explain how it died.
 const STDERR_BYTES: u64 = 4096;
 
+/// Borrowed when sent (a step output can be megabytes: no copy), owned when read.
 #[derive(Serialize, Deserialize)]
-struct Request {
-    code: String,
-    input: Value,
+struct Request<'a> {
+    code: Cow<'a, str>,
+    input: Cow<'a, Value>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -63,8 +65,8 @@ pub fn evaluate(code: &str, input: &Value) -> Result<Vec<Value>, String> {
 /// [`evaluate`] with the `playbook-operator` binary at `exe`.
 pub fn evaluate_with(exe: &Path, code: &str, input: &Value) -> Result<Vec<Value>, String> {
     let request = serde_json::to_vec(&Request {
-        code: code.to_string(),
-        input: input.clone(),
+        code: Cow::Borrowed(code),
+        input: Cow::Borrowed(input),
     })
     .map_err(|e| format!("the jq sandbox could not encode the step output: {e}"))?;
     let mut child = Command::new(exe)
