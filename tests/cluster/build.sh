@@ -34,7 +34,7 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   K8S_LDFLAGS+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
 done
 
-binaries=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok helm alertmanager)
+binaries=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet etcd kwok helm alertmanager)
 
 missing=()
 for b in "${binaries[@]}"; do [[ -x "$BIN_DIR/$b" ]] || missing+=("$b"); done
@@ -59,7 +59,7 @@ common_flags="-trimpath -buildvcs=false"
 build_one() {
   local name="$1" tmp="$BIN_DIR/.$1.tmp.$$"
   case "$name" in
-    kube-apiserver | kube-controller-manager | kube-scheduler | kubectl)
+    kube-apiserver | kube-controller-manager | kube-scheduler | kubectl | kubelet)
       (cd "$CLUSTER_SCRIPTS_DIR/gomod/kubernetes" &&
         GOFLAGS="$common_flags -mod=readonly" go build -ldflags "-s -w $K8S_LDFLAGS" \
           -o "$tmp" "k8s.io/kubernetes/cmd/$name") || return 1

@@ -22,6 +22,8 @@ ours() {
   kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "/$name "
 }
 
+# The real node first: its processes are found by cgroup, and it restores host sysctls.
+"$CLUSTER_SCRIPTS_DIR/realnode.sh" down
 for name in "${COMPONENTS[@]}"; do
   pidfile="$STATE/pids/$name.pid"
   [[ -f "$pidfile" ]] || continue

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start a real local control plane on loopback: etcd, kube-apiserver,
-# kube-controller-manager, kube-scheduler and kwok with one fake node.
+# kube-controller-manager, kube-scheduler, kwok with one fake node, and one real
+# kubelet node in a network namespace of its own (realnode.sh).
 #
 # Usage: tests/cluster/up.sh            start (or report the already-running cluster)
 #        tests/cluster/up.sh --status   exit 0 iff the cluster in the state dir answers
@@ -18,6 +19,7 @@
 #                                  defaults are 20 / 30 / 5 and make Jobs ~7x slower).
 #   ETCD_UNSAFE_NO_FSYNC=1         skip fsync in etcd (faster on slow disks; default off).
 #   UP_TIMEOUT                     seconds to wait for each component (default 60).
+#   PLAYBOOK_OPERATOR_REAL_NODE=0  start no real node (see realnode.sh).
 #
 # Prints `export KUBECONFIG=...` as its last line on stdout.
 set -euo pipefail
@@ -171,6 +173,8 @@ ensure_tools openssl:openssl curl:curl
 # up.sh made (marker file) or an empty one: the path comes from the environment.
 if [[ -d "$STATE" && -n "$(ls -A "$STATE")" ]]; then
   [[ -f "$STATE/$STATE_MARKER" ]] || die "$STATE exists and was not made by up.sh; refusing to wipe it (set PLAYBOOK_OPERATOR_CLUSTER_DIR to another dir)"
+  # A crashed real node leaves processes, a network namespace and host sysctls.
+  "$CLUSTER_SCRIPTS_DIR/realnode.sh" down
   rm -rf "$STATE"
 fi
 mkdir -p "$STATE"/{pki,logs,pids,etcd,kwok}
@@ -239,10 +243,13 @@ openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
 # ordinary users with no groups and no RBAC: Forbidden until a test grants something;
 # carol is one too, in group `sre` (approvals by group: tests/approval_e2e.rs).
 : >"$pki/tokens.csv"
-for u in admin kwok system:kube-controller-manager system:kube-scheduler alice bob carol; do
+for u in admin kwok system:kube-controller-manager system:kube-scheduler alice bob carol system:node:real-node-0; do
   tok="$(openssl rand -hex 24)"
   case "$u" in
     admin | kwok) groups='"system:masters"' ;;
+    # The real node's kubelet (realnode.sh). The apiserver runs RBAC only (no Node
+    # authorizer), under which system:nodes alone may do nothing.
+    system:node:*) groups='"system:nodes,system:masters"' ;;
     carol) groups='"sre"' ;;
     *) groups='' ;;
   esac
@@ -414,6 +421,10 @@ wait_for kwok "node $NODE_NAME Ready" \
   kubectl wait --for=condition=Ready --timeout=5s "node/$NODE_NAME"
 wait_for kube-controller-manager "ServiceAccount default/default" \
   kubectl get serviceaccount default --namespace default
+
+# The real kubelet node (realnode.sh): never fails the start; if it cannot run here,
+# <state>/realnode/unavailable says why and the tests that need it fail with that.
+"$CLUSTER_SCRIPTS_DIR/realnode.sh" up
 
 trap - EXIT
 log "cluster up in $((SECONDS - t0)) s: https://127.0.0.1:$APISERVER_PORT, state $STATE, logs $STATE/logs/"

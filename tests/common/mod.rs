@@ -26,6 +26,7 @@
 pub mod http;
 pub mod operator;
 pub mod process;
+pub mod realnode;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
