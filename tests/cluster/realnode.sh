@@ -125,7 +125,9 @@ down() {
   fi
   # Deleting the namespace destroys the pair; this is for a crash between the two.
   if ip link show "$VETH_HOST" >/dev/null 2>&1; then
-    ip link delete "$VETH_HOST" || log "could not delete veth $VETH_HOST"
+    # (Deleting the namespace removes it asynchronously: it may be gone by now.)
+    ip link delete "$VETH_HOST" 2>/dev/null || [[ ! -e "/sys/class/net/$VETH_HOST" ]] ||
+      log "could not delete veth $VETH_HOST"
   fi
   rm -f "$MACHINE_DIR/node-$ID" "$UNDO"
   restore_sysctls
