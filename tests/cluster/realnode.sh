@@ -119,7 +119,15 @@ down() {
     find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true
     if [[ -d "$d" ]]; then log "could not remove cgroup $d"; fi
   done
-  undo_get "$UNDO" created | tac | while read -r d; do rmdir "$d" 2>/dev/null || true; done
+  # The kernel frees the cgroups of killed processes asynchronously: a parent may be
+  # busy for a moment.
+  undo_get "$UNDO" created | tac | while read -r d; do
+    for i in $(seq 1 20); do
+      rmdir "$d" 2>/dev/null || [[ -d "$d" ]] || break
+      [[ -d "$d" ]] || break
+      sleep 0.1
+    done
+  done
   if [[ -e "/run/netns/$NETNS" ]]; then
     ip netns delete "$NETNS" || log "could not delete network namespace $NETNS"
   fi
