@@ -78,14 +78,17 @@ fn a_pruned_run_leaves_its_claim_while_it_counts() {
     }
 }
 
+/// (name, ledger, adding, the executions kept)
+type Case = (
+    &'static str,
+    Vec<RemediationClaim>,
+    Vec<RemediationClaim>,
+    Vec<&'static str>,
+);
+
 #[test]
 fn the_ledger_keeps_what_can_still_hold_a_run() {
-    let cases: Vec<(
-        &str,
-        Vec<RemediationClaim>,
-        Vec<RemediationClaim>,
-        Vec<&str>,
-    )> = vec![
+    let cases: Vec<Case> = vec![
         (
             "added to an empty ledger",
             vec![],
