@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
@@ -459,4 +459,23 @@ pub struct PlaybookStatus {
     /// The metadata.generation the conditions describe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The remediations of runs that history pruning deleted while they still count
+    /// toward `limits.remediations`: written before the run is deleted, dropped once
+    /// older than `perSeconds` (at most `max` per key are kept, the newest).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remediation_claims: Vec<RemediationClaim>,
+}
+
+/// A pruned run's remediation, still counted toward the playbook's limit.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RemediationClaim {
+    /// The deleted Execution's name.
+    pub execution: String,
+    /// Its uid: a run listed here and still in the cluster counts once.
+    pub uid: String,
+    /// Its rendered `limits.remediations.key`.
+    pub key: String,
+    /// When it started to remediate (its `status.remediation.at`).
+    pub at: Time,
 }

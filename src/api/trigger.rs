@@ -141,4 +141,21 @@ pub struct TriggerStatus {
     /// `Ready` is False with the reason when the trigger is invalid.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// Alert-started Executions that history pruning deleted (the newest 1000): a
+    /// redelivery of their alert is a duplicate, not a new run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pruned_alerts: Vec<PrunedAlert>,
+}
+
+/// An alert whose Execution was pruned: its redeliveries start nothing.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PrunedAlert {
+    /// The deleted Execution's name (`TRIGGER-HASH`, what a redelivery would create).
+    pub execution: String,
+    /// The alert's `startsAt`, when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<Time>,
+    /// When the Execution was pruned.
+    pub pruned_at: Time,
 }

@@ -82,7 +82,10 @@ async fn reconcile_execution(exec: &Execution, ctx: &Context) -> Result<Action, 
         input.spilled = spilled::read(&config_maps, ns, &ctx.spilled, &refs).await?;
     }
     // A limited run's turn: held until its plan is applied (see `remediation`).
-    let mut turn = ctx.remediations.count(&mut input, &ctx.executions).await;
+    let mut turn = ctx
+        .remediations
+        .count(&mut input, &ctx.executions, &ctx.playbooks)
+        .await;
     let plan = plan(&input, Timestamp::now());
     if let Some(turn) = turn.as_mut() {
         turn.note(&input, &plan);

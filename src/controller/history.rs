@@ -2,6 +2,8 @@
 //! oldest of its Playbook's beyond `historyLimit` (decided by `engine::history`).
 //!
 //! Runs after a reconcile has applied its plan, so it sees the phase just written.
+//! What a deleted run must leave behind (its remediation claim, its alert's name) is
+//! written first (`super::ledger`).
 //! Deletes carry the Execution's uid as a precondition: a new Execution created under
 //! the same name in the meantime is never deleted. Jobs and Pods go with their
 //! Execution through owner references (background propagation).
@@ -13,7 +15,7 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Preconditions};
 use kube::runtime::reflector::ObjectRef;
 
-use super::{Context, Error};
+use super::{Context, Error, ledger};
 use crate::api::{Execution, ExecutionStatus};
 use crate::engine::history::{Finished, beyond_limit, ttl_left};
 
@@ -35,6 +37,10 @@ pub async fn enforce(
         Timestamp::now(),
     );
     if left.is_some_and(|l| l.is_zero()) {
+        // With the status just planned: the claim is in it, whichever write is cached.
+        let mut run = exec.clone();
+        run.status = Some(status.clone());
+        ledger::keep(ctx, &ns, &exec.spec.playbook_ref.name, &[&run]).await?;
         tracing::info!("deleting the Execution: ttlSecondsAfterFinished has passed");
         delete(&api, &ns, &exec.name_any(), exec.uid()).await?;
         return Ok(None);
@@ -53,7 +59,7 @@ async fn prune(ctx: &Context, api: &Api<Execution>, exec: &Execution) -> Result<
         .and_then(|pb| pb.0.as_ref().ok()?.spec.history_limit);
     let Some(limit) = limit else { return Ok(()) };
     let cached = ctx.executions.state();
-    let mut uids = std::collections::HashMap::new();
+    let mut runs = std::collections::HashMap::new();
     let finished: Vec<Finished> = cached
         .iter()
         .filter_map(|e| e.0.as_ref().ok())
@@ -62,7 +68,7 @@ async fn prune(ctx: &Context, api: &Api<Execution>, exec: &Execution) -> Result<
             let st = e.status.as_ref()?;
             st.phase.is_final().then(|| {
                 let name = e.metadata.name.as_deref().unwrap_or_default();
-                uids.insert(name, e.uid());
+                runs.insert(name, e);
                 Finished {
                     name,
                     phase: st.phase,
@@ -72,9 +78,18 @@ async fn prune(ctx: &Context, api: &Api<Execution>, exec: &Execution) -> Result<
             })
         })
         .collect();
-    for name in beyond_limit(&finished, &limit) {
+    let doomed: Vec<&Execution> = beyond_limit(&finished, &limit)
+        .into_iter()
+        .filter_map(|name| runs.get(name).copied())
+        .collect();
+    if doomed.is_empty() {
+        return Ok(());
+    }
+    ledger::keep(ctx, &ns, playbook, &doomed).await?;
+    for run in doomed {
+        let name = run.name_any();
         tracing::info!(pruned = %name, playbook = %playbook, "deleting an Execution beyond the Playbook's historyLimit");
-        delete(api, &ns, name, uids.get(name).cloned().flatten()).await?;
+        delete(api, &ns, &name, run.uid()).await?;
     }
     Ok(())
 }

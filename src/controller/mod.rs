@@ -30,6 +30,7 @@ mod apply;
 mod error;
 mod execution;
 mod history;
+mod ledger;
 mod observe;
 mod playbook;
 mod remediation;

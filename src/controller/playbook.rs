@@ -118,11 +118,16 @@ async fn check(obj: Arc<DeserializeGuard<Playbook>>, ctx: Arc<Context>) -> Resul
     let old = current.conditions.iter().find(|c| c.type_ == READY);
     let generation = pb.metadata.generation;
     let condition = ready_condition(&pb.spec, generation, &runners, old, Timestamp::now());
+    // Only the fields this reconciler owns: `remediationClaims` is the history
+    // pruner's (another field manager), which this apply leaves alone.
     let status = PlaybookStatus {
         conditions: vec![condition],
         observed_generation: generation,
+        ..PlaybookStatus::default()
     };
-    if status != current {
+    if (&status.conditions, status.observed_generation)
+        != (&current.conditions, current.observed_generation)
+    {
         write_status::<Playbook>(&ctx.client, &ns, &pb.name_any(), &status).await?;
         let c = &status.conditions[0];
         tracing::info!(playbook = %name, ready = %c.status, message = %c.message, "Ready written");

@@ -62,15 +62,25 @@ pub fn verdict(
 /// then counts the other runs for it (and serializes it with them). `live`: the
 /// Playbook as cached, which the run snapshots when it starts.
 pub fn may_claim(status: &ExecutionStatus, live: Option<&PlaybookSpec>) -> bool {
-    let limited = status
-        .playbook
-        .as_ref()
-        .or(live)
-        .and_then(|pb| pb.limits.as_ref())
-        .is_some_and(|l| l.remediations.is_some());
-    limited
+    limit_of(status, live).is_some()
         && !status.phase.is_final()
         && status.remediation.as_ref().is_none_or(|r| r.at.is_none())
+}
+
+/// The remediation limit a run is counted under: its snapshot's, or before it took
+/// one, the live Playbook's.
+pub fn limit_of<'a>(
+    status: &'a ExecutionStatus,
+    live: Option<&'a PlaybookSpec>,
+) -> Option<&'a RemediationLimit> {
+    status
+        .playbook
+        .as_ref()
+        .or(live)?
+        .limits
+        .as_ref()?
+        .remediations
+        .as_ref()
 }
 
 /// The claim a run's status records, if it counts.
@@ -108,9 +118,23 @@ pub fn claimed(uid: &str, before: &ExecutionStatus, after: &ExecutionStatus) -> 
 /// The claims a controller wrote that `cached` (the records its cache shows) may
 /// not show yet, to count beside them. A pending claim is dropped once the cache
 /// shows a record of that run, or the run is gone from the cache (`exists` is
-/// false: deleted, so it no longer counts, like the runs it was counted with).
+/// false: deleted; history pruning keeps a claim that still counts in the
+/// Playbook's ledger, and the pruned runs are counted from there).
 pub fn still_pending(pending: &mut Vec<Claim>, cached: &[Claim], exists: impl Fn(&str) -> bool) {
     pending.retain(|p| exists(&p.uid) && !cached.iter().any(|c| c.uid == p.uid));
+}
+
+/// The claims a controller wrote to a Playbook's ledger that the cached Playbook may
+/// not show yet, to count beside it: dropped once `shown` (the cached ledger) lists
+/// that run, or once `perSeconds` old (the ledger drops it then too).
+pub fn still_ledgered(
+    ledgered: &mut Vec<Claim>,
+    shown: &[Claim],
+    limit: &RemediationLimit,
+    now: i64,
+) {
+    let window = i64::try_from(limit.per_seconds).unwrap_or(i64::MAX);
+    ledgered.retain(|l| now - l.at < window && !shown.iter().any(|s| s.uid == l.uid));
 }
 
 #[cfg(test)]
@@ -321,5 +345,21 @@ mod tests {
         let cached = [claim("shown", "shop", 5), claim("old", "shop", 100)];
         still_pending(&mut pending, &cached, |uid| uid != "deleted");
         assert_eq!(pending, vec![claim("lagging", "shop", 1)]);
+    }
+
+    #[test]
+    fn ledgered_claims_last_until_the_cached_ledger_shows_them() {
+        let limit = RemediationLimit {
+            max: 1,
+            per_seconds: 3600,
+            key: String::new(),
+        };
+        let mut ledgered = vec![
+            claim("shown", "shop", 5),
+            claim("lagging", "shop", 1),
+            claim("expired", "shop", 3600),
+        ];
+        still_ledgered(&mut ledgered, &[claim("shown", "shop", 5)], &limit, NOW);
+        assert_eq!(ledgered, vec![claim("lagging", "shop", 1)]);
     }
 }

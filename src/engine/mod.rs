@@ -8,6 +8,7 @@ pub mod context;
 pub mod convert;
 pub mod history;
 pub mod job;
+pub mod ledger;
 pub mod limits;
 pub mod lint;
 pub mod message;

@@ -44,6 +44,7 @@ use crate::api::{AlertSource, Execution, Trigger};
 use crate::controller::FIELD_MANAGER;
 use crate::engine::alert::trigger::{CompiledTrigger, Outcome};
 use crate::engine::alert::{self, AlertEvent, source_from_name, source_name};
+use crate::engine::ledger;
 use crate::metrics::Metrics;
 use auth::{CredentialFiles, Refusal};
 use status::TriggerStats;
@@ -237,7 +238,8 @@ async fn handle(
         );
     }
     let (plan, mut accepted) = match_all(shared, &alerts);
-    let matched = plan.starts.len();
+    // So far `duplicates` holds the alerts whose runs were pruned.
+    let matched = plan.starts.len() + accepted.duplicates.len();
 
     // Bounded: a request needs room in the queue for all its creates (at most the
     // whole queue, so a huge request still gets in when the queue is empty).
@@ -344,7 +346,7 @@ fn match_all(shared: &Shared, alerts: &[AlertEvent]) -> (Plan, Accepted) {
             Ok(trigger) if trigger.spec.enabled => {
                 let ns = trigger.namespace().unwrap_or_default();
                 match CompiledTrigger::new(&ns, &trigger.name_any(), &trigger.spec) {
-                    Ok(c) => triggers.push(c),
+                    Ok(c) => triggers.push((c, Arc::clone(&t))),
                     Err(e) => accepted
                         .errors
                         .push(format!("trigger {ns}/{}: {e}", trigger.name_any())),
@@ -361,9 +363,18 @@ fn match_all(shared: &Shared, alerts: &[AlertEvent]) -> (Plan, Accepted) {
     let mut plan = Plan::default();
     let mut seen = BTreeSet::new();
     for alert in alerts {
-        for t in &triggers {
+        for (t, obj) in &triggers {
+            let status = obj.0.as_ref().ok().and_then(|o| o.status.as_ref());
             match t.evaluate(alert, &shared.config.requested_by) {
                 Outcome::NoMatch => {}
+                // Its Execution was pruned (the name is free again): handled already.
+                Outcome::Start(exec) if ledger::was_pruned(status, &exec.name_any()) => {
+                    let full = format!("{}/{}", t.namespace, exec.name_any());
+                    if !accepted.duplicates.contains(&full) {
+                        shared.stats.record(&t.namespace, &t.name, false);
+                        accepted.duplicates.push(full);
+                    }
+                }
                 Outcome::Start(exec) => {
                     // The same alert twice in one body is one Execution.
                     let key = (t.namespace.clone(), exec.name_any());

@@ -68,12 +68,14 @@ is denied something), so this list stays the least the operator needs.
 - apiGroups: [stackpulse.io]
   resources: [playbooks, runners]
   verbs: [list, watch]
-# Triggers: which alerts start which playbook (a cache in every replica).
+# Triggers: which alerts start which playbook (a cache in every replica); get: the
+# history pruner reads one to add a pruned alert run to its status.
 - apiGroups: [stackpulse.io]
   resources: [triggers]
-  verbs: [list, watch]
+  verbs: [get, list, watch]
 # Status of each kind, written by server-side apply (a PATCH); a Trigger's holds
-# its Ready condition and its match counts.
+# its Ready condition, its match counts and its pruned alert runs, a Playbook's
+# the remediation claims of its pruned runs.
 - apiGroups: [stackpulse.io]
   resources: [executions/status, playbooks/status, runners/status, triggers/status]
   verbs: [patch]
