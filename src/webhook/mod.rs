@@ -22,7 +22,7 @@ mod status;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -44,6 +44,7 @@ use crate::api::{AlertSource, Execution, Trigger};
 use crate::controller::FIELD_MANAGER;
 use crate::engine::alert::trigger::{CompiledTrigger, Outcome};
 use crate::engine::alert::{self, AlertEvent, source_from_name, source_name};
+use crate::engine::template;
 use crate::metrics::Metrics;
 use auth::{CredentialFiles, Refusal};
 use status::TriggerStats;
@@ -59,6 +60,9 @@ pub const DEFAULT_CONCURRENCY: usize = 32;
 const MAX_ERRORS: usize = 20;
 /// How long a request may wait for the API server before it is answered 503.
 const API_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long matching one request's alerts may take, all Triggers' templates
+/// together (each template has its own smaller budget, `template::Budget`).
+const MATCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How the webhook endpoints run.
 #[derive(Debug)]
@@ -192,7 +196,7 @@ async fn receive(
 }
 
 async fn handle(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     source: AlertSource,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -236,7 +240,31 @@ async fn handle(
             "the operator has not listed the Triggers yet (starting up): retry shortly",
         );
     }
-    let (plan, mut accepted) = match_all(shared, &alerts);
+    // Templates are user code: they run on a blocking thread, each within its
+    // budget and all of them within MATCH_TIMEOUT, so this runtime keeps serving.
+    let deadline = Instant::now() + MATCH_TIMEOUT;
+    let matching = {
+        let shared = Arc::clone(shared);
+        tokio::task::spawn_blocking(move || {
+            template::with_deadline(deadline, || match_all(&shared, &alerts, deadline))
+        })
+    };
+    let (plan, mut accepted) = match matching.await {
+        Ok(Some(matched)) => matched,
+        Ok(None) => {
+            return unavailable(&format!(
+                "matching the alerts against the Triggers took longer than {} s: retry, or send fewer alerts per request (Alertmanager: max_alerts)",
+                MATCH_TIMEOUT.as_secs()
+            ));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "matching alerts failed");
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "matching the alerts failed inside the operator: retry; the operator's log has the reason",
+            );
+        }
+    };
     let matched = plan.starts.len();
 
     // Bounded: a request needs room in the queue for all its creates (at most the
@@ -332,8 +360,14 @@ struct Plan {
 
 /// Every alert against every Trigger in the cache. A trigger that cannot compile (a
 /// bad regex) or render (`when`, params) adds an error to the answer and the log,
-/// and starts nothing; the alert still reaches the other triggers.
-fn match_all(shared: &Shared, alerts: &[AlertEvent]) -> (Plan, Accepted) {
+/// and starts nothing; the alert still reaches the other triggers. A trigger whose
+/// template went past its budget is skipped for the rest of the request. None when
+/// `deadline` passed first (the caller answers 503: the sender retries).
+fn match_all(
+    shared: &Shared,
+    alerts: &[AlertEvent],
+    deadline: Instant,
+) -> Option<(Plan, Accepted)> {
     let mut accepted = Accepted {
         alerts: alerts.len(),
         ..Accepted::default()
@@ -360,8 +394,20 @@ fn match_all(shared: &Shared, alerts: &[AlertEvent]) -> (Plan, Accepted) {
     }
     let mut plan = Plan::default();
     let mut seen = BTreeSet::new();
+    let mut over_budget = BTreeSet::new();
     for alert in alerts {
-        for t in &triggers {
+        if Instant::now() >= deadline {
+            return None;
+        }
+        for (i, t) in triggers.iter().enumerate() {
+            // A resolution renders no template: it cancels even through a
+            // trigger that is skipped.
+            if let Some(selector) = t.cancels(alert) {
+                plan.cancels.push((t.namespace.clone(), selector));
+            }
+            if over_budget.contains(&i) {
+                continue;
+            }
             match t.evaluate(alert, &shared.config.requested_by) {
                 Outcome::NoMatch => {}
                 Outcome::Start(exec) => {
@@ -378,9 +424,11 @@ fn match_all(shared: &Shared, alerts: &[AlertEvent]) -> (Plan, Accepted) {
                         accepted.errors.push(e);
                     }
                 }
-            }
-            if let Some(selector) = t.cancels(alert) {
-                plan.cancels.push((t.namespace.clone(), selector));
+                Outcome::OverBudget(_) if Instant::now() >= deadline => return None,
+                Outcome::OverBudget(e) => {
+                    over_budget.insert(i);
+                    accepted.errors.push(e);
+                }
             }
         }
     }
@@ -392,7 +440,7 @@ fn match_all(shared: &Shared, alerts: &[AlertEvent]) -> (Plan, Accepted) {
     for e in &accepted.errors {
         tracing::warn!(error = %e, "alert not matched");
     }
-    (plan, accepted)
+    Some((plan, accepted))
 }
 
 struct Created {
