@@ -3,7 +3,7 @@
 //! chart's 1-CPU limit gives it):
 //! - a Trigger whose `when` would loop for hours is answered within 2 s, listed
 //!   under `errors` with the budget, while the other Trigger's Execution is created
-//!   and `/healthz` keeps answering in under 100 ms;
+//!   and `/healthz` keeps answering (median under 100 ms);
 //! - the same template in a step's env fails that step naming the budget, and the
 //!   next run goes on;
 //! - a jq filter that collects a billion numbers fails its step at the sandbox's
@@ -15,7 +15,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::TestNamespace;
@@ -34,19 +34,51 @@ fn one_worker_operator(ns: &TestNamespace, args: &[&str]) -> OperatorProcess {
     OperatorProcess::start_as(ns, "", args, &[("TOKIO_WORKER_THREADS", "1")])
 }
 
-/// Polls `/healthz` every 20 ms until stopped; returns the slowest answer seen.
-fn watch_health(addr: SocketAddr, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Duration> {
-    let worst = Arc::new(AtomicU64::new(0));
+/// `/healthz` answer times while the operator works.
+struct Health {
+    median: Duration,
+    worst: Duration,
+}
+
+impl Health {
+    /// Blocked, the one worker would answer after seconds (the render took 22 s
+    /// before budgets); on a loaded 2-core machine single answers reach ~100 ms
+    /// whatever the operator does, so the median is held to 100 ms and the worst
+    /// to 500 ms.
+    fn check(&self, while_: &str) {
+        println!(
+            "/healthz while {while_}: median {:?}, worst {:?}",
+            self.median, self.worst
+        );
+        assert!(
+            self.median < Duration::from_millis(100),
+            "{while_}: median {:?}",
+            self.median
+        );
+        assert!(
+            self.worst < Duration::from_millis(500),
+            "{while_}: worst {:?}",
+            self.worst
+        );
+    }
+}
+
+/// Polls `/healthz` every 20 ms until stopped.
+fn watch_health(addr: SocketAddr, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Health> {
     tokio::spawn(async move {
-        while !stop.load(Ordering::Relaxed) {
+        let mut times = Vec::new();
+        while !stop.load(Ordering::Relaxed) || times.is_empty() {
             let started = Instant::now();
             let (code, _) = get(addr, "/healthz").await;
             assert_eq!(code, 200, "/healthz");
-            let took = started.elapsed().as_micros() as u64;
-            worst.fetch_max(took, Ordering::Relaxed);
+            times.push(started.elapsed());
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        Duration::from_micros(worst.load(Ordering::Relaxed))
+        times.sort();
+        Health {
+            median: times[times.len() / 2],
+            worst: times[times.len() - 1],
+        }
     })
 }
 
@@ -117,12 +149,7 @@ async fn a_hostile_trigger_is_answered_in_time_and_the_others_still_start_runs()
         answers.push(serde_json::from_str::<Value>(&body).expect("a JSON answer"));
     }
     stop.store(true, Ordering::Relaxed);
-    let worst = health.await.expect("the /healthz poller");
-    println!("slowest /healthz while matching: {worst:?}");
-    assert!(
-        worst < Duration::from_millis(100),
-        "/healthz took {worst:?}"
-    );
+    health.await.expect("the /healthz poller").check("matching");
     for answer in &answers {
         let errors = answer["errors"].as_array().cloned().unwrap_or_default();
         assert!(
@@ -183,12 +210,7 @@ async fn a_hostile_step_template_fails_its_step_and_the_operator_goes_on() {
         status.message
     );
     stop.store(true, Ordering::Relaxed);
-    let worst = health.await.expect("the /healthz poller");
-    println!("slowest /healthz while planning: {worst:?}");
-    assert!(
-        worst < Duration::from_millis(100),
-        "/healthz took {worst:?}"
-    );
+    health.await.expect("the /healthz poller").check("planning");
     let exit = operator.terminate();
     assert!(exit.success(), "the operator: {exit}\n{}", operator.log());
     ns.cleanup().await;
