@@ -227,11 +227,6 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         args.jq_memory_bytes
             .unwrap_or_else(|| crate::jq_sandbox::sandbox_memory(cgroup)),
     );
-    tracing::info!(
-        jq_memory_bytes = jq_memory,
-        container_memory_limit = cgroup,
-        "jq sandbox limit"
-    );
     let election = args.election.election()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -272,6 +267,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             namespace = config.namespace.as_deref().unwrap_or("(all)"),
             log_limit_bytes = config.log_limit_bytes,
             output_inline_bytes = config.limits.step_output_bytes,
+            jq_memory_bytes = jq_memory,
+            container_memory_limit = cgroup,
             output_max_bytes = config.limits.max_output_bytes,
             "starting the controller"
         );
