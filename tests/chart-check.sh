@@ -52,6 +52,32 @@ done
 ! grep -q 'GENERIC_SECRET_FILE' "$out/full.yaml" || fail "generic's secret file is set though genericKey is empty"
 ! grep -q 'value: "not-a-real' "$out/full.yaml" || fail "a webhook secret's value is in env"
 
+# The jq sandbox fits inside the pod: `run` gives each filter's process
+# --jq-memory-bytes, or else half the container's memory limit, at most 1 GiB
+# (src/jq_sandbox.rs, sandbox_memory). That plus the operator's own share (its
+# memory request) must fit under the limit, or the pod is OOM-killed, operator and all.
+jq_sandbox_fits() {
+  local file="$1" limit request flag sandbox
+  read -r limit request < <(awk '
+    /^          resources:/ { inres = 1; next }
+    inres && /^          [^ ]/ { inres = 0 }
+    inres && /limits:/ { sec = "l" }
+    inres && /requests:/ { sec = "r" }
+    inres && /memory:/ { if (sec == "l") l = $2; else r = $2 }
+    END { print l, r }' "$file")
+  [[ -n "$limit" && -n "$request" ]] || { echo "no memory limit and request in $file"; return 1; }
+  limit="$(numfmt --from=auto "$limit")" request="$(numfmt --from=auto "$request")"
+  flag="$(sed -n 's/^ *- --jq-memory-bytes=\([0-9]*\)$/\1/p' "$file")"
+  sandbox="${flag:-$((limit / 2 < 1073741824 ? limit / 2 : 1073741824))}"
+  echo "jq sandbox ${sandbox} B + operator request ${request} B vs pod limit ${limit} B"
+  ((sandbox + request <= limit)) ||
+    { echo "the jq sandbox (${sandbox} B) and the operator's request (${request} B) exceed the memory limit (${limit} B): lower jqMemoryBytes or raise resources.limits.memory"; return 1; }
+}
+jq_sandbox_fits "$out/default.yaml" || fail "default values: the jq sandbox does not fit"
+jq_sandbox_fits "$out/full.yaml" || fail "full values: the jq sandbox does not fit"
+"$HELM" template pbo "$CHART" --namespace ops --kube-version "$KUBE_VERSION" --set jqMemoryBytes=536870912 >"$out/greedy.yaml"
+! jq_sandbox_fits "$out/greedy.yaml" >/dev/null || fail "jqMemoryBytes equal to the pod limit passed the fit check"
+
 # reject VALUES... MESSAGE: helm template must fail, saying MESSAGE.
 reject() {
   local msg="${*: -1}" args=("${@:1:$#-1}")

@@ -6,13 +6,18 @@ use std::path::Path;
 use std::time::Instant;
 
 use playbook_operator::engine::parse::jq;
-use playbook_operator::jq_sandbox::evaluate_with;
+use playbook_operator::jq_sandbox::{MAX_MEMORY_BYTES, evaluate_with, sandbox_memory};
 use serde_json::json;
 
 fn sandbox(code: &str) -> Result<Vec<serde_json::Value>, String> {
+    sandbox_within(MAX_MEMORY_BYTES, code)
+}
+
+fn sandbox_within(memory_bytes: u64, code: &str) -> Result<Vec<serde_json::Value>, String> {
     let exe = Path::new(env!("CARGO_BIN_EXE_playbook-operator"));
     evaluate_with(
         exe,
+        memory_bytes,
         code,
         &json!({"items": [{"name": "a", "n": 1}, {"name": "b", "n": 2}]}),
     )
@@ -55,4 +60,27 @@ fn a_filter_that_would_crash_or_wedge_the_controller_fails_alone_and_says_why() 
             started.elapsed()
         );
     }
+}
+
+/// The chart's pod has a 512Mi limit: the sandbox gets half, and a filter that
+/// collects a billion numbers stops there, with a message naming that limit, while
+/// this (parent) process goes on.
+#[test]
+fn in_a_512mi_pod_a_greedy_filter_stops_at_half_the_pod_limit() {
+    let pod: u64 = 512 * 1024 * 1024;
+    let limit = sandbox_memory(Some(pod));
+    assert_eq!(limit, 256 * 1024 * 1024);
+    let started = Instant::now();
+    let err = sandbox_within(limit, "[range(1e9)] | length").expect_err("stopped");
+    assert!(
+        err.contains("needed more than 256 MiB of memory") && err.contains("limit(n; ...)"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed().as_secs() < 30,
+        "took {:?}",
+        started.elapsed()
+    );
+    // The parent is fine, and so is the next filter under the same limit.
+    assert_eq!(sandbox_within(limit, ".items | length"), Ok(vec![json!(2)]));
 }

@@ -76,7 +76,11 @@ enum Command {
     Report(report::Args),
     /// Internal: runs one output parser's jq filter for `run` (see `jq_sandbox`).
     #[command(name = "jq-sandbox", hide = true)]
-    JqSandbox,
+    JqSandbox {
+        /// Most address space the filter's process may map.
+        #[arg(long, default_value_t = crate::jq_sandbox::MAX_MEMORY_BYTES)]
+        memory_bytes: u64,
+    },
 }
 
 /// Parse the command line, run the subcommand, and turn its outcome into an exit code:
@@ -94,7 +98,9 @@ pub fn main() -> ExitCode {
         Command::Reject(args) => approve::run_reject(&args),
         Command::Describe(args) => describe::run(&args),
         Command::Report(args) => report::run(&args),
-        Command::JqSandbox => return crate::jq_sandbox::child_main(),
+        Command::JqSandbox { memory_bytes } => {
+            return crate::jq_sandbox::child_main(memory_bytes);
+        }
     };
     match result {
         Ok(code) => code,

@@ -62,6 +62,11 @@ pub struct Args {
     /// cookie Secure.
     #[arg(long, env = "PLAYBOOK_OPERATOR_EXTERNAL_URL", value_parser = external_url)]
     pub external_url: Option<String>,
+    /// Most memory (address space, bytes) the process that runs one jq filter may
+    /// map. Default: half the container's cgroup memory limit, at most 1 GiB (1 GiB
+    /// without a limit); set it below the pod's limit minus the operator's own use.
+    #[arg(long, env = "PLAYBOOK_OPERATOR_JQ_MEMORY_BYTES", value_parser = clap::value_parser!(u64).range(16 * 1024 * 1024..))]
+    pub jq_memory_bytes: Option<u64>,
     /// Most bytes of a step log the execution page returns.
     #[arg(long, default_value_t = page::DEFAULT_LOG_LIMIT_BYTES, value_parser = clap::value_parser!(i64).range(1..))]
     pub page_log_limit_bytes: i64,
@@ -217,7 +222,11 @@ pub enum LogFormat {
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     init_tracing(args.log_format);
     // A playbook's jq filter may loop or recurse without end: never in this process.
-    crate::jq_sandbox::install();
+    let cgroup = crate::jq_sandbox::cgroup_memory_limit();
+    let jq_memory = crate::jq_sandbox::install(
+        args.jq_memory_bytes
+            .unwrap_or_else(|| crate::jq_sandbox::sandbox_memory(cgroup)),
+    );
     let election = args.election.election()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -258,6 +267,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             namespace = config.namespace.as_deref().unwrap_or("(all)"),
             log_limit_bytes = config.log_limit_bytes,
             output_inline_bytes = config.limits.step_output_bytes,
+            jq_memory_bytes = jq_memory,
+            container_memory_limit = cgroup,
             output_max_bytes = config.limits.max_output_bytes,
             "starting the controller"
         );

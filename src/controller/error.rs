@@ -76,6 +76,9 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// The planning thread did not return (a panic in the engine): retried.
+    #[error("planning {name} failed inside the operator: {message}")]
+    Plan { name: String, message: String },
 }
 
 impl Error {
@@ -92,6 +95,7 @@ impl Error {
             Self::CreateJob { .. } => "create_job",
             Self::DeleteJob { .. } => "delete_job",
             Self::DeleteExecution { .. } => "delete_execution",
+            Self::Plan { .. } => "plan",
         }
     }
 

@@ -6,7 +6,7 @@
 //! its next change, transient errors back off per Execution.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::jiff::Timestamp;
@@ -19,11 +19,14 @@ use tracing::Instrument;
 use super::error::error_action;
 use super::{Context, Error, apply, history, observe, spilled};
 use crate::api::Execution;
-use crate::engine::plan::{plan, spilled_refs};
+use crate::engine::plan::{Plan, PlanInput, plan, spilled_refs};
+use crate::engine::template;
 
 /// How long a reconcile waits for the caches' first list before giving up (and
 /// retrying with backoff).
 const CACHE_WAIT: Duration = Duration::from_secs(30);
+/// How long the templates of one reconcile's plan may take together.
+const PLAN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Reconciles one Execution (timed, errors counted by reason).
 pub async fn reconcile(
@@ -86,7 +89,7 @@ async fn reconcile_execution(exec: &Execution, ctx: &Context) -> Result<Action, 
         .remediations
         .count(&mut input, &ctx.executions, &ctx.playbooks)
         .await;
-    let plan = plan(&input, Timestamp::now());
+    let (input, plan) = plan_off_runtime(input).await?;
     if let Some(turn) = turn.as_mut() {
         turn.note(&input, &plan);
     }
@@ -97,6 +100,26 @@ async fn reconcile_execution(exec: &Execution, ctx: &Context) -> Result<Action, 
         Some(after) => Action::requeue(after),
         // Every change that matters (a pod ending, a Job failing, an edit) is an event.
         None => Action::await_change(),
+    })
+}
+
+/// Plans on a blocking thread: the templates `plan` renders are user code, and a
+/// slow one must not hold a runtime worker (with one CPU, the only one, which also
+/// serves `/healthz` and renews the leader Lease). Each template has its budget
+/// (`template::Budget`); [`PLAN_TIMEOUT`] bounds them all together, past it a
+/// template fails its step like any other template error.
+async fn plan_off_runtime(input: PlanInput) -> Result<(PlanInput, Plan), Error> {
+    let now = Timestamp::now();
+    let deadline = Instant::now() + PLAN_TIMEOUT;
+    let name = format!("{}/{}", input.execution.namespace, input.execution.name);
+    tokio::task::spawn_blocking(move || {
+        let plan = template::with_deadline(deadline, || plan(&input, now));
+        (input, plan)
+    })
+    .await
+    .map_err(|e| Error::Plan {
+        name,
+        message: e.to_string(),
     })
 }
 

@@ -29,6 +29,7 @@
 //!   (negative ones, and ones below 2e-16) travel as text: they print and compare as
 //!   numbers, but `toJson` writes them as strings.
 
+mod budget;
 mod builtins;
 mod funcs;
 mod lex;
@@ -38,11 +39,15 @@ mod rewrite;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_budget;
+#[cfg(test)]
 mod tests_safety;
 mod value;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+
+pub use budget::{Budget, Exceeded, MAX_OPS, MAX_OUTPUT_BYTES, MAX_TIME, with_deadline};
 
 /// Private-use characters: the start and end of a secret marker in rendered text,
 /// and the start of a deferred error (see `funcs.rs`). Every string coming from the
@@ -56,6 +61,8 @@ pub struct TemplateError {
     pub line: usize,
     pub column: usize,
     pub message: String,
+    /// Set when the render went past its [`Budget`] (the message says which bound).
+    pub exceeded: Option<Exceeded>,
 }
 
 /// Where a secret comes from: `secret "KEY"` (the Runner's Secret) or
@@ -140,10 +147,22 @@ enum Mode {
 /// Renders a template where secrets are not allowed (`secret` is an error).
 /// Text without `{{` is returned as it is, here and in the other `render*`.
 pub fn render(src: &str, ctx: &serde_json::Value) -> Result<String, TemplateError> {
+    render_within(src, ctx, &Budget::default())
+}
+
+/// [`render`] with another [`Budget`] than the default (1,000,000 operations,
+/// 1 MiB, 1 s); `time: None` makes the render deterministic (tests, fuzzing).
+pub fn render_within(
+    src: &str,
+    ctx: &serde_json::Value,
+    budget: &Budget,
+) -> Result<String, TemplateError> {
     if !src.contains("{{") {
         return Ok(src.to_string());
     }
-    Ok(without_sentinels(execute(src, ctx, Mode::Plain)?.text))
+    Ok(without_sentinels(
+        execute(src, ctx, Mode::Plain, budget)?.text,
+    ))
 }
 
 /// Renders a container arg or command entry: like an env value, every `$` that an
@@ -153,7 +172,9 @@ pub fn render_arg(src: &str, ctx: &serde_json::Value) -> Result<String, Template
     if !src.contains("{{") {
         return Ok(src.to_string());
     }
-    Ok(without_sentinels(execute(src, ctx, Mode::Arg)?.text))
+    Ok(without_sentinels(
+        execute(src, ctx, Mode::Arg, &Budget::default())?.text,
+    ))
 }
 
 /// Renders one env value, where `secret` is allowed; names are unique to this value.
@@ -175,7 +196,7 @@ pub fn render_env_with(
             secrets: Vec::new(),
         });
     }
-    let out = execute(src, ctx, Mode::Env)?;
+    let out = execute(src, ctx, Mode::Env, &Budget::default())?;
     let mut text = String::with_capacity(out.text.len());
     let mut secrets: Vec<(String, SecretRef)> = Vec::new();
     let mut rest = out.text.as_str();
@@ -257,7 +278,12 @@ struct Output {
     secrets: Vec<SecretRef>,
 }
 
-fn execute(src: &str, ctx: &serde_json::Value, mode: Mode) -> Result<Output, TemplateError> {
+fn execute(
+    src: &str,
+    ctx: &serde_json::Value,
+    mode: Mode,
+    budget: &Budget,
+) -> Result<Output, TemplateError> {
     let opts = rewrite::Options {
         secrets: mode == Mode::Env,
         k8s: mode != Mode::Plain,
@@ -269,7 +295,7 @@ fn execute(src: &str, ctx: &serde_json::Value, mode: Mode) -> Result<Output, Tem
     let mut tmpl = gtmpl::Template::default();
     tmpl.add_funcs(&funcs::table(mode == Mode::Env, mode != Mode::Plain));
     let nonce = new_nonce();
-    funcs::reset(nonce);
+    funcs::reset(nonce, budget::Meter::start(*budget));
     // gtmpl must not panic on what the rewriter emits; if it ever does, the caller
     // gets an error rather than a crashed controller.
     let result = catch_unwind(AssertUnwindSafe(|| -> Result<String, String> {
@@ -282,6 +308,13 @@ fn execute(src: &str, ctx: &serde_json::Value, mode: Mode) -> Result<Output, Tem
     // gtmpl's execution errors carry no position: `__at` recorded which action was
     // running, and we report the `{{` of that action.
     let at = prog.actions.get(state.at).copied().unwrap_or(first);
+    // Past a bound, whatever gtmpl made of the failed call, the budget is the reason.
+    if let Some(e) = state.meter.exceeded() {
+        return Err(TemplateError {
+            exceeded: Some(e.clone()),
+            ..error_at(src, at, e.to_string())
+        });
+    }
     match result {
         Ok(Ok(text)) => Ok(Output {
             text,
@@ -348,5 +381,6 @@ fn error_at(src: &str, pos: usize, message: impl Into<String>) -> TemplateError 
         line: before.matches('\n').count() + 1,
         column: before[line_start..].chars().count() + 1,
         message: message.into(),
+        exceeded: None,
     }
 }

@@ -22,7 +22,7 @@ mod status;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -45,6 +45,7 @@ use crate::controller::FIELD_MANAGER;
 use crate::engine::alert::trigger::{CompiledTrigger, Outcome};
 use crate::engine::alert::{self, AlertEvent, source_from_name, source_name};
 use crate::engine::ledger;
+use crate::engine::template;
 use crate::metrics::Metrics;
 use auth::{CredentialFiles, Refusal};
 use status::TriggerStats;
@@ -60,6 +61,9 @@ pub const DEFAULT_CONCURRENCY: usize = 32;
 const MAX_ERRORS: usize = 20;
 /// How long a request may wait for the API server before it is answered 503.
 const API_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long matching one request's alerts may take, all Triggers' templates
+/// together (each template has its own smaller budget, `template::Budget`).
+const MATCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How the webhook endpoints run.
 #[derive(Debug)]
@@ -193,7 +197,7 @@ async fn receive(
 }
 
 async fn handle(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     source: AlertSource,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -237,7 +241,31 @@ async fn handle(
             "the operator has not listed the Triggers yet (starting up): retry shortly",
         );
     }
-    let (plan, mut accepted) = match_all(shared, &alerts);
+    // Templates are user code: they run on a blocking thread, each within its
+    // budget and all of them within MATCH_TIMEOUT, so this runtime keeps serving.
+    let deadline = Instant::now() + MATCH_TIMEOUT;
+    let matching = {
+        let shared = Arc::clone(shared);
+        tokio::task::spawn_blocking(move || {
+            template::with_deadline(deadline, || match_all(&shared, &alerts, deadline))
+        })
+    };
+    let (plan, mut accepted) = match matching.await {
+        Ok(Some(matched)) => matched,
+        Ok(None) => {
+            return unavailable(&format!(
+                "matching the alerts against the Triggers took longer than {} s: retry, or send fewer alerts per request (Alertmanager: max_alerts)",
+                MATCH_TIMEOUT.as_secs()
+            ));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "matching alerts failed");
+            return text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "matching the alerts failed inside the operator: retry; the operator's log has the reason",
+            );
+        }
+    };
     // So far `duplicates` holds the alerts whose runs were pruned.
     let matched = plan.starts.len() + accepted.duplicates.len();
 
@@ -334,8 +362,14 @@ struct Plan {
 
 /// Every alert against every Trigger in the cache. A trigger that cannot compile (a
 /// bad regex) or render (`when`, params) adds an error to the answer and the log,
-/// and starts nothing; the alert still reaches the other triggers.
-fn match_all(shared: &Shared, alerts: &[AlertEvent]) -> (Plan, Accepted) {
+/// and starts nothing; the alert still reaches the other triggers. A trigger whose
+/// template went past its budget is skipped for the rest of the request. None when
+/// `deadline` passed first (the caller answers 503: the sender retries).
+fn match_all(
+    shared: &Shared,
+    alerts: &[AlertEvent],
+    deadline: Instant,
+) -> Option<(Plan, Accepted)> {
     let mut accepted = Accepted {
         alerts: alerts.len(),
         ..Accepted::default()
@@ -362,9 +396,21 @@ fn match_all(shared: &Shared, alerts: &[AlertEvent]) -> (Plan, Accepted) {
     }
     let mut plan = Plan::default();
     let mut seen = BTreeSet::new();
+    let mut over_budget = BTreeSet::new();
     for alert in alerts {
-        for (t, obj) in &triggers {
+        if Instant::now() >= deadline {
+            return None;
+        }
+        for (i, (t, obj)) in triggers.iter().enumerate() {
             let status = obj.0.as_ref().ok().and_then(|o| o.status.as_ref());
+            // A resolution renders no template: it cancels even through a
+            // trigger that is skipped.
+            if let Some(selector) = t.cancels(alert) {
+                plan.cancels.push((t.namespace.clone(), selector));
+            }
+            if over_budget.contains(&i) {
+                continue;
+            }
             match t.evaluate(alert, &shared.config.requested_by) {
                 Outcome::NoMatch => {}
                 // Its Execution was pruned (the name is free again): handled already.
@@ -389,9 +435,11 @@ fn match_all(shared: &Shared, alerts: &[AlertEvent]) -> (Plan, Accepted) {
                         accepted.errors.push(e);
                     }
                 }
-            }
-            if let Some(selector) = t.cancels(alert) {
-                plan.cancels.push((t.namespace.clone(), selector));
+                Outcome::OverBudget(_) if Instant::now() >= deadline => return None,
+                Outcome::OverBudget(e) => {
+                    over_budget.insert(i);
+                    accepted.errors.push(e);
+                }
             }
         }
     }
@@ -403,7 +451,7 @@ fn match_all(shared: &Shared, alerts: &[AlertEvent]) -> (Plan, Accepted) {
     for e in &accepted.errors {
         tracing::warn!(error = %e, "alert not matched");
     }
-    (plan, accepted)
+    Some((plan, accepted))
 }
 
 struct Created {

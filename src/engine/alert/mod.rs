@@ -16,6 +16,8 @@ pub mod trigger;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_budget;
 
 use std::collections::BTreeMap;
 

@@ -47,6 +47,10 @@ pub enum Outcome {
     /// The trigger matched but its `when` or a param failed to render: the alert
     /// starts nothing, and the reason goes back to the sender and into the log.
     Error(String),
+    /// Like `Error`, for a template past its budget (`template::Budget`): the
+    /// caller skips this trigger for the other alerts of the request, since each
+    /// would spend the budget again.
+    OverBudget(String),
 }
 
 impl CompiledTrigger {
@@ -123,12 +127,7 @@ impl CompiledTrigger {
             match template::render_condition(when, &ctx) {
                 Ok(true) => {}
                 Ok(false) => return Outcome::NoMatch,
-                Err(e) => {
-                    return Outcome::Error(format!(
-                        "trigger {}/{}: when: {e}",
-                        self.namespace, self.name
-                    ));
-                }
+                Err(e) => return self.failed("when", e),
             }
         }
         let mut params = Map::new();
@@ -137,15 +136,18 @@ impl CompiledTrigger {
                 Ok(v) => {
                     params.insert(key.clone(), Value::String(v));
                 }
-                Err(e) => {
-                    return Outcome::Error(format!(
-                        "trigger {}/{}: params.{key}: {e}",
-                        self.namespace, self.name
-                    ));
-                }
+                Err(e) => return self.failed(&format!("params.{key}"), e),
             }
         }
         Outcome::Start(Box::new(self.execution(alert, params, requested_by)))
+    }
+
+    fn failed(&self, field: &str, e: template::TemplateError) -> Outcome {
+        let message = format!("trigger {}/{}: {field}: {e}", self.namespace, self.name);
+        match e.exceeded {
+            Some(_) => Outcome::OverBudget(message),
+            None => Outcome::Error(message),
+        }
     }
 
     /// The Execution an alert starts through this trigger.

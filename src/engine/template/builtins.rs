@@ -12,7 +12,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use gtmpl::{FuncError, Value};
 
-use super::funcs::{arity, fail, no_secrets, raise, secret_error};
+use super::budget;
+use super::funcs::{arity, fail, meter, no_secrets, output_budget, raise, secret_error};
 use super::lex;
 use super::value::{
     self, Num, as_num, describe, empty, fmt_go, is_missing, is_secret, num_value, string_arg, truth,
@@ -279,15 +280,22 @@ pub(crate) fn quote(args: &[Value]) -> Result<Value, FuncError> {
 
 pub(crate) fn to_json(args: &[Value]) -> Result<Value, FuncError> {
     arity("toJson", args, 1)?;
-    Ok(Value::String(value::to_json(&args[0]).to_string()))
+    json_text(&args[0], false)
 }
 
 pub(crate) fn to_pretty_json(args: &[Value]) -> Result<Value, FuncError> {
     arity("toPrettyJson", args, 1)?;
-    let j = value::to_json(&args[0]);
-    Ok(Value::String(
-        serde_json::to_string_pretty(&j).unwrap_or_default(),
-    ))
+    json_text(&args[0], true)
+}
+
+/// Indentation can make JSON text far larger than its data: it is written only up
+/// to the output budget.
+fn json_text(v: &Value, pretty: bool) -> Result<Value, FuncError> {
+    let limit = output_budget();
+    match budget::json_within(&value::to_json(v), pretty, limit) {
+        Some(s) => Ok(Value::String(s)),
+        None => meter(|m| m.text(limit.saturating_add(1))).map(|()| Value::NoValue),
+    }
 }
 
 /// Unlike Sprig (which yields an empty map), invalid JSON is an error.
@@ -347,6 +355,7 @@ pub(crate) fn replace(args: &[Value]) -> Result<Value, FuncError> {
     if old.is_empty() {
         return Ok(Value::String(s));
     }
+    meter(|m| m.text(budget::replaced_len(&s, &old, &new)))?;
     Ok(Value::String(s.replace(&old, &new)))
 }
 

@@ -16,6 +16,7 @@ use std::cell::RefCell;
 
 use gtmpl::{Func, FuncError, Value};
 
+use super::budget::{self, Exceeded, Meter};
 use super::builtins as b;
 use super::lex;
 use super::paths::{Seg, walk};
@@ -94,8 +95,15 @@ pub(crate) fn check_name(name: &str) -> Result<(), String> {
 macro_rules! lazy {
     ($f:path) => {{
         fn wrapped(args: &[Value]) -> Result<Value, FuncError> {
+            charge(1)?;
             raise(args)?;
-            Ok($f(args).unwrap_or_else(|e| Value::String(format!("{}{e}", SENTINELS[2]))))
+            let v = $f(args).unwrap_or_else(|e| Value::String(format!("{}{e}", SENTINELS[2])));
+            // A text over the budget is refused once made (functions that could
+            // make a huge one check before they build it).
+            if let Value::String(s) = &v {
+                meter(|m| m.text(s.len()))?;
+            }
+            Ok(v)
         }
         wrapped as Func
     }};
@@ -114,8 +122,8 @@ macro_rules! go {
 /// The function table for one render. `env`: `secret` works; `k8s`: printing escapes `$`.
 pub(crate) fn table(env: bool, k8s: bool) -> Vec<(&'static str, Func)> {
     vec![
-        ("and", b::and as Func),
-        ("or", b::or),
+        ("and", counted_and as Func),
+        ("or", counted_or),
         ("not", go!("not", gtmpl::funcs::not)),
         ("eq", lazy!(b::eq)),
         ("ne", lazy!(b::ne)),
@@ -130,7 +138,7 @@ pub(crate) fn table(env: bool, k8s: bool) -> Vec<(&'static str, Func)> {
         ("slice", lazy!(b::slice)),
         ("print", go!("print", gtmpl::funcs::print)),
         ("println", go!("println", gtmpl::funcs::println)),
-        ("printf", go!("printf", gtmpl::funcs::printf)),
+        ("printf", go!("printf", printf)),
         ("urlquery", go!("urlquery", gtmpl::funcs::urlquery)),
         ("default", lazy!(b::default)),
         ("empty", lazy!(b::empty_fn)),
@@ -150,6 +158,7 @@ pub(crate) fn table(env: bool, k8s: bool) -> Vec<(&'static str, Func)> {
         ("float", lazy!(b::float)),
         ("secret", if env { lazy!(secret) } else { no_secret }),
         ("__at", at),
+        ("__text", text),
         ("__check", check),
         ("__path", lazy!(path)),
         ("__get", lazy!(get)),
@@ -181,6 +190,7 @@ pub(crate) fn raise(args: &[Value]) -> Result<(), FuncError> {
 
 /// Ends conditions and declarations: a deferred error must surface there.
 fn check(args: &[Value]) -> Result<Value, FuncError> {
+    charge(1)?;
     raise(args)?;
     Ok(args.last().cloned().unwrap_or(Value::NoValue))
 }
@@ -193,19 +203,73 @@ pub(crate) struct State {
     /// Random per render, inside every secret marker: text can't forge a marker.
     pub nonce: u64,
     pub secrets: Vec<SecretRef>,
+    /// What the render has used of its budget.
+    pub meter: Meter,
 }
 
 thread_local! {
     static STATE: RefCell<State> = RefCell::new(State::default());
 }
 
-pub(crate) fn reset(nonce: u64) {
+pub(crate) fn reset(nonce: u64, meter: Meter) {
     STATE.with(|s| {
         *s.borrow_mut() = State {
             nonce,
+            meter,
             ..State::default()
         }
     });
+}
+
+/// Applies `f` to the render's meter; a bound passed is an error that is never
+/// deferred (it ends the render, see `budget.rs`).
+pub(crate) fn meter(f: impl FnOnce(&mut Meter) -> Result<(), Exceeded>) -> Result<(), FuncError> {
+    STATE
+        .with(|s| f(&mut s.borrow_mut().meter))
+        .map_err(|e| FuncError::Generic(e.to_string()))
+}
+
+/// The render's output budget, in bytes.
+pub(crate) fn output_budget() -> usize {
+    STATE.with(|s| s.borrow().meter.output_budget())
+}
+
+/// Charges `n` operations of the budget.
+pub(crate) fn charge(n: u64) -> Result<(), FuncError> {
+    meter(|m| m.ops(n))
+}
+
+fn counted_and(args: &[Value]) -> Result<Value, FuncError> {
+    charge(1)?;
+    b::and(args)
+}
+
+fn counted_or(args: &[Value]) -> Result<Value, FuncError> {
+    charge(1)?;
+    b::or(args)
+}
+
+/// `__text N`: the author's text of a loop body, N bytes, printed once more.
+fn text(args: &[Value]) -> Result<Value, FuncError> {
+    let n = match args.first() {
+        Some(Value::Number(n)) => n.as_u64().unwrap_or(u64::MAX),
+        _ => 0,
+    };
+    meter(|m| m.output(usize::try_from(n).unwrap_or(usize::MAX)))?;
+    Ok(Value::String(String::new()))
+}
+
+/// gtmpl's `printf`, once the padding its format asks for fits the output budget.
+fn printf(args: &[Value]) -> Result<Value, FuncError> {
+    if let Some(Value::String(format)) = args.first() {
+        let ints = args[1..].iter().filter_map(|v| match v {
+            Value::Number(n) => n.as_i64().map(i64::unsigned_abs).or_else(|| n.as_u64()),
+            _ => None,
+        });
+        let pad = budget::printf_padding(format, ints);
+        meter(|m| m.text(usize::try_from(pad).unwrap_or(usize::MAX)))?;
+    }
+    gtmpl::funcs::printf(args)
 }
 
 pub(crate) fn take() -> State {
@@ -238,6 +302,7 @@ pub(crate) fn secret_error(name: &str) -> FuncError {
 }
 
 fn at(args: &[Value]) -> Result<Value, FuncError> {
+    charge(1)?;
     if let Some(Value::Number(n)) = args.first() {
         let i = n.as_u64().unwrap_or(0) as usize;
         STATE.with(|s| s.borrow_mut().at = i);
@@ -275,18 +340,21 @@ fn get(args: &[Value]) -> Result<Value, FuncError> {
 }
 
 fn print_plain(args: &[Value]) -> Result<Value, FuncError> {
-    Ok(Value::String(args.last().map(fmt_go).unwrap_or_default()))
+    let s = args.last().map(fmt_go).unwrap_or_default();
+    meter(|m| m.output(s.len()))?;
+    Ok(Value::String(s))
 }
 
 /// Printing for text Kubernetes expands: every `$` an action prints is doubled, so
 /// data can never form a `$(VAR)` reference (secret markers contain no `$`).
 fn print_k8s(args: &[Value]) -> Result<Value, FuncError> {
-    Ok(Value::String(
-        args.last()
-            .map(fmt_go)
-            .unwrap_or_default()
-            .replace('$', "$$"),
-    ))
+    let s = args
+        .last()
+        .map(fmt_go)
+        .unwrap_or_default()
+        .replace('$', "$$");
+    meter(|m| m.output(s.len()))?;
+    Ok(Value::String(s))
 }
 
 /// `range` goes through here: maps in key order (gtmpl's order is random), missing
@@ -307,7 +375,17 @@ fn entries(args: &[Value]) -> Result<Value, FuncError> {
     ))
 }
 
+/// Every item a `range` will visit is charged here, before the loop runs: gtmpl
+/// iterates an empty body without calling us.
 fn pairs(args: &[Value]) -> Result<Vec<(Value, Value)>, FuncError> {
+    let items = match args.last() {
+        Some(Value::Array(a)) => a.len() as u64,
+        Some(Value::Map(m) | Value::Object(m)) => m.len() as u64,
+        // Past 100000 the error below says so, rather than the budget.
+        Some(Value::Number(n)) => n.as_u64().unwrap_or(0).min(100_001),
+        _ => 0,
+    };
+    charge(items)?;
     match args.last() {
         Some(Value::Array(a)) => Ok(a
             .iter()

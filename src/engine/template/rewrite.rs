@@ -93,6 +93,18 @@ struct Frame {
     /// Dot is rebound here (body of `range`/`with`), so `.x` is not a root path.
     rebinds: bool,
     vars_len: usize,
+    /// Bytes of author text in this `range`'s body, printed once per iteration
+    /// (charged by a `__text` call there, see `budget.rs`).
+    loop_text: usize,
+}
+
+/// The `__text N` call that ends a `range` body with author text in it.
+fn loop_text(f: &Frame) -> String {
+    if f.range_var.is_some() && !f.else_seen && f.loop_text > 0 {
+        format!("{{{{__text {}}}}}", f.loop_text)
+    } else {
+        String::new()
+    }
 }
 
 struct Writer<'a> {
@@ -206,6 +218,7 @@ impl Writer<'_> {
                     else_seen: false,
                     rebinds: kw != "if",
                     vars_len,
+                    loop_text: 0,
                 });
             }
             "else" => {
@@ -243,6 +256,7 @@ impl Writer<'_> {
                     self.vars.extend(pipe.decl);
                 } else {
                     p.expect_end("else")?;
+                    self.out += &loop_text(f);
                     f.else_seen = true;
                     f.rebinds = false;
                     self.out += &match f.range_var {
@@ -263,6 +277,7 @@ impl Writer<'_> {
                     );
                 };
                 let n = 1 + f.extra_ends + usize::from(f.entries && !f.else_seen);
+                self.out += &loop_text(&f);
                 self.out += &"{{end}}".repeat(n);
                 self.vars.truncate(f.vars_len);
             }
@@ -294,6 +309,14 @@ impl Writer<'_> {
         if before_action && t.ends_with('{') {
             t.pop();
             t += "{{\"{\"}}";
+        }
+        if let Some(f) = self
+            .frames
+            .iter_mut()
+            .rev()
+            .find(|f| f.range_var.is_some() && !f.else_seen)
+        {
+            f.loop_text += t.len();
         }
         self.out += &t;
     }
