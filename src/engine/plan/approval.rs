@@ -230,6 +230,14 @@ mod tests {
         }
     }
 
+    /// Case name, config, records, and the verdict's kind and a part of its text.
+    type Row = (
+        &'static str,
+        Approval,
+        Vec<ApprovalRecord>,
+        (&'static str, &'static str),
+    );
+
     #[test]
     fn decisions() {
         let one = Approval {
@@ -256,7 +264,7 @@ mod tests {
             groups: vec!["sre".into()],
             ..approve("restart", "carol", Some("new"))
         };
-        let cases: Vec<(&str, Approval, Vec<ApprovalRecord>, (&str, &str))> = vec![
+        let cases: Vec<Row> = vec![
             (
                 "nobody decided yet",
                 one.clone(),
