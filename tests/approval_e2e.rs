@@ -12,12 +12,11 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::Output;
-use std::time::{Duration, Instant};
 
 use common::TestNamespace;
+use common::on_call::*;
 use common::operator::*;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use playbook_operator::api::{Execution, ExecutionPhase, StepState};
 use serde_json::{Value, json};
 
@@ -34,132 +33,10 @@ async fn guarded_playbook(ns: &TestNamespace) {
     .await;
 }
 
-/// What an on-call person gets: run and approve playbooks in one namespace. Not
-/// `executions/status` (the controller's), not delete. SelfSubjectReview needs no
-/// grant: the default `system:basic-user` ClusterRole allows it to every
-/// authenticated user.
-async fn grant_on_call(ns: &TestNamespace) {
-    let role: Role = from_json(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-        "metadata": {"name": "on-call"},
-        "rules": [
-            {"apiGroups": ["stackpulse.io"], "resources": ["executions"],
-             "verbs": ["get", "list", "watch", "create", "patch", "update"]},
-            {"apiGroups": ["stackpulse.io"], "resources": ["playbooks"], "verbs": ["get", "list"]}
-        ]
-    }));
-    let binding: RoleBinding = from_json(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-        "metadata": {"name": "on-call"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "on-call"},
-        "subjects": [
-            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"},
-            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"},
-            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "carol"}
-        ]
-    }));
-    ns.api::<Role>()
-        .create(&PostParams::default(), &role)
-        .await
-        .expect("creating the on-call Role");
-    ns.api::<RoleBinding>()
-        .create(&PostParams::default(), &binding)
-        .await
-        .expect("creating the on-call RoleBinding");
-}
-
-/// `user`'s view of the namespace's Executions.
-async fn executions_as(user: &str, ns: &TestNamespace) -> Api<Execution> {
-    Api::namespaced(common::user_client(user).await, &ns.name)
-}
-
-fn execution_json(name: &str, requested_by: Option<&str>) -> Value {
-    let mut spec = json!({"playbookRef": {"name": "guarded"}});
-    if let Some(r) = requested_by {
-        spec["requestedBy"] = json!(r);
-    }
-    json!({
-        "apiVersion": "stackpulse.io/v1", "kind": "Execution",
-        "metadata": {"name": name},
-        "spec": spec
-    })
-}
-
-/// The API server's refusal of `result`, which must be a 403 from an admission policy.
-fn denied<T: std::fmt::Debug>(result: Result<T, kube::Error>, what: &str) -> String {
-    match result {
-        Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains("denied request") => {
-            s.message
-        }
-        other => panic!("{what}: expected the admission policy to deny it, got {other:?}"),
-    }
-}
-
-/// Waits until the policies (just applied, maybe just created) are enforced: a new
-/// policy reaches the API server's admission chain through an informer, a moment
-/// after it is stored. Probes with dry-run creates as alice, which store nothing.
-async fn wait_for_policies(ns: &TestNamespace) {
-    let alice = executions_as("alice", ns).await;
-    let dry = PostParams {
-        dry_run: true,
-        ..PostParams::default()
-    };
-    let deadline = Instant::now() + common::TIMEOUT;
-    loop {
-        let forged = alice
-            .create(&dry, &from_json(execution_json("probe", Some("bob"))))
-            .await;
-        let stamped = alice
-            .create(&dry, &from_json(execution_json("probe", None)))
-            .await;
-        let validating = matches!(&forged, Err(kube::Error::Api(s)) if s.code == 403);
-        let mutating = matches!(&stamped, Ok(e) if e.spec.requested_by.as_deref() == Some("alice"));
-        if validating && mutating {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the admission policies of crds/admission-policies.yaml are not enforced within \
-             {:?}: a forged requestedBy gave {forged:?}, a missing one gave {stamped:?}",
-            common::TIMEOUT
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// A namespace where alice, bob and carol are on call, the policies are enforced and
-/// every step pod prints `{"ok": true}`.
-async fn setup_on_call(prefix: &str) -> TestNamespace {
-    let ns = setup(prefix).await;
-    grant_on_call(&ns).await;
-    wait_for_policies(&ns).await;
-    ns.set_default_log(&step_log("done", json!({"ok": true})))
-        .await;
-    ns
-}
-
 async fn setup_guarded(prefix: &str) -> TestNamespace {
     let ns = setup_on_call(prefix).await;
     guarded_playbook(&ns).await;
     ns
-}
-
-/// The plan hash step `id` of Execution `name` shows (it waits for approval).
-async fn plan_hash(ns: &TestNamespace, name: &str, id: &str) -> String {
-    let what = format!("step {id} showing its plan");
-    let status = wait_status(ns, name, &what, common::TIMEOUT, |s| {
-        s.steps.iter().any(|st| st.id == id && st.plan.is_some())
-    })
-    .await;
-    step(&status, id)
-        .plan
-        .clone()
-        .map(|p| p.hash)
-        .unwrap_or_default()
-}
-
-fn json_patch(ops: Value) -> Patch<()> {
-    Patch::Json(serde_json::from_value(ops).expect("a JSON patch"))
 }
 
 async fn wait_for_approval_step(ns: &TestNamespace, name: &str) {
@@ -265,7 +142,7 @@ async fn approval_by_a_second_user_runs_the_step_and_self_approval_does_not() {
             "{what}: {message}"
         );
     }
-    let message = denied(
+    let message = invalid(
         alice
             .patch(
                 "run-1",
@@ -278,7 +155,7 @@ async fn approval_by_a_second_user_runs_the_step_and_self_approval_does_not() {
         "alice handing the run to carol",
     );
     assert!(
-        message.contains("spec.requestedBy cannot change: leave it 'alice'"),
+        message.contains("spec.requestedBy cannot be set, changed or removed after create: create a new Execution"),
         "{message}"
     );
     // Writes that leave spec alone are not the policy's business.
@@ -567,7 +444,7 @@ async fn count_two_by_user_or_group_and_each_foreach_item_needs_its_own_plan_app
     .await
     .expect("an approval naming another plan is a valid write");
     let want = format!(
-        "approval by bob is for plan {first}, the step will now run {second}: approve again"
+        "the plan changed since bob approved it (hash {first}, now {second}): approve again"
     );
     wait_status(
         &ns,

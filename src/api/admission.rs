@@ -13,8 +13,9 @@
 //!   by default, since Kubernetes 1.36);
 //! - a second one fills in `groups` of each new approval that leaves it out;
 //! - a ValidatingAdmissionPolicy rejects a create whose `requestedBy` is someone
-//!   else, any change of `requestedBy`, any removal or edit of an approval, and any
-//!   new approval in someone else's name or with groups other than the writer's.
+//!   else, any change of `requestedBy`, `params` or `alert`, any removal or edit of
+//!   an approval, and any new approval in someone else's name or with groups other
+//!   than the writer's.
 //!
 //! Both match the `executions` resource only, not `executions/status`, so the
 //! controller's status writes are never checked. Updates that leave `spec` alone
@@ -221,6 +222,17 @@ fn validating_policy() -> ValidatingAdmissionPolicy {
                 rule(
                     "request.operation != 'UPDATE' || object.spec.?requestedBy.orValue('') == oldObject.spec.?requestedBy.orValue('')",
                     r#""spec.requestedBy cannot change: leave it '" + oldObject.spec.?requestedBy.orValue('') + "' (to run as someone else, they create a new Execution)""#,
+                ),
+                // The CRD's CEL rules refuse these too, but CEL sees a free-form object
+                // through its schema and compares only the keys both sides have, so a
+                // renamed key would pass there; here the objects are plain JSON.
+                rule(
+                    "request.operation != 'UPDATE' || object.spec.?params == oldObject.spec.?params",
+                    r#""spec.params cannot be set, changed or removed after create: create a new Execution""#,
+                ),
+                rule(
+                    "request.operation != 'UPDATE' || object.spec.?alert == oldObject.spec.?alert",
+                    r#""spec.alert cannot be set, changed or removed after create: create a new Execution""#,
                 ),
                 rule(
                     "size(variables.removed) == 0",

@@ -1,6 +1,6 @@
 //! `Execution`: one run of one Playbook, and everything observed while it ran.
 
-use k8s_openapi::api::core::v1::EnvVar;
+use k8s_openapi::api::core::v1::{EnvVar, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
@@ -26,6 +26,14 @@ use super::{LocalRef, Phase, PlaybookSpec, schema};
     printcolumn = r#"{"name":"AGE","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+// What runs, for whom, and how long it is kept are fixed at create: an approver may
+// patch the Execution (to append an approval), and must not be able to change the
+// request they approve. Only `approvals` and `cancel` stay writable.
+#[x_kube(validation = Rule::new("has(self.params) == has(oldSelf.params) && (!has(self.params) || self.params == oldSelf.params)").message("spec.params cannot be set, changed or removed after create: create a new Execution").field_path(".params").reason(Reason::FieldValueForbidden))]
+#[x_kube(validation = Rule::new("has(self.alert) == has(oldSelf.alert) && (!has(self.alert) || self.alert == oldSelf.alert)").message("spec.alert cannot be set, changed or removed after create: create a new Execution").field_path(".alert").reason(Reason::FieldValueForbidden))]
+#[x_kube(validation = Rule::new("has(self.triggerRef) == has(oldSelf.triggerRef) && (!has(self.triggerRef) || self.triggerRef == oldSelf.triggerRef)").message("spec.triggerRef cannot be set, changed or removed after create: create a new Execution").field_path(".triggerRef").reason(Reason::FieldValueForbidden))]
+#[x_kube(validation = Rule::new("has(self.requestedBy) == has(oldSelf.requestedBy) && (!has(self.requestedBy) || self.requestedBy == oldSelf.requestedBy)").message("spec.requestedBy cannot be set, changed or removed after create: create a new Execution").field_path(".requestedBy").reason(Reason::FieldValueForbidden))]
+#[x_kube(validation = Rule::new("has(self.ttlSecondsAfterFinished) == has(oldSelf.ttlSecondsAfterFinished) && (!has(self.ttlSecondsAfterFinished) || self.ttlSecondsAfterFinished == oldSelf.ttlSecondsAfterFinished)").message("spec.ttlSecondsAfterFinished cannot be set, changed or removed after create: create a new Execution").field_path(".ttlSecondsAfterFinished").reason(Reason::FieldValueForbidden))]
 pub struct ExecutionSpec {
     /// The Playbook to run, in the Execution's namespace. Its spec is copied into
     /// status when the run starts; later edits of the Playbook do not change this run.
@@ -292,8 +300,9 @@ pub struct StepStatus {
     /// unset): a ConfigMap owned by the Execution. Later templates see all of it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outputs_ref: Option<OutputsRef>,
-    /// For a step that needs an approval: the Job container it will run (or ran),
-    /// rendered, and its hash, which approvals name.
+    /// For a step that needs an approval: the Job it will run (or ran), rendered, and
+    /// its hash, which approvals name. Once approved, every later attempt (a retry, a
+    /// Job re-created after a restart) must render the same hash or wait again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<StepPlan>,
     /// The image parser run of the current attempt, when the step's `outputParser` is
@@ -342,14 +351,17 @@ pub struct ParserRun {
     pub input_truncated: bool,
 }
 
-/// Exactly what a step's Job container runs, as the Job builder renders it: what
-/// people approve. Secrets appear only as `valueFrom.secretKeyRef` (name and key).
+/// Exactly what a step's Job runs and with which rights, as the Job builder renders
+/// it: what people approve. Secrets appear only as references (Secret name and key).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct StepPlan {
-    /// SHA-256 (hex prefix) of image, command, args and env: an approval's `planHash`
-    /// must equal it.
+    /// SHA-256 (hex prefix) of every other field of this plan: an approval's
+    /// `planHash` must equal it.
     pub hash: String,
+    /// The Runner the step runs on (unset: none, the built-in defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner: Option<String>,
     /// The container image.
     pub image: String,
     /// The container's command (unset: the image's entrypoint).
@@ -361,4 +373,12 @@ pub struct StepPlan {
     /// The container's env, rendered, in the Job's order (secret references first).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<EnvVar>,
+    /// The Job's whole pod template as built, without the `stackpulse.io/attempt`
+    /// label (the one part that differs between attempts): service account, `envFrom`,
+    /// security contexts, placement, resources, volumes, image pull secrets, the
+    /// Runner's pod labels and annotations. Image, command, args and env above are its
+    /// step container's, repeated for reading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "schema::any_object")]
+    pub pod: Option<PodTemplateSpec>,
 }

@@ -157,6 +157,12 @@ fn plan_section(out: &mut String, execution: &str, ns: &str, id: &str, plan: &St
             }
         }
     }
+    if let Some(runner) = &shown.runner {
+        let _ = writeln!(out, "  runner:   {runner}");
+    }
+    if let Some(account) = &shown.service_account {
+        let _ = writeln!(out, "  service account: {account}");
+    }
     let _ = writeln!(
         out,
         "  approve:  playbook-operator approve {execution} {id} -n {ns}"
@@ -218,6 +224,13 @@ mod tests {
                     }),
                 },
             ],
+            runner: Some("ops".into()),
+            pod: Some(
+                serde_json::from_value(serde_json::json!({
+                    "spec": {"serviceAccountName": "restarter", "containers": []}
+                }))
+                .expect("a pod template"),
+            ),
         });
         let mut e = Execution::new(
             "run-1",
@@ -266,6 +279,8 @@ Plan of restart (hash abc123def456):
   env:
     TARGET=redis-0
     TOKEN from secret playbook-secrets key token
+  runner:   ops
+  service account: restarter
   approve:  playbook-operator approve run-1 restart -n ops
   reject:   playbook-operator reject run-1 restart -n ops --reason '...'
 

@@ -52,7 +52,7 @@ use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::watch;
 
-use crate::api::{Execution, Playbook, Runner};
+use crate::api::{Execution, Playbook, Runner, StepState};
 use crate::engine::job::LABEL_EXECUTION_UID;
 use crate::engine::plan::Limits;
 use crate::metrics::Metrics;
@@ -263,6 +263,10 @@ pub async fn run(
         let execs = exec_store.clone();
         move |pb: DeserializeGuard<Playbook>| waiting_for(&pb, &execs)
     };
+    let runner_to_executions = {
+        let execs = exec_store.clone();
+        move |runner: DeserializeGuard<Runner>| approvals_on(&runner, &execs)
+    };
     let playbook_controller = playbook::controller(
         ctx.client.clone(),
         ctx.config.metrics.clone(),
@@ -280,9 +284,9 @@ pub async fn run(
         .owns_stream(job_events)
         .watches_stream(pod_events, pod_to_execution)
         .watches_stream(playbook_events, playbook_to_executions)
-        // Runners only fill a cache: a step whose Runner is missing fails at once,
-        // so no Execution waits for one.
-        .watches_stream(runner_events, |_| None)
+        // A step whose Runner is missing fails at once, so no Execution waits for one;
+        // a Runner change does change the plan of a step waiting for approval.
+        .watches_stream(runner_events, runner_to_executions)
         .graceful_shutdown_on(shutdown)
         .run(execution::reconcile, execution::error_policy, ctx)
         .for_each(log_stream_error);
@@ -356,6 +360,29 @@ fn waiting_for(
         exec.namespace() == ns
             && exec.spec.playbook_ref.name == name
             && exec.status.as_ref().is_none_or(|s| s.playbook.is_none())
+    });
+    waiting
+        .iter()
+        .map(|e| ObjectRef::from_obj(e.as_ref()))
+        .collect()
+}
+
+/// The Executions of a Runner's namespace with a step waiting for approval: the
+/// Runner is part of the plan such a step shows, and approvals name that plan.
+fn approvals_on(
+    runner: &DeserializeGuard<Runner>,
+    execs: &Store<DeserializeGuard<Execution>>,
+) -> Vec<ObjectRef<DeserializeGuard<Execution>>> {
+    let ns = runner.namespace();
+    let waiting = execs.state_filter(|e| {
+        let Ok(exec) = &e.0 else { return false };
+        exec.namespace() == ns
+            && exec.status.as_ref().is_some_and(|s| {
+                s.steps
+                    .iter()
+                    .chain(&s.finally)
+                    .any(|st| st.state == StepState::WaitingApproval)
+            })
     });
     waiting
         .iter()

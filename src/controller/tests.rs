@@ -128,3 +128,27 @@ fn runner_names_are_those_of_the_namespace_that_deserialize() {
     ]);
     assert_eq!(playbook::runner_names(&runners, "ns"), ["default", "prod"]);
 }
+
+#[test]
+fn a_runner_wakes_the_executions_of_its_namespace_waiting_for_an_approval() {
+    let with_step = |name: &str, ns: &str, state: &str| -> DeserializeGuard<Execution> {
+        DeserializeGuard(Ok(serde_json::from_value(json!({
+            "apiVersion": "stackpulse.io/v1", "kind": "Execution",
+            "metadata": {"name": name, "namespace": ns, "uid": name},
+            "spec": {"playbookRef": {"name": "pb"}},
+            "status": {"phase": "Running", "steps": [
+                {"id": "check", "state": "Succeeded"}, {"id": "restart", "state": state}]},
+        }))
+        .expect("an Execution")))
+    };
+    let execs = store_of(vec![
+        with_step("waiting", "ns", "WaitingApproval"),
+        with_step("running", "ns", "Running"),
+        with_step("elsewhere", "other", "WaitingApproval"),
+        execution("pending", "p-uid", "pb", false),
+    ]);
+    assert_eq!(
+        approvals_on(&runner("default", "ns"), &execs),
+        [ObjectRef::new("waiting").within("ns")]
+    );
+}

@@ -150,20 +150,32 @@ pub fn build_job(input: &JobInput) -> Result<Job, JobError> {
 /// shaping alert data, yet short enough to read out in a chat.
 const PLAN_HASH_DIGITS: usize = 12;
 
-/// The plan people approve: the step container of `job` (image, command, args and
-/// env exactly as built, secrets only as references) and its hash. Taken from the
-/// built Job rather than re-derived, so what is approved is what runs.
-pub fn step_plan(job: &Job) -> Option<StepPlan> {
-    let pod = job.spec.as_ref()?.template.spec.as_ref()?;
-    let c = pod.containers.first()?;
+/// The plan people approve: the pod template of `job` as built (secrets only as
+/// references), the Runner it names, and their hash. Taken from the built Job rather
+/// than re-derived, so what is approved is what runs.
+///
+/// Left out of the hash: the Job's own name and the `stackpulse.io/attempt` label,
+/// which differ between attempts by design, so that a retry of the same plan needs
+/// no new approval; and the Job spec around the pod (`backoffLimit: 0` is fixed, the
+/// deadline is the step's `timeoutSeconds`, a playbook field the snapshot pins).
+/// Everything else of the pod counts: a Runner whose service account, placement or
+/// security context changes makes another plan.
+pub fn step_plan(job: &Job, runner: Option<&str>) -> Option<StepPlan> {
+    let mut pod = job.spec.as_ref()?.template.clone();
+    if let Some(labels) = pod.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
+        labels.remove(LABEL_ATTEMPT);
+    }
+    let c = pod.spec.as_ref()?.containers.first()?;
     let mut plan = StepPlan {
         hash: String::new(),
+        runner: runner.map(str::to_string),
         image: c.image.clone().unwrap_or_default(),
         command: c.command.clone().unwrap_or_default(),
         args: c.args.clone().unwrap_or_default(),
         env: c.env.clone().unwrap_or_default(),
+        pod: Some(pod),
     };
-    // Serialising a struct of lists is deterministic: same content, same text.
+    // Serialising structs, lists and BTreeMaps is deterministic: same content, same text.
     let text = serde_json::to_string(&plan).ok()?;
     plan.hash = hex_hash(&[&text], PLAN_HASH_DIGITS);
     Some(plan)
@@ -560,6 +572,8 @@ pub fn label_value(s: &str) -> String {
 }
 
 mod parser;
+#[cfg(test)]
+mod plan_tests;
 #[cfg(test)]
 mod tests;
 

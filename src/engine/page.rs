@@ -260,6 +260,9 @@ pub struct PlanView {
     pub command: Vec<String>,
     pub args: Vec<String>,
     pub env: Vec<EnvShown>,
+    /// The Runner and the pod's service account: the rights the step runs with.
+    pub runner: Option<String>,
+    pub service_account: Option<String>,
 }
 
 /// One env var of a plan: a rendered value, or the Secret key it comes from (never
@@ -300,6 +303,11 @@ impl From<&StepPlan> for PlanView {
             command: plan.command.clone(),
             args: plan.args.clone(),
             env,
+            runner: plan.runner.clone(),
+            service_account: plan
+                .pod
+                .as_ref()
+                .and_then(|p| p.spec.as_ref()?.service_account_name.clone()),
         }
     }
 }

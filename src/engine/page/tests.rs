@@ -264,6 +264,8 @@ fn detail_shows_waiting_and_given_approvals_and_the_alert() {
                         secret: None,
                     },
                 ],
+                runner: None,
+                service_account: None,
             }),
         }]
     );

@@ -91,7 +91,7 @@ pub(crate) fn decide(w: &Wait) -> Verdict {
             match r.plan_hash.as_deref().map(str::trim) {
                 Some(hash) if hash == w.plan_hash => None,
                 Some(hash) => Some(format!(
-                    "approval by {user} is for plan {hash}, the step will now run {}: approve again",
+                    "the plan changed since {user} approved it (hash {hash}, now {}): approve again",
                     w.plan_hash
                 )),
                 None => Some(format!(
@@ -153,6 +153,13 @@ pub(crate) fn decide(w: &Wait) -> Verdict {
     }
 }
 
+/// Whether an attempt about to start runs the plan that was approved (`approved`,
+/// the hash the step's status kept) when it renders to `now`. Anything else waits
+/// for an approval again: what runs is only ever what someone approved.
+pub(crate) fn pinned(approved: &str, now: &str) -> bool {
+    !approved.is_empty() && approved == now
+}
+
 /// The writer is allowed by `approvers` (anyone when it names nobody).
 fn allowed(config: &Approval, r: &ApprovalRecord) -> bool {
     let Some(a) = config.approvers.as_ref() else {
@@ -175,5 +182,251 @@ fn who(config: &Approval, requester: Option<&str>) -> String {
         Some(a) if !a.users.is_empty() => format!("users {}", list(&a.users)),
         Some(a) if !a.groups.is_empty() => format!("groups {}", list(&a.groups)),
         _ => format!("anyone{but}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Approvers;
+
+    fn approve(step: &str, user: &str, hash: Option<&str>) -> ApprovalRecord {
+        ApprovalRecord {
+            step: step.into(),
+            user: user.into(),
+            plan_hash: hash.map(str::to_string),
+            ..Default::default()
+        }
+    }
+
+    fn reject(user: &str, reason: &str) -> ApprovalRecord {
+        ApprovalRecord {
+            decision: Decision::Reject,
+            reason: Some(reason.into()),
+            ..approve("restart", user, None)
+        }
+    }
+
+    /// What `decide` says about step `restart` (plan `new`, requested by alice, waiting
+    /// since 0, now 100) given `config` and `records`: the verdict's kind and text.
+    fn verdict(config: &Approval, records: &[ApprovalRecord]) -> (&'static str, String) {
+        let instance = InstanceId::top("restart", None);
+        let w = Wait {
+            config,
+            execution: "run-1",
+            requester: Some("alice"),
+            records,
+            instance: &instance,
+            plan_hash: "new",
+            since: 0,
+            now: 100,
+        };
+        match decide(&w) {
+            Verdict::Granted(m) => ("granted", m),
+            Verdict::Rejected(m) => ("rejected", m),
+            Verdict::TimedOut(OnTimeout::Reject, m) => ("timed out, reject", m),
+            Verdict::TimedOut(OnTimeout::Skip, m) => ("timed out, skip", m),
+            Verdict::Waiting { message, .. } => ("waiting", message),
+        }
+    }
+
+    /// Case name, config, records, and the verdict's kind and a part of its text.
+    type Row = (
+        &'static str,
+        Approval,
+        Vec<ApprovalRecord>,
+        (&'static str, &'static str),
+    );
+
+    #[test]
+    fn decisions() {
+        let one = Approval {
+            required: true,
+            ..Default::default()
+        };
+        let two = Approval {
+            count: Some(2),
+            ..one.clone()
+        };
+        let sre = Approval {
+            approvers: Some(Approvers {
+                users: vec![],
+                groups: vec!["sre".into()],
+            }),
+            ..one.clone()
+        };
+        let timeout = |on_timeout| Approval {
+            timeout_seconds: Some(60),
+            on_timeout,
+            ..one.clone()
+        };
+        let in_sre = ApprovalRecord {
+            groups: vec!["sre".into()],
+            ..approve("restart", "carol", Some("new"))
+        };
+        let cases: Vec<Row> = vec![
+            (
+                "nobody decided yet",
+                one.clone(),
+                vec![],
+                (
+                    "waiting",
+                    "0 of 1 approvals; waiting for one more from anyone but 'alice': playbook-operator approve run-1 restart",
+                ),
+            ),
+            (
+                "someone else approved the current plan",
+                one.clone(),
+                vec![approve("restart", "bob", Some("new"))],
+                ("granted", "approved by bob (plan new)"),
+            ),
+            (
+                "the plan changed since the approval",
+                one.clone(),
+                vec![approve("restart", "bob", Some("old"))],
+                (
+                    "waiting",
+                    "0 of 1 approvals; waiting for one more from anyone but 'alice': playbook-operator approve run-1 restart; the plan changed since bob approved it (hash old, now new): approve again",
+                ),
+            ),
+            (
+                "an approval naming no plan",
+                one.clone(),
+                vec![approve("restart", "bob", None)],
+                (
+                    "waiting",
+                    "; approval by bob names no plan, the step will run new: approve again",
+                ),
+            ),
+            (
+                "an old and a new approval by the same person: the new one counts",
+                one.clone(),
+                vec![
+                    approve("restart", "bob", Some("old")),
+                    approve("restart", "bob", Some("new")),
+                ],
+                ("granted", "approved by bob (plan new)"),
+            ),
+            (
+                "the requester's approval never counts",
+                one.clone(),
+                vec![approve("restart", "alice", Some("new"))],
+                (
+                    "waiting",
+                    "; approval by 'alice' ignored: whoever requested a run cannot approve its steps",
+                ),
+            ),
+            (
+                "another step's approval is not this one's",
+                one.clone(),
+                vec![approve("check", "bob", Some("new"))],
+                ("waiting", "0 of 1 approvals;"),
+            ),
+            (
+                "count 2: one approver is not enough",
+                two.clone(),
+                vec![approve("restart", "bob", Some("new"))],
+                (
+                    "waiting",
+                    "1 of 2 approvals (bob); waiting for one more from anyone but 'alice'",
+                ),
+            ),
+            (
+                "count 2: one current and one stale approval",
+                two.clone(),
+                vec![
+                    approve("restart", "bob", Some("old")),
+                    approve("restart", "carol", Some("new")),
+                ],
+                (
+                    "waiting",
+                    "1 of 2 approvals (carol); waiting for one more from anyone but 'alice': playbook-operator approve run-1 restart; the plan changed since bob approved it (hash old, now new)",
+                ),
+            ),
+            (
+                "count 2: two distinct approvers of the current plan",
+                two,
+                vec![
+                    approve("restart", "bob", Some("new")),
+                    approve("restart", "carol", Some("new")),
+                ],
+                ("granted", "approved by bob, carol (plan new)"),
+            ),
+            (
+                "approvers by group: outsiders are ignored, members count",
+                sre.clone(),
+                vec![approve("restart", "bob", Some("new")), in_sre],
+                ("granted", "approved by carol (plan new)"),
+            ),
+            (
+                "approvers by group: an outsider alone",
+                sre.clone(),
+                vec![approve("restart", "bob", Some("new"))],
+                (
+                    "waiting",
+                    "; approval by 'bob' ignored: not among the approvers (groups [sre])",
+                ),
+            ),
+            (
+                "a rejection by an approver ends the wait, whatever plan it names",
+                one.clone(),
+                vec![
+                    approve("restart", "bob", Some("new")),
+                    reject("carol", "disk is fine"),
+                ],
+                ("rejected", "rejected by carol: disk is fine"),
+            ),
+            (
+                "the requester may reject",
+                sre.clone(),
+                vec![reject("alice", "false alarm")],
+                ("rejected", "rejected by alice: false alarm"),
+            ),
+            (
+                "an outsider's rejection is not a decision",
+                sre,
+                vec![reject("bob", "no")],
+                (
+                    "waiting",
+                    "0 of 1 approvals; waiting for one more from groups [sre]",
+                ),
+            ),
+            (
+                "past the timeout: reject",
+                timeout(OnTimeout::Reject),
+                vec![approve("restart", "bob", Some("old"))],
+                (
+                    "timed out, reject",
+                    "approval timed out after 60s (approval.timeoutSeconds) with 0 of 1 approvals: rejected (onTimeout: reject)",
+                ),
+            ),
+            (
+                "past the timeout: skip",
+                timeout(OnTimeout::Skip),
+                vec![],
+                ("timed out, skip", "skipped (onTimeout: skip)"),
+            ),
+        ];
+        for (name, config, records, (kind, text)) in cases {
+            let (got_kind, got) = verdict(&config, &records);
+            assert_eq!(got_kind, kind, "{name}: {got}");
+            assert!(got.contains(text), "{name}: {got:?} lacks {text:?}");
+        }
+    }
+
+    #[test]
+    fn an_attempt_runs_only_the_approved_plan() {
+        for (approved, now, runs) in [
+            ("1a2b3c4d5e6f", "1a2b3c4d5e6f", true),
+            ("1a2b3c4d5e6f", "9f8e7d6c5b4a", false),
+            ("", "9f8e7d6c5b4a", false),
+            ("", "", false),
+        ] {
+            assert_eq!(
+                pinned(approved, now),
+                runs,
+                "approved {approved:?}, now {now:?}"
+            );
+        }
     }
 }

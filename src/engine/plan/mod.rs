@@ -34,6 +34,7 @@
 mod approval;
 mod expand;
 mod finally;
+mod gate;
 mod graph;
 mod limit;
 mod output;

@@ -7,9 +7,9 @@
 
 use serde_json::Value;
 
-use super::approval::{self, Verdict};
+use super::gate::needs_approval;
 use super::{EventType, Planner, StepLog, Terminated, output, seconds, time};
-use crate::api::{Approval, OnTimeout, Retries, RunnerSpec, Step, StepState};
+use crate::api::{Approval, Retries, RunnerSpec, Step, StepState};
 use crate::engine::context::InstanceId;
 use crate::engine::job::{self, JobInput};
 use crate::engine::parse::{self, ParserKind};
@@ -140,12 +140,15 @@ impl Planner<'_> {
     }
 
     /// Creates attempt `attempt` of instance `i` and marks it Running.
-    fn launch(&mut self, i: usize, attempt: u32, note: Option<String>) {
+    pub(super) fn launch(&mut self, i: usize, attempt: u32, note: Option<String>) {
         let iid = self.ids[i].clone();
-        let job = match self.job_for(&iid, attempt) {
-            Ok(job) => job,
+        let (job, runner) = match self.job_for(&iid, attempt) {
+            Ok(built) => built,
             Err(message) => return self.fail_step(i, message, None),
         };
+        if !self.still_approved(i, attempt, &job, runner.as_deref()) {
+            return;
+        }
         let name = job.metadata.name.clone().unwrap_or_default();
         let s = &mut self.st.steps[i];
         s.state = StepState::Running;
@@ -169,21 +172,23 @@ impl Planner<'_> {
         self.event(EventType::Normal, "StepStarted", message);
     }
 
-    /// The Job of one attempt, rendered against the context as it is now. Deterministic,
-    /// so rebuilding it after a crash gives the same Job under the same name.
+    /// The Job of one attempt, rendered against the context as it is now, and the
+    /// name of the Runner it runs on. Deterministic, so rebuilding it after a crash
+    /// gives the same Job under the same name.
     pub(super) fn job_for(
         &self,
         iid: &InstanceId,
         attempt: u32,
-    ) -> Result<k8s_openapi::api::batch::v1::Job, String> {
+    ) -> Result<(k8s_openapi::api::batch::v1::Job, Option<String>), String> {
         let step = self
             .step_spec(iid)
             .ok_or_else(|| format!("step '{iid}' is not in the playbook snapshot"))?;
         let ctx = self.context_for(iid)?;
-        let runner = self.runner_for(&step, &ctx)?;
+        let (name, runner) = self.resolve_runner(&step, &ctx)?;
         let rendered = job::render_step(&step, &ctx).map_err(|e| e.to_string())?;
         let input = self.job_input(iid, attempt, &rendered, &runner);
-        job::build_job(&input).map_err(|e| e.to_string())
+        let job = job::build_job(&input).map_err(|e| e.to_string())?;
+        Ok((job, name))
     }
 
     /// What the Job builder needs to know of one attempt of `iid`.
@@ -210,26 +215,34 @@ impl Planner<'_> {
     /// The step's Runner. The name may be a template (StackPulse `spd` params name
     /// one); runners are looked up in the Execution's namespace only.
     pub(super) fn runner_for(&self, step: &Step, ctx: &Value) -> Result<RunnerSpec, String> {
+        self.resolve_runner(step, ctx).map(|(_, runner)| runner)
+    }
+
+    /// The step's Runner and its name (none: the built-in defaults).
+    fn resolve_runner(
+        &self,
+        step: &Step,
+        ctx: &Value,
+    ) -> Result<(Option<String>, RunnerSpec), String> {
         let Some(name) = &step.runner else {
-            return Ok(self
-                .input
-                .runners
-                .get("default")
-                .cloned()
-                .unwrap_or_default());
+            return Ok(match self.input.runners.get("default") {
+                Some(runner) => (Some("default".into()), runner.clone()),
+                None => (None, RunnerSpec::default()),
+            });
         };
         let name = if name.contains("{{") {
             template::render(name, ctx).map_err(|e| format!("step '{}': runner: {e}", step.id))?
         } else {
             name.clone()
         };
-        self.input.runners.get(name.trim()).cloned().ok_or_else(|| {
+        let name = name.trim();
+        let runner = self.input.runners.get(name).cloned().ok_or_else(|| {
             format!(
-                "runner '{}' not found in namespace {}: create it or set the step's runner",
-                name.trim(),
+                "runner '{name}' not found in namespace {}: create it or set the step's runner",
                 self.input.execution.namespace
             )
-        })
+        })?;
+        Ok((Some(name.to_string()), runner))
     }
 
     /// Looks at a Running instance's Job.
@@ -274,9 +287,16 @@ impl Planner<'_> {
         if job.is_none() {
             // Status says Running but the Job is not there: the controller stopped
             // between writing status and creating it (or the cache lags; 409 then).
+            // An approved step's plan may have changed meanwhile (its Runner, say):
+            // then it waits for an approval again instead.
             let attempt = self.st.steps[i].attempt.max(1);
             match self.job_for(&iid, attempt) {
-                Ok(job) => self.create(job),
+                Ok((job, runner)) => {
+                    if !self.still_approved(i, attempt, &job, runner.as_deref()) {
+                        return true;
+                    }
+                    self.create(job);
+                }
                 Err(message) => {
                     self.fail_step(i, message, None);
                     return true;
@@ -454,94 +474,6 @@ impl Planner<'_> {
         s.finished_at = Some(time(self.now));
         s.message = Some(message);
     }
-
-    /// A step waiting for approval: decide again (approvals, rejections, its
-    /// timeout, a plan that changed since).
-    pub(super) fn check_approval(&mut self, i: usize) -> bool {
-        let config = self
-            .step_spec(&self.ids[i])
-            .and_then(|s| needs_approval(&s))
-            .unwrap_or_default();
-        self.await_approval(i, &config)
-    }
-
-    /// Instance `i` needs `config`'s approval: its plan is rendered (and kept current
-    /// in status), then [`approval::decide`] starts, fails, skips it, or says what it
-    /// still waits for. True when the status changed.
-    fn await_approval(&mut self, i: usize, config: &Approval) -> bool {
-        let iid = self.ids[i].clone();
-        let plan = match self.job_for(&iid, 1).and_then(|job| {
-            job::step_plan(&job).ok_or_else(|| format!("step '{iid}': its Job has no container"))
-        }) {
-            Ok(plan) => plan,
-            Err(message) => {
-                self.fail_step(i, message, None);
-                return true;
-            }
-        };
-        let s = &mut self.st.steps[i];
-        let first = s.state != StepState::WaitingApproval;
-        if first {
-            s.state = StepState::WaitingApproval;
-            s.waiting_since = Some(time(self.now));
-        }
-        let mut changed = first || s.plan.as_ref() != Some(&plan);
-        let since = s.waiting_since.as_ref().map_or(self.now, seconds);
-        let spec = &self.input.spec;
-        let verdict = approval::decide(&approval::Wait {
-            config,
-            execution: &self.input.execution.name,
-            requester: spec.requested_by.as_deref(),
-            records: &spec.approvals,
-            instance: &iid,
-            plan_hash: &plan.hash,
-            since,
-            now: self.now,
-        });
-        self.st.steps[i].plan = Some(plan);
-        match verdict {
-            Verdict::Granted(note) => self.launch(i, 1, Some(note)),
-            Verdict::Rejected(message) | Verdict::TimedOut(OnTimeout::Reject, message) => {
-                self.fail_step(i, message, None);
-            }
-            Verdict::TimedOut(OnTimeout::Skip, message) => {
-                self.event(
-                    EventType::Normal,
-                    "StepSkipped",
-                    format!("step '{iid}' skipped: {message}"),
-                );
-                self.skip(i, message);
-            }
-            Verdict::Waiting {
-                message,
-                ignored,
-                deadline,
-            } => {
-                let message = self.with_hold_reason(i, message);
-                if let Some(deadline) = deadline {
-                    self.requeue_in(deadline - self.now);
-                }
-                if self.st.steps[i].message.as_deref() == Some(message.as_str()) {
-                    return changed;
-                }
-                let (type_, reason) = match (first, ignored) {
-                    (true, _) => (EventType::Normal, "WaitingApproval"),
-                    (false, true) => (EventType::Warning, "ApprovalIgnored"),
-                    (false, false) => (EventType::Normal, "ApprovalRecorded"),
-                };
-                self.event(type_, reason, format!("step '{iid}': {message}"));
-                self.st.steps[i].message = Some(message);
-                changed = true;
-                return changed;
-            }
-        }
-        true
-    }
-}
-
-/// The approval a step needs before it runs, if any: the one place that says so.
-pub(super) fn needs_approval(step: &Step) -> Option<Approval> {
-    step.approval.clone().filter(|a| a.required)
 }
 
 #[cfg(test)]
