@@ -46,8 +46,10 @@ pub fn classify(full_name: &str, answer: &Answer) -> Verdict {
     match *answer {
         Answer::Created => Verdict::Created,
         Answer::Refused {
-            code: 409, reason, ..
-        } if reason == "AlreadyExists" => Verdict::Exists,
+            code: 409,
+            reason: "AlreadyExists",
+            ..
+        } => Verdict::Exists,
         // Too many requests, the API server's own trouble, and other 409s (a write
         // raced ours) pass with time.
         Answer::Refused {
