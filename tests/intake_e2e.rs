@@ -114,7 +114,7 @@ async fn one_tenants_refusal_fails_only_its_execution() {
         trigger(ns, "tenant", tenant, &alertname).await;
     }
     // Tenant B may hold no Executions at all; wait until the quota controller has
-    // counted, so the refusal is the quota's own ("exceeded quota").
+    // counted them, so the refusal is the quota's own ("exceeded quota").
     create::<ResourceQuota>(
         &b,
         json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "no-runs"},
@@ -128,8 +128,8 @@ async fn one_tenants_refusal_fails_only_its_execution() {
         .await
         .ok()
         .and_then(|q| q.status)
-        .and_then(|s| s.hard)
-        .is_none()
+        .and_then(|s| s.used)
+        .is_none_or(|used| !used.contains_key("count/executions.stackpulse.io"))
     {
         assert!(Instant::now() < deadline, "quota not counted within 30 s");
         tokio::time::sleep(Duration::from_millis(200)).await;
