@@ -89,7 +89,9 @@ pub async fn serve(
 ) -> Result<(), Error> {
     let local = listener.local_addr().map_err(Error::Serve)?;
     tracing::info!(addr = %local, "serving HTTP");
-    axum::serve(listener, router)
+    // The peer address reaches handlers (the page throttles failed sign-ins by it).
+    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(Error::Serve)

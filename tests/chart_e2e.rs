@@ -462,7 +462,9 @@ async fn exercise(ns: &TestNamespace, mut operator: OperatorProcess, lease: &str
     // The execution page, as alice: signing in is a TokenReview, her list a
     // SubjectAccessReview (no grant here, so she sees no run of this namespace).
     let addr = operator.http_addr().await;
-    let cookie = format!("pbo_session={}", common::user_token("alice"));
+    let cookie = common::http::page_sign_in(addr, &common::user_token("alice"))
+        .await
+        .unwrap_or_else(|a| panic!("alice signs in: {} {}", a.status, a.body));
     let (status, body) = common::http::get_with(addr, "/ui/", &[("Cookie", &cookie)]).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("alice"), "signed in as alice: {body}");

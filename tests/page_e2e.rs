@@ -143,6 +143,9 @@ async fn serve_page() -> (SocketAddr, tokio::task::JoinHandle<()>) {
             namespace: None,
             external_url: Some(format!("http://{addr}")),
             log_limit_bytes: page::DEFAULT_LOG_LIMIT_BYTES,
+            // Chromium on http://127.0.0.1 gets plain-http cookies.
+            plain_http: true,
+            sessions: page::session::Limits::default(),
         },
     );
     let handle = tokio::spawn(async move {

@@ -349,6 +349,11 @@ pub struct ParserRun {
     /// is missing).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub input_truncated: bool,
+    /// SHA-256 (hex) of the input written into the ConfigMap. A ConfigMap of that
+    /// name holding anything else (made or replaced by someone else) fails the
+    /// attempt instead of feeding the parser.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_sha256: Option<String>,
 }
 
 /// Exactly what a step's Job runs and with which rights, as the Job builder renders

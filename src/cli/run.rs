@@ -58,8 +58,7 @@ pub struct Args {
     pub http_addr: SocketAddr,
     /// Where people reach this operator's HTTP server (e.g. https://pbo.example.com):
     /// `.execution.url` in templates becomes the run's page there
-    /// (URL/ui/executions/NAMESPACE/NAME), and an https URL makes the page's session
-    /// cookie Secure.
+    /// (URL/ui/executions/NAMESPACE/NAME).
     #[arg(long, env = "PLAYBOOK_OPERATOR_EXTERNAL_URL", value_parser = external_url)]
     pub external_url: Option<String>,
     /// Most memory (address space, bytes) the process that runs one jq filter may
@@ -70,6 +69,16 @@ pub struct Args {
     /// Most bytes of a step log the execution page returns.
     #[arg(long, default_value_t = page::DEFAULT_LOG_LIMIT_BYTES, value_parser = clap::value_parser!(i64).range(1..))]
     pub page_log_limit_bytes: i64,
+    /// The execution page is served over plain http (local testing only): its
+    /// cookies go without `Secure`, which browsers would otherwise not send back.
+    #[arg(long)]
+    pub page_plain_http: bool,
+    /// A page session ends after this many seconds without a request.
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub page_session_idle_seconds: u64,
+    /// A page session ends this many seconds after signing in, however busy.
+    #[arg(long, default_value_t = 43200, value_parser = clap::value_parser!(u64).range(1..))]
+    pub page_session_max_seconds: u64,
     #[command(flatten)]
     pub election: ElectionArgs,
     #[command(flatten)]
@@ -296,6 +305,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 namespace: args.namespace.clone(),
                 external_url: args.external_url.clone(),
                 log_limit_bytes: args.page_log_limit_bytes,
+                plain_http: args.page_plain_http,
+                sessions: page::session::Limits {
+                    idle: Duration::from_secs(args.page_session_idle_seconds),
+                    absolute: Duration::from_secs(args.page_session_max_seconds),
+                    ..page::session::Limits::default()
+                },
             },
         );
         let page_task = futures::future::select(Box::pin(page_task), stop.clone()).map(|_| ());

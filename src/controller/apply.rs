@@ -37,7 +37,7 @@ use super::{Context, Error, FIELD_MANAGER};
 use crate::api::{Execution, ExecutionStatus};
 use crate::engine::job::{ANNOTATION_STEP_ID, short_hash};
 use crate::engine::message::cut;
-use crate::engine::plan::{EventType, Intent, Plan};
+use crate::engine::plan::{EventType, Intent, Plan, input_sha256};
 use crate::metrics::transitions;
 
 /// Most bytes of an Event note the API accepts.
@@ -56,9 +56,12 @@ pub async fn apply(
     let metrics = &ctx.config.metrics;
     let changed = transitions(current, &plan.status, Timestamp::now());
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut foreign = Vec::new();
     for intent in &plan.intents {
-        if let Intent::CreateConfigMap(cm) = intent {
-            create_config_map(&config_maps, cm).await?;
+        if let Intent::CreateConfigMap(cm) = intent
+            && !create_config_map(&config_maps, cm).await?
+        {
+            foreign.push(cm.name_any());
         }
     }
     if plan.status != *current {
@@ -72,6 +75,11 @@ pub async fn apply(
     let mut first_created = None;
     for intent in &plan.intents {
         match intent {
+            // Never feed a parser input someone else wrote: the next reconcile reads
+            // the ConfigMap back and fails the attempt (`plan::parser`).
+            Intent::CreateJob(job) if mounts_any(job, &foreign) => {
+                tracing::warn!(job = %job.name_any(), config_maps = ?foreign, "parser Job not created: its input ConfigMap is not the operator's");
+            }
             Intent::CreateJob(job) => {
                 if create_job(&jobs, job).await? {
                     metrics.job_created();
@@ -174,9 +182,10 @@ async fn create_job(api: &Api<Job>, job: &Job) -> Result<bool, Error> {
     }
 }
 
-/// Creates the ConfigMap of a step attempt's raw output; one that exists is ours
-/// (the name is deterministic per attempt, and its content is that attempt's log).
-async fn create_config_map(api: &Api<ConfigMap>, cm: &ConfigMap) -> Result<(), Error> {
+/// Creates the ConfigMap of a step attempt's output. One that exists is ours when it
+/// holds the same content (the name is deterministic per attempt: an earlier
+/// reconcile made it); `false` when it holds other content (someone else made it).
+async fn create_config_map(api: &Api<ConfigMap>, cm: &ConfigMap) -> Result<bool, Error> {
     let name = cm.name_any();
     let params = PostParams {
         field_manager: Some(FIELD_MANAGER.into()),
@@ -185,11 +194,36 @@ async fn create_config_map(api: &Api<ConfigMap>, cm: &ConfigMap) -> Result<(), E
     match api.create(&params, cm).await {
         Ok(_) => tracing::info!(config_map = %name, "output ConfigMap created"),
         Err(kube::Error::Api(s)) if s.code == 409 => {
+            let found = api
+                .get_opt(&name)
+                .await
+                .map_err(|source| Error::ReadConfigMap {
+                    name: name.clone(),
+                    source,
+                })?;
+            if found.is_some_and(|f| input_sha256(&f) != input_sha256(cm)) {
+                tracing::warn!(config_map = %name, "output ConfigMap exists with other content: not ours");
+                return Ok(false);
+            }
             tracing::debug!(config_map = %name, "output ConfigMap exists already: ours");
         }
         Err(source) => return Err(Error::CreateConfigMap { name, source }),
     }
-    Ok(())
+    Ok(true)
+}
+
+/// Whether `job`'s pod mounts one of the ConfigMaps `names`.
+fn mounts_any(job: &Job, names: &[String]) -> bool {
+    let volumes = job
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.volumes.as_ref());
+    volumes.into_iter().flatten().any(|v| {
+        v.config_map
+            .as_ref()
+            .is_some_and(|c| names.contains(&c.name))
+    })
 }
 
 async fn delete_job(api: &Api<Job>, name: &str) -> Result<(), Error> {

@@ -19,7 +19,7 @@ use tracing::Instrument;
 use super::error::error_action;
 use super::{Context, Error, apply, history, observe, spilled};
 use crate::api::Execution;
-use crate::engine::plan::{Plan, PlanInput, plan, spilled_refs};
+use crate::engine::plan::{Plan, PlanInput, parser_inputs_to_check, plan, spilled_refs};
 use crate::engine::template;
 
 /// How long a reconcile waits for the caches' first list before giving up (and
@@ -83,6 +83,12 @@ async fn reconcile_execution(exec: &Execution, ctx: &Context) -> Result<Action, 
         let ns = &input.execution.namespace;
         let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
         input.spilled = spilled::read(&config_maps, ns, &ctx.spilled, &refs).await?;
+    }
+    let parser_inputs = parser_inputs_to_check(&input);
+    if !parser_inputs.is_empty() {
+        let config_maps: Api<ConfigMap> =
+            Api::namespaced(ctx.client.clone(), &input.execution.namespace);
+        input.parser_inputs = spilled::read_parser_inputs(&config_maps, &parser_inputs).await?;
     }
     // A limited run's turn: held until its plan is applied (see `remediation`).
     let mut turn = ctx

@@ -88,6 +88,8 @@ pub fn plan_input(exec: &Execution, cached: &Cached, limits: &Limits) -> (PlanIn
         // Read after this by `spilled::read`, which may call the API.
         spilled: BTreeMap::new(),
         remediations: Vec::new(),
+        // Read after this (`parser_inputs_to_check`), which calls the API.
+        parser_inputs: BTreeMap::new(),
     };
     (input, reads)
 }

@@ -23,7 +23,7 @@ use serde_json::Value;
 
 use super::Error;
 use crate::api::OutputsRef;
-use crate::engine::plan::sha256_hex;
+use crate::engine::plan::{input_sha256, sha256_hex};
 
 /// Default bound of the cache: 16 MiB of JSON text (18 outputs at the hard cap; parsed,
 /// a few times that in memory, well inside the chart's 512 MiB limit).
@@ -107,6 +107,28 @@ pub async fn read(
             cache.0.insert(key, entry);
         }
         out.insert(r.config_map_name.clone(), read.map(|(v, _)| v));
+    }
+    Ok(out)
+}
+
+/// The SHA-256 of the input in each parser-input ConfigMap `names` (`None`: gone),
+/// one GET each: read only for parser runs whose Job is about to be created
+/// (`engine::plan::parser_inputs_to_check`), so the planner never feeds a parser an
+/// input the operator did not write.
+pub async fn read_parser_inputs(
+    api: &Api<ConfigMap>,
+    names: &[String],
+) -> Result<BTreeMap<String, Option<String>>, Error> {
+    let mut out = BTreeMap::new();
+    for name in names {
+        let found = api
+            .get_opt(name)
+            .await
+            .map_err(|source| Error::ReadConfigMap {
+                name: name.clone(),
+                source,
+            })?;
+        out.insert(name.clone(), found.as_ref().map(input_sha256));
     }
     Ok(out)
 }

@@ -1,15 +1,17 @@
 //! Who is looking at the page, and what they may see: the API server decides.
 //!
-//! A person signs in with a Kubernetes bearer token (the one `kubectl` uses). The
-//! token stays in an HttpOnly, SameSite=Strict cookie (Secure behind https), and every
-//! replica checks it itself with a TokenReview; access to a namespace is a
-//! SubjectAccessReview for that user. So no replica holds session state another needs
-//! (any replica behind the Service can answer any request), signing out elsewhere or
-//! revoking the token takes effect within [`TTL`], and the operator keeps no key of its
-//! own to protect or rotate. Answers are cached for [`TTL`] under a SHA-256 of the token,
-//! never the token itself, so a page refresh costs no API call.
+//! A person signs in with a Kubernetes bearer token (the one `kubectl` uses); a
+//! TokenReview says who that is. The browser gets a session cookie holding a random
+//! id ([`session`]), never the token: the token stays in this replica's memory, and
+//! each request is checked against it again at most every [`TTL`] (a revoked token
+//! stops working within that time). Access to a namespace is a SubjectAccessReview
+//! for that user, cached per session for [`TTL`]. Sessions live in one replica:
+//! behind a Service with several replicas, the page needs sticky sessions (the chart
+//! sets the Service's `sessionAffinity: ClientIP`), or people sign in again on the
+//! replica they reach. That keeps the operator free of a key to protect and rotate.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -19,14 +21,16 @@ use k8s_openapi::api::authorization::v1::{
 };
 use kube::api::PostParams;
 use kube::{Api, Client};
-use sha2::{Digest, Sha256};
+use ring::rand::SystemRandom;
+
+use super::session::{self, Limits, Store, Throttle};
 
 /// How long a TokenReview or SubjectAccessReview answer is reused.
 pub const TTL: Duration = Duration::from_secs(30);
-/// Most tokens remembered; past it, expired entries are dropped, then all.
-const MAX_SESSIONS: usize = 10_000;
-/// Name of the session cookie.
+/// Name of the session cookie (a random id).
 pub const COOKIE: &str = "pbo_session";
+/// Name of the sign-in form's CSRF cookie (a random value the form repeats).
+pub const CSRF_COOKIE: &str = "pbo_csrf";
 
 /// A signed-in person, as TokenReview says.
 #[derive(Clone, Debug)]
@@ -60,17 +64,20 @@ pub const GET_POD_LOGS: Permission = Permission {
 };
 
 struct Session {
+    /// The bearer token, for the TokenReview every [`TTL`]; never leaves this process.
+    token: String,
+    user: User,
     checked: Instant,
-    /// `None`: the API server did not accept the token.
-    user: Option<User>,
     /// Access answers: (permission, namespace; "" = all namespaces) → (allowed, when).
     answers: HashMap<(Permission, String), (bool, Instant)>,
 }
 
-/// The sessions of this replica: a cache of the API server's answers.
+/// The sessions of this replica, and its sign-in throttle.
 pub struct Sessions {
     client: Client,
-    cache: Mutex<HashMap<[u8; 32], Session>>,
+    rng: SystemRandom,
+    store: Mutex<Store<Session>>,
+    throttle: Mutex<Throttle>,
 }
 
 /// Why a request has no signed-in user.
@@ -80,28 +87,97 @@ pub enum Refused {
         "the API server did not accept this token: sign in with a current one (`kubectl create token NAME` or the token in your kubeconfig)"
     )]
     BadToken,
+    #[error("your session has ended (signed out, idle too long or too old): sign in again")]
+    NoSession,
     #[error("cannot reach the API server to check the token ({0}): try again")]
     Unavailable(String),
-}
-
-fn key(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
+    #[error(
+        "too many failed sign-ins from your address: wait a minute, then sign in with a current token"
+    )]
+    Throttled,
 }
 
 impl Sessions {
-    pub fn new(client: Client) -> Self {
+    pub fn new(client: Client, limits: Limits) -> Self {
         Self {
             client,
-            cache: Mutex::new(HashMap::new()),
+            rng: SystemRandom::new(),
+            store: Mutex::new(Store::new(limits)),
+            throttle: Mutex::new(Throttle::default()),
         }
     }
 
-    /// The user `token` belongs to (TokenReview, cached for [`TTL`]).
-    pub async fn user(&self, token: &str) -> Result<User, Refused> {
-        let k = key(token);
-        if let Some(s) = self.lock().get(&k).filter(|s| s.checked.elapsed() < TTL) {
-            return s.user.clone().ok_or(Refused::BadToken);
+    /// A fresh random value (a session id, a CSRF token).
+    pub fn random(&self) -> Option<String> {
+        session::new_id(&self.rng)
+    }
+
+    /// Signs in with `token` from `addr`: a TokenReview, then a new session; returns
+    /// its id (for the cookie) and the user. Failed tries count against `addr`.
+    pub async fn sign_in(&self, token: &str, addr: IpAddr) -> Result<(String, User), Refused> {
+        if !lock(&self.throttle).allows(addr, Instant::now()) {
+            return Err(Refused::Throttled);
         }
+        let user = match self.review(token).await {
+            Ok(Some(user)) => user,
+            Ok(None) => {
+                lock(&self.throttle).failed(addr, Instant::now());
+                return Err(Refused::BadToken);
+            }
+            Err(e) => return Err(e),
+        };
+        let id = self
+            .random()
+            .ok_or_else(|| Refused::Unavailable("no randomness for a session id".into()))?;
+        let now = Instant::now();
+        let session = Session {
+            token: token.to_string(),
+            user: user.clone(),
+            checked: now,
+            answers: HashMap::new(),
+        };
+        lock(&self.store).insert(&id, session, now);
+        Ok((id, user))
+    }
+
+    /// The user of session `id`: its token checked again when the last check is
+    /// older than [`TTL`]; a token no longer accepted ends the session.
+    pub async fn user(&self, id: &str) -> Result<User, Refused> {
+        if !session::well_formed(id) {
+            return Err(Refused::NoSession);
+        }
+        let token = {
+            let mut store = lock(&self.store);
+            let s = store
+                .get_mut(id, Instant::now())
+                .ok_or(Refused::NoSession)?;
+            if s.checked.elapsed() < TTL {
+                return Ok(s.user.clone());
+            }
+            s.token.clone()
+        };
+        match self.review(&token).await? {
+            Some(user) => {
+                if let Some(s) = lock(&self.store).get_mut(id, Instant::now()) {
+                    s.user = user.clone();
+                    s.checked = Instant::now();
+                }
+                Ok(user)
+            }
+            None => {
+                self.sign_out(id);
+                Err(Refused::BadToken)
+            }
+        }
+    }
+
+    /// Ends session `id` on this replica.
+    pub fn sign_out(&self, id: &str) {
+        lock(&self.store).remove(id);
+    }
+
+    /// A TokenReview: `None` when the API server does not accept the token.
+    async fn review(&self, token: &str) -> Result<Option<User>, Refused> {
         let review = TokenReview {
             spec: TokenReviewSpec {
                 token: token.to_string(),
@@ -113,44 +189,21 @@ impl Sessions {
             .create(&PostParams::default(), &review)
             .await
             .map_err(|e| Refused::Unavailable(e.to_string()))?;
-        let user = answer
+        Ok(answer
             .status
             .filter(|s| s.authenticated == Some(true))
             .and_then(|s| s.user)
             .and_then(|info| {
                 let name = info.username.clone().filter(|n| !n.is_empty())?;
                 Some(User { name, info })
-            });
-        let mut cache = self.lock();
-        if cache.len() >= MAX_SESSIONS {
-            cache.retain(|_, s| s.checked.elapsed() < TTL);
-            if cache.len() >= MAX_SESSIONS {
-                cache.clear();
-            }
-        }
-        cache.insert(
-            k,
-            Session {
-                checked: Instant::now(),
-                user: user.clone(),
-                answers: HashMap::new(),
-            },
-        );
-        user.ok_or(Refused::BadToken)
+            }))
     }
 
-    /// Whether `user` (signed in with `token`) has `perm` in `namespace` ("" = in every
+    /// Whether `user` (of session `id`) has `perm` in `namespace` ("" = in every
     /// namespace): a SubjectAccessReview, cached for [`TTL`]. An error denies.
-    pub async fn allowed(
-        &self,
-        token: &str,
-        user: &User,
-        perm: Permission,
-        namespace: &str,
-    ) -> bool {
-        let k = key(token);
+    pub async fn allowed(&self, id: &str, user: &User, perm: Permission, namespace: &str) -> bool {
         let cached_key = (perm, namespace.to_string());
-        let cached = self.lock().get(&k).and_then(|s| {
+        let cached = lock(&self.store).get_mut(id, Instant::now()).and_then(|s| {
             s.answers
                 .get(&cached_key)
                 .filter(|(_, at)| at.elapsed() < TTL)
@@ -187,43 +240,62 @@ impl Sessions {
                 return false;
             }
         };
-        if let Some(s) = self.lock().get_mut(&k) {
+        if let Some(s) = lock(&self.store).get_mut(id, Instant::now()) {
+            // Bounded: the permissions are a few constants, the namespaces those
+            // with Executions.
             s.answers.insert(cached_key, (allowed, Instant::now()));
         }
         allowed
     }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Session>> {
-        // A panic while holding the lock leaves a cache, not an invariant: keep using it.
-        self.cache.lock().unwrap_or_else(|p| p.into_inner())
-    }
 }
 
-/// The session token in a `Cookie` header, if any.
-pub fn token_from_cookies(header: &str) -> Option<&str> {
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock leaves a cache, not an invariant: keep using it.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The value of cookie `name` in a `Cookie` header, if any.
+pub fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
     header
         .split(';')
         .filter_map(|c| c.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(n, _)| *n == name)
         .map(|(_, value)| value)
         .filter(|v| !v.is_empty())
 }
 
-/// A token as it can go in a cookie: bearer tokens (JWTs, static tokens) are
-/// base64url, hex or dotted; anything else is refused rather than encoded.
-pub fn cookie_safe(token: &str) -> bool {
+/// A token as the sign-in form takes it: bearer tokens (JWTs, static tokens) are
+/// base64url, hex or dotted; anything else is refused before any API call.
+pub fn token_shaped(token: &str) -> bool {
     !token.is_empty()
+        && token.len() <= 16 * 1024
         && token.bytes().all(|b| {
             b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'+' | b'/' | b'=')
         })
 }
 
-/// `Set-Cookie` for a signed-in session (`token` = None: signing out).
-pub fn set_cookie(token: Option<&str>, secure: bool) -> String {
+/// `Set-Cookie` for cookie `name` holding `value` (None: delete it). HttpOnly: no
+/// script reads it. SameSite=Strict: a request from another site carries no cookie
+/// of ours, so it can neither use a session nor pass the sign-in form's CSRF check
+/// (Lax would send the session on links from chat, where Strict shows the sign-in
+/// page once; the page is read-only, but Strict costs little). Secure unless the
+/// operator is told it is served over plain http.
+pub fn set_cookie(name: &str, value: Option<&str>, secure: bool) -> String {
     let secure = if secure { "; Secure" } else { "" };
-    match token {
-        Some(t) => format!("{COOKIE}={t}; Path=/ui; HttpOnly; SameSite=Strict{secure}"),
-        None => format!("{COOKIE}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0{secure}"),
+    match value {
+        Some(v) => format!("{name}={v}; Path=/ui; HttpOnly; SameSite=Strict{secure}"),
+        None => format!("{name}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0{secure}"),
+    }
+}
+
+/// Whether the form's CSRF value equals the cookie's (constant time).
+pub fn csrf_matches(cookie: Option<&str>, form: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    match cookie {
+        Some(c) if session::well_formed(c) && c.len() == form.len() => {
+            bool::from(c.as_bytes().ct_eq(form.as_bytes()))
+        }
+        _ => false,
     }
 }
 
@@ -232,7 +304,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_session_cookie_is_found_among_others() {
+    fn a_cookie_is_found_among_others() {
         let cases = [
             ("pbo_session=abc.def", Some("abc.def")),
             ("a=1; pbo_session=tok; b=2", Some("tok")),
@@ -241,28 +313,47 @@ mod tests {
             ("", None),
         ];
         for (header, want) in cases {
-            assert_eq!(token_from_cookies(header), want, "{header:?}");
+            assert_eq!(cookie(header, COOKIE), want, "{header:?}");
+        }
+        assert_eq!(cookie("pbo_session=a; pbo_csrf=b", CSRF_COOKIE), Some("b"));
+    }
+
+    #[test]
+    fn only_token_characters_are_taken() {
+        assert!(token_shaped("eyJhbGciOi.eyJzdWIi.sig-_"));
+        let long = "a".repeat(16 * 1024 + 1);
+        for bad in ["", "a b", "a;b", "a\"b", "a,b", "tok\n", &long] {
+            assert!(!token_shaped(bad), "{bad:?}");
         }
     }
 
     #[test]
-    fn only_token_characters_go_in_a_cookie() {
-        assert!(cookie_safe("eyJhbGciOi.eyJzdWIi.sig-_"));
-        for bad in ["", "a b", "a;b", "a\"b", "a,b", "tok\n"] {
-            assert!(!cookie_safe(bad), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn the_cookie_is_http_only_strict_and_secure_behind_https() {
+    fn cookies_are_http_only_strict_and_secure_unless_told_plain_http() {
         assert_eq!(
-            set_cookie(Some("t"), true),
+            set_cookie(COOKIE, Some("t"), true),
             "pbo_session=t; Path=/ui; HttpOnly; SameSite=Strict; Secure"
         );
         assert_eq!(
-            set_cookie(Some("t"), false),
+            set_cookie(COOKIE, Some("t"), false),
             "pbo_session=t; Path=/ui; HttpOnly; SameSite=Strict"
         );
-        assert!(set_cookie(None, false).contains("Max-Age=0"));
+        assert!(set_cookie(COOKIE, None, false).contains("Max-Age=0"));
+    }
+
+    #[test]
+    fn the_csrf_value_must_repeat_the_cookie() {
+        let v = "ab".repeat(32);
+        assert!(csrf_matches(Some(&v), &v));
+        let other = "cd".repeat(32);
+        let cases = [
+            (None, v.as_str()),
+            (Some(v.as_str()), ""),
+            (Some(v.as_str()), other.as_str()),
+            (Some(""), ""),
+            (Some("short"), "short"),
+        ];
+        for (cookie, form) in cases {
+            assert!(!csrf_matches(cookie, form), "{cookie:?} {form:?}");
+        }
     }
 }

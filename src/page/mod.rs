@@ -14,12 +14,14 @@
 //! log through `pods/log`, bounded), `/ui/static/*`. Nothing is written from the page.
 
 pub mod auth;
+mod login;
+pub mod session;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Form, Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use futures::StreamExt;
@@ -36,6 +38,7 @@ use serde::Deserialize;
 use crate::api::Execution;
 use crate::engine::page::{self as view, Access, EventView, ListFilter};
 use auth::{GET_EXECUTIONS, GET_POD_LOGS, Sessions, User};
+use login::{request_cookie, sign_in_page};
 
 /// Most rows on the list page: the newest; the filters reach older ones.
 pub const LIST_CAP: usize = 200;
@@ -47,10 +50,16 @@ pub const DEFAULT_LOG_LIMIT_BYTES: i64 = 256 * 1024;
 pub struct Config {
     /// Show this namespace only (`run -n`; `None`: all namespaces).
     pub namespace: Option<String>,
-    /// `--external-url`: an https one makes the session cookie Secure.
+    /// `--external-url` (where people reach the page).
     pub external_url: Option<String>,
     /// Most bytes of a step log returned.
     pub log_limit_bytes: i64,
+    /// `--page-plain-http`: the page is served over plain http (local testing), so
+    /// its cookies go without `Secure`. Otherwise they are always Secure.
+    pub plain_http: bool,
+    /// Session expiry and bound (`--page-session-idle-seconds`,
+    /// `--page-session-max-seconds`).
+    pub sessions: session::Limits,
 }
 
 /// The page's templates, parsed once.
@@ -107,8 +116,13 @@ impl Templates {
         self.render(name, minijinja::context! { d, user })
     }
 
-    fn login(&self, error: Option<&str>, next: &str) -> Result<String, minijinja::Error> {
-        self.render("login.html", minijinja::context! { error, next })
+    fn login(
+        &self,
+        error: Option<&str>,
+        next: &str,
+        csrf: &str,
+    ) -> Result<String, minijinja::Error> {
+        self.render("login.html", minijinja::context! { error, next, csrf })
     }
 }
 
@@ -185,7 +199,7 @@ pub fn start(client: Client, config: Config) -> (Router, impl Future<Output = ()
     let exec_api: Api<DeserializeGuard<Execution>> = api(&client, ns.as_deref());
     let event_api: Api<Event> = api(&client, ns.as_deref());
     let shared = Arc::new(Shared {
-        sessions: Sessions::new(client.clone()),
+        sessions: Sessions::new(client.clone(), config.sessions),
         client,
         config,
         caches: Caches { executions, events },
@@ -247,8 +261,8 @@ fn routes(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/ui", get(|| async { Redirect::to("/ui/") }))
         .route("/ui/", get(list_page))
-        .route("/ui/login", get(login_page).post(login))
-        .route("/ui/logout", axum::routing::post(logout))
+        .route("/ui/login", get(login::login_page).post(login::login))
+        .route("/ui/logout", axum::routing::post(login::logout))
         .route("/ui/executions/{ns}/{name}", get(detail_page))
         .route("/ui/executions/{ns}/{name}/live", get(live_fragment))
         .route("/ui/executions/{ns}/{name}/log", get(step_log))
@@ -306,43 +320,41 @@ fn text(status: StatusCode, body: String) -> Response {
         .into_response()
 }
 
-/// The sign-in page, answered 401 in place of anything that needs a user.
-fn sign_in(shared: &Shared, error: Option<&str>, next: &str) -> Response {
-    match shared.templates.login(error, next) {
-        Ok(body) => html(StatusCode::UNAUTHORIZED, body),
-        Err(e) => rendered(Err(e)),
-    }
-}
-
-/// The signed-in user and their token, or the sign-in page.
+/// The signed-in user and their session id, or the sign-in page (401).
 async fn signed_in(
     shared: &Shared,
     headers: &HeaderMap,
     next: &str,
 ) -> Result<(String, User), Response> {
-    let token = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(auth::token_from_cookies)
-        .map(str::to_string);
-    let Some(token) = token else {
-        return Err(sign_in(shared, None, next));
+    let Some(id) = request_cookie(headers, auth::COOKIE).map(str::to_string) else {
+        return Err(sign_in_page(
+            shared,
+            headers,
+            StatusCode::UNAUTHORIZED,
+            None,
+            next,
+        ));
     };
-    match shared.sessions.user(&token).await {
-        Ok(user) => Ok((token, user)),
-        Err(e) => Err(sign_in(shared, Some(&e.to_string()), next)),
+    match shared.sessions.user(&id).await {
+        Ok(user) => Ok((id, user)),
+        Err(e) => Err(sign_in_page(
+            shared,
+            headers,
+            StatusCode::UNAUTHORIZED,
+            Some(&e.to_string()),
+            next,
+        )),
     }
 }
 
 /// Where a person may see Executions: everywhere if allowed cluster-wide, else each
-/// namespace that has Executions, asked one by one (answers cached per token).
-async fn access(shared: &Shared, token: &str, user: &User, namespaces: Vec<String>) -> Access {
+/// namespace that has Executions, asked one by one (answers cached per session).
+async fn access(shared: &Shared, session: &str, user: &User, namespaces: Vec<String>) -> Access {
     let scope = shared.config.namespace.as_deref();
     let wide = scope.is_none()
         && shared
             .sessions
-            .allowed(token, user, GET_EXECUTIONS, "")
+            .allowed(session, user, GET_EXECUTIONS, "")
             .await;
     if wide {
         return Access::from_answers(true, []);
@@ -351,7 +363,7 @@ async fn access(shared: &Shared, token: &str, user: &User, namespaces: Vec<Strin
     for ns in &namespaces {
         let allowed = shared
             .sessions
-            .allowed(token, user, GET_EXECUTIONS, ns)
+            .allowed(session, user, GET_EXECUTIONS, ns)
             .await;
         answers.push((ns.as_str(), allowed));
     }
@@ -363,12 +375,12 @@ async fn list_page(
     headers: HeaderMap,
     Query(filter): Query<ListFilter>,
 ) -> Response {
-    let (token, user) = match signed_in(&shared, &headers, "/ui/").await {
+    let (session, user) = match signed_in(&shared, &headers, "/ui/").await {
         Ok(u) => u,
         Err(page) => return page,
     };
     let namespaces = shared.caches.namespaces();
-    let access = access(&shared, &token, &user, namespaces).await;
+    let access = access(&shared, &session, &user, namespaces).await;
     let v = shared.caches.list(&access, &filter, Timestamp::now());
     rendered(shared.templates.list(&v, &user.name))
 }
@@ -380,7 +392,7 @@ async fn visible_detail(
     ns: &str,
     name: &str,
 ) -> Result<(view::Detail, String, User), Response> {
-    let (token, user) = signed_in(shared, headers, &view::execution_path(ns, name)).await?;
+    let (session, user) = signed_in(shared, headers, &view::execution_path(ns, name)).await?;
     // Not found and not allowed read the same: the page does not tell what exists.
     let not_found = || {
         text(
@@ -394,13 +406,13 @@ async fn visible_detail(
     if shared.config.namespace.as_deref().is_some_and(|n| n != ns)
         || !shared
             .sessions
-            .allowed(&token, &user, GET_EXECUTIONS, ns)
+            .allowed(&session, &user, GET_EXECUTIONS, ns)
             .await
     {
         return Err(not_found());
     }
     match shared.caches.detail(ns, name, Timestamp::now()) {
-        Some(d) => Ok((d, token, user)),
+        Some(d) => Ok((d, session, user)),
         None => Err(not_found()),
     }
 }
@@ -447,13 +459,13 @@ async fn step_log(
     Path((ns, name)): Path<(String, String)>,
     Query(q): Query<LogQuery>,
 ) -> Response {
-    let (_, token, user) = match visible_detail(&shared, &headers, &ns, &name).await {
+    let (_, session, user) = match visible_detail(&shared, &headers, &ns, &name).await {
         Ok(v) => v,
         Err(answer) => return answer,
     };
     if !shared
         .sessions
-        .allowed(&token, &user, GET_POD_LOGS, &ns)
+        .allowed(&session, &user, GET_POD_LOGS, &ns)
         .await
     {
         return text(
@@ -518,66 +530,6 @@ async fn step_log(
             format!("reading the log of pod {}: {e}", pod.name_any()),
         ),
     }
-}
-
-#[derive(Deserialize)]
-struct LoginForm {
-    token: String,
-    #[serde(default)]
-    next: String,
-}
-
-/// Only a page of ours is a place to go after signing in (no open redirect).
-fn safe_next(next: &str) -> &str {
-    if next.starts_with("/ui/") && !next.starts_with("//") && !next.contains('\\') {
-        next
-    } else {
-        "/ui/"
-    }
-}
-
-async fn login_page(State(shared): State<Arc<Shared>>) -> Response {
-    // Answered 200 here: this is the page asked for, not a refusal.
-    let mut page = sign_in(&shared, None, "/ui/");
-    *page.status_mut() = StatusCode::OK;
-    page
-}
-
-async fn login(State(shared): State<Arc<Shared>>, Form(form): Form<LoginForm>) -> Response {
-    let next = safe_next(&form.next);
-    let token = form.token.trim();
-    if !auth::cookie_safe(token) {
-        return sign_in(
-            &shared,
-            Some("that is not a bearer token: paste only the token, without `Bearer ` or quotes"),
-            next,
-        );
-    }
-    if let Err(e) = shared.sessions.user(token).await {
-        return sign_in(&shared, Some(&e.to_string()), next);
-    }
-    let cookie = auth::set_cookie(Some(token), secure(&shared.config));
-    signed(next, &cookie)
-}
-
-async fn logout(State(shared): State<Arc<Shared>>) -> Response {
-    signed("/ui/login", &auth::set_cookie(None, secure(&shared.config)))
-}
-
-fn secure(config: &Config) -> bool {
-    config
-        .external_url
-        .as_deref()
-        .is_some_and(|u| u.to_ascii_lowercase().starts_with("https://"))
-}
-
-/// A 303 to `to` that sets `cookie`.
-fn signed(to: &str, cookie: &str) -> Response {
-    let mut r = Redirect::to(to).into_response();
-    if let Ok(v) = HeaderValue::from_str(cookie) {
-        r.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    r
 }
 
 async fn stylesheet() -> impl IntoResponse {

@@ -1,6 +1,7 @@
 use serde_json::json;
 
 use super::*;
+use login::safe_next;
 
 fn now() -> Timestamp {
     Timestamp::from_second(1_790_000_100).expect("valid")
@@ -100,11 +101,12 @@ fn list_renders_rows_and_the_filter_form() {
 #[test]
 fn sign_in_page_keeps_the_destination_and_escapes_the_error() {
     let page = Templates::default()
-        .login(Some("<bad>"), "/ui/executions/prod/r1")
+        .login(Some("<bad>"), "/ui/executions/prod/r1", "c5rf")
         .expect("renders");
     assert!(page.contains(r#"name="next" value="&#x2f;ui&#x2f;executions&#x2f;prod&#x2f;r1""#));
     assert!(page.contains("&lt;bad&gt;"));
     assert!(page.contains(r#"<form id="signin""#));
+    assert!(page.contains(r#"name="csrf" value="c5rf""#));
 }
 
 #[test]

@@ -5,19 +5,23 @@
 //! create the Executions, and only then answer 2xx. Answers:
 //!
 //! - 202 `{"alerts", "created", "duplicates", "cancelled", "errors"}`: every
-//!   Execution the request asked for exists (created now, or found: a duplicate);
+//!   Execution the request asked for exists (created now, or found: a duplicate) or
+//!   was refused for good (listed in `errors`: one tenant's quota fails only its own
+//!   Execution; [`create`]);
 //! - 400 the body does not parse (the reason says where); 401 no credentials, 403
 //!   credentials not accepted; 404 an unknown source; 413 over
 //!   `--webhook-max-body-bytes`;
 //! - 429 more Executions are waiting to be created than `--webhook-queue` allows;
-//! - 503 the Triggers are not listed yet, or the API server failed or timed out:
-//!   the sender retries, and what was created before is found as a duplicate then.
+//! - 503 the Triggers are not listed yet, or the API server failed for an Execution
+//!   in a way retrying can mend, or timed out: the sender retries, and what was
+//!   created before is found as a duplicate then.
 //!
 //! Exactly once comes from the names (`engine::alert::trigger::execution_name`):
 //! the API server refuses a second object of the same name, across retries,
 //! Alertmanager HA pairs and operator replicas alike.
 
 pub mod auth;
+mod create;
 mod status;
 
 use std::collections::BTreeSet;
@@ -31,8 +35,8 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use futures::{StreamExt, TryStreamExt};
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use futures::StreamExt;
+use kube::api::{ListParams, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -41,13 +45,13 @@ use serde_json::json;
 use tokio::sync::{Semaphore, watch};
 
 use crate::api::{AlertSource, Execution, Trigger};
-use crate::controller::FIELD_MANAGER;
 use crate::engine::alert::trigger::{CompiledTrigger, Outcome};
 use crate::engine::alert::{self, AlertEvent, source_from_name, source_name};
 use crate::engine::ledger;
 use crate::engine::template;
 use crate::metrics::Metrics;
 use auth::{CredentialFiles, Refusal};
+use create::Done;
 use status::TriggerStats;
 
 /// Default of `--webhook-max-body-bytes`: 1 MiB (about 3,000 Alertmanager alerts).
@@ -298,7 +302,7 @@ async fn handle(
     };
 
     let work = async {
-        let created = create_all(shared, plan.starts).await?;
+        let created = create::create_all(shared, plan.starts).await;
         let cancelled = cancel_all(shared, plan.cancels).await?;
         Ok::<_, kube::Error>((created, cancelled))
     };
@@ -314,16 +318,42 @@ async fn handle(
             ));
         }
     };
-    for (exec, was_created) in created {
-        let full = format!("{}/{}", exec.namespace, exec.name);
-        shared
-            .stats
-            .record(&exec.namespace, &exec.trigger, was_created);
-        if was_created {
-            accepted.created.push(full);
-        } else {
-            accepted.duplicates.push(full);
+    let mut failed = Vec::new();
+    let mut refused = 0;
+    for (exec, done) in created {
+        let full = exec.full_name();
+        match done {
+            Done::Created | Done::Duplicate => {
+                let was_created = matches!(done, Done::Created);
+                shared
+                    .stats
+                    .record(&exec.namespace, &exec.trigger, was_created);
+                if was_created {
+                    accepted.created.push(full);
+                } else {
+                    accepted.duplicates.push(full);
+                }
+            }
+            Done::Refused(why) => {
+                tracing::warn!(execution = %full, error = %why, "Execution refused");
+                refused += 1;
+                if accepted.errors.len() < MAX_ERRORS {
+                    accepted.errors.push(why);
+                }
+            }
+            Done::Failed(why) => failed.push(why),
         }
+    }
+    if let Some(first) = failed.first() {
+        return unavailable(&format!(
+            "{} of the Executions could not be created now ({first}): retry (those created are found as duplicates then)",
+            failed.len()
+        ));
+    }
+    if refused > 0 && accepted.errors.len() >= MAX_ERRORS {
+        accepted.errors.push(format!(
+            "{refused} Executions were refused in all; the operator's log lists each"
+        ));
     }
     accepted.cancelled = cancelled;
     shared.metrics.webhook_alerts(
@@ -452,51 +482,6 @@ fn match_all(
         tracing::warn!(error = %e, "alert not matched");
     }
     Some((plan, accepted))
-}
-
-struct Created {
-    namespace: String,
-    name: String,
-    trigger: String,
-}
-
-/// Creates the Executions (at most `--webhook-concurrency` in flight across all
-/// requests); `true` for created, `false` for found (409). The first failure ends
-/// the request (the sender retries the whole notification).
-async fn create_all(
-    shared: &Shared,
-    starts: Vec<Execution>,
-) -> Result<Vec<(Created, bool)>, kube::Error> {
-    futures::stream::iter(starts)
-        .map(|exec| async move {
-            let _slot = shared.in_flight.acquire().await.ok();
-            let namespace = exec.namespace().unwrap_or_default();
-            let done = Created {
-                name: exec.name_any(),
-                trigger: exec
-                    .spec
-                    .trigger_ref
-                    .as_ref()
-                    .map(|t| t.name.clone())
-                    .unwrap_or_default(),
-                namespace: namespace.clone(),
-            };
-            let api: Api<Execution> = Api::namespaced(shared.client.clone(), &namespace);
-            let pp = PostParams {
-                field_manager: Some(FIELD_MANAGER.into()),
-                ..PostParams::default()
-            };
-            match api.create(&pp, &exec).await {
-                Ok(_) => Ok((done, true)),
-                Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => {
-                    Ok((done, false))
-                }
-                Err(e) => Err(e),
-            }
-        })
-        .buffer_unordered(shared.config.concurrency.max(1))
-        .try_collect()
-        .await
 }
 
 /// Sets `spec.cancel` on the Executions a resolved alert's firing started (those

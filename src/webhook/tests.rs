@@ -2,6 +2,7 @@
 //! real routes. (The happy paths and 400/401/403/404/413 run against a real API
 //! server in tests/alerts_e2e.rs.)
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::body::{Body, to_bytes};
@@ -11,29 +12,82 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use super::*;
+use crate::engine::alert::trigger::{CompiledTrigger, Outcome};
 use crate::webhook::auth::{CredentialFiles, LinesFile};
 
 const TOKEN: &str = "t0ken";
 
 /// A client whose API server answers every request with `code` after `delay`.
 fn fake_client(code: u16, delay: Duration) -> Client {
-    let service = tower::service_fn(move |_req: Request<kube::client::Body>| async move {
-        tokio::time::sleep(delay).await;
-        let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                          "code": code, "reason": if code == 409 { "AlreadyExists" } else { "Unknown" },
-                          "message": format!("the fake API server says {code}")});
-        let body = if code < 300 {
-            json!({"apiVersion": "stackpulse.io/v1", "kind": "Execution",
-                   "metadata": {"name": "x", "namespace": "ns"}, "spec": {"playbookRef": {"name": "pb"}}})
-        } else {
-            body
-        };
-        Response::builder()
-            .status(code)
-            .header("content-type", "application/json")
-            .body(kube::client::Body::from(body.to_string().into_bytes()))
+    fake_client_with(code, delay, BTreeMap::new())
+}
+
+/// Like [`fake_client`], but a list by name (how a 409 is read back) finds an
+/// object with the labels `existing` holds for that name (none: no labels).
+fn fake_client_with(
+    code: u16,
+    delay: Duration,
+    existing: BTreeMap<String, BTreeMap<String, String>>,
+) -> Client {
+    let existing = Arc::new(existing);
+    let service = tower::service_fn(move |req: Request<kube::client::Body>| {
+        let existing = existing.clone();
+        async move {
+            tokio::time::sleep(delay).await;
+            if req.method() == http::Method::GET {
+                let query = req.uri().query().unwrap_or_default().to_string();
+                let name = query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("fieldSelector=metadata.name%3D"))
+                    .unwrap_or_default()
+                    .to_string();
+                let labels = existing.get(&name).cloned().unwrap_or_default();
+                let body = json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
+                                  "metadata": {}, "items": [{"apiVersion": "meta.k8s.io/v1",
+                                  "kind": "PartialObjectMetadata",
+                                  "metadata": {"name": name, "namespace": "ns", "labels": labels}}]});
+                return Response::builder()
+                    .status(200)
+                    .header("content-type", "application/json")
+                    .body(kube::client::Body::from(body.to_string().into_bytes()));
+            }
+            let reason = match code {
+                409 => "AlreadyExists",
+                403 => "Forbidden",
+                _ => "Unknown",
+            };
+            let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                              "code": code, "reason": reason,
+                              "message": format!("the fake API server says {code}")});
+            let body = if code < 300 {
+                json!({"apiVersion": "stackpulse.io/v1", "kind": "Execution",
+                       "metadata": {"name": "x", "namespace": "ns"}, "spec": {"playbookRef": {"name": "pb"}}})
+            } else {
+                body
+            };
+            Response::builder()
+                .status(code)
+                .header("content-type", "application/json")
+                .body(kube::client::Body::from(body.to_string().into_bytes()))
+        }
     });
     Client::new(service, "ns")
+}
+
+/// The name and labels of the Execution each of [`alerts`]`(n)` starts through the
+/// test Trigger `ns/t`.
+fn made_for(n: usize) -> BTreeMap<String, BTreeMap<String, String>> {
+    let trigger = serde_json::from_value(json!({"playbookRef": {"name": "pb"}})).expect("a spec");
+    let trigger = CompiledTrigger::new("ns", "t", &trigger).expect("compiles");
+    let body = alerts(n).to_string();
+    alert::parse(AlertSource::Generic, body.as_bytes())
+        .expect("parses")
+        .iter()
+        .map(|a| match trigger.evaluate(a, "me") {
+            Outcome::Start(exec) => (exec.name_any(), exec.labels().clone()),
+            _ => panic!("the test trigger starts every alert"),
+        })
+        .collect()
 }
 
 /// A credentials file holding `text`, read once. The file is a fresh one per call
@@ -137,8 +191,9 @@ async fn created_and_duplicates_are_accepted() {
         Some(2),
         "{answer}"
     );
+    // 409, and the object there was made for the same alert: a duplicate.
     let (code, _, body) = send(
-        router(fake_client(409, Duration::ZERO), 10, true),
+        router(fake_client_with(409, Duration::ZERO, made_for(2)), 10, true),
         alerts(2),
     )
     .await;
@@ -147,6 +202,32 @@ async fn created_and_duplicates_are_accepted() {
     assert_eq!(
         answer["duplicates"].as_array().map(Vec::len),
         Some(2),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn an_object_that_only_has_the_name_is_no_duplicate() {
+    let mut existing = made_for(2);
+    let foreign = existing.keys().next().cloned().expect("two names");
+    existing.insert(foreign.clone(), BTreeMap::new());
+    let (code, _, body) = send(
+        router(fake_client_with(409, Duration::ZERO, existing), 10, true),
+        alerts(2),
+    )
+    .await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{body}");
+    let answer: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(
+        answer["duplicates"].as_array().map(Vec::len),
+        Some(1),
+        "{answer}"
+    );
+    let errors = answer["errors"].to_string();
+    assert!(
+        errors.contains(&format!(
+            "an Execution named ns/{foreign} exists but was not made for this alert"
+        )),
         "{answer}"
     );
 }
@@ -163,14 +244,24 @@ async fn an_unavailable_api_server_is_a_503_to_retry() {
         assert_eq!(retry.as_deref(), Some("5"));
         assert!(body.contains("retry"), "{body}");
     }
-    // A refusal that retrying does not fix is still not a 2xx: nothing was accepted.
+    // A refusal that retrying does not fix fails those Executions only: listed with
+    // the API server's reason, and the request is answered (no retry could help).
     let (code, _, body) = send(
         router(fake_client(403, Duration::ZERO), 10, true),
-        alerts(1),
+        alerts(2),
     )
     .await;
-    assert_eq!(code, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
-    assert!(body.contains("RBAC"), "{body}");
+    assert_eq!(code, StatusCode::ACCEPTED, "{body}");
+    let answer: Value = serde_json::from_str(&body).expect("JSON");
+    let errors = answer["errors"].as_array().cloned().unwrap_or_default();
+    assert_eq!(errors.len(), 2, "{answer}");
+    assert!(
+        errors[0]
+            .as_str()
+            .is_some_and(|e| e.contains("403 Forbidden: the fake API server says 403")),
+        "{answer}"
+    );
+    assert_eq!(answer["created"], json!([]), "{answer}");
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@
 //! Execution), its `series` names the alert across its notifications (the firing one
 //! and the resolved one share it, so a resolution can cancel what the firing started).
 
+pub mod intake;
 mod parse;
 pub mod signature;
 pub mod trigger;

@@ -22,7 +22,7 @@ pub struct RootPath {
 }
 
 /// Every `{{ ... }}` action of `src` as (byte offset of its body, body).
-fn actions(src: &str) -> Vec<(usize, &str)> {
+pub(crate) fn actions(src: &str) -> Vec<(usize, &str)> {
     let mut out = Vec::new();
     let mut at = 0;
     while let Some(open) = src[at..].find("{{") {

@@ -8,6 +8,7 @@
 
 mod file;
 mod ready;
+mod shell;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -282,6 +283,7 @@ impl Lint<'_> {
         if let Some(w) = &s.when {
             self.template(&format!("{path}.when"), w, scope);
         }
+        self.shell_script(s, path);
         for (i, ef) in s.env_from.iter().enumerate() {
             if ef.secret_ref.is_some() == ef.integration_ref.is_some() {
                 self.error(
@@ -366,6 +368,28 @@ impl Lint<'_> {
             }
         }
         self.secret_as_text(path, src);
+    }
+
+    /// Alert text printed into a `sh -c` script without `shellQuote` ([`shell`]).
+    fn shell_script(&mut self, s: &Step, path: &str) {
+        let fields = [("command", &s.command), ("args", &s.args)];
+        let argv: Vec<(String, &str)> = fields
+            .iter()
+            .flat_map(|(field, list)| {
+                list.iter()
+                    .flatten()
+                    .enumerate()
+                    .map(move |(i, a)| (format!("{path}.{field}[{i}]"), a.as_str()))
+            })
+            .collect();
+        let words: Vec<&str> = argv.iter().map(|(_, a)| *a).collect();
+        let Some(i) = shell::script_index(&words) else {
+            return;
+        };
+        let params = self.params.keys().cloned().collect();
+        for msg in shell::script_problems(words[i], &params) {
+            self.warn(&argv[i].0, &msg);
+        }
     }
 
     /// `{{ .params.X }}` with X a secret param prints the key's name, not the secret.

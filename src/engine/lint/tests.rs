@@ -176,6 +176,14 @@ const ENGINE_CASES: &[(&str, &str, Severity, &str, &str, &str)] = &[
         "params: [{name: Clients}]\nsteps: [{id: a, image: x}, {id: b, image: y, when: '{{ gt .Clients.connected 1 }}'}]",
     ),
     (
+        "alert text in a sh -c script",
+        "steps: [{id: a, image: redis, command: [sh, -c], args: ['redis-cli -h {{ .alert.labels.instance }} ping']}]",
+        Severity::Warning,
+        "spec.steps[0].args[0]",
+        "into a `-c` shell script unquoted",
+        "steps: [{id: a, image: redis, command: [sh, -c], args: ['redis-cli -h {{ .alert.labels.instance | shellQuote }} ping']}]",
+    ),
+    (
         "reads an undeclared param",
         "steps: [{id: a, image: x, env: {N: '{{ .params.Namespace }}'}}]",
         Severity::Warning,

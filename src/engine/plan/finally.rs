@@ -107,6 +107,7 @@ impl Planner<'_> {
             spilled: self.spilled.clone(),
             // Clean-up is never held by the remediation limit.
             remediations: Vec::new(),
+            parser_inputs: self.input.parser_inputs.clone(),
         };
         let now = Timestamp::from_second(self.now).unwrap_or(Timestamp::UNIX_EPOCH);
         let inner = plan(&input, now);

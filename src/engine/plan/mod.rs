@@ -69,6 +69,7 @@ use crate::engine::limits::Claim;
 pub use graph::{finally_problems, validate_graph};
 /// Sizes for people (`900 KiB`), as the planner's own messages say them.
 pub(crate) use output::human as human_bytes;
+pub use parser::input_sha256;
 pub use spill::sha256_hex;
 
 /// The Execution being planned, as its metadata says.
@@ -107,6 +108,10 @@ pub struct PlanInput {
     /// may be among them): what `limits.remediations` counts. Filled by the
     /// controller only while this run may still claim one.
     pub remediations: Vec<Claim>,
+    /// The SHA-256 of the input in each parser-input ConfigMap the controller read
+    /// back (`None`: none there), by name: for the parser runs in status whose Job
+    /// is not there yet (see [`parser_inputs_to_check`]).
+    pub parser_inputs: BTreeMap<String, Option<String>>,
 }
 
 /// How the main steps of a run ended, and their statuses (finally steps' templates
@@ -250,6 +255,17 @@ pub fn plan(input: &PlanInput, now: Timestamp) -> Plan {
 /// passes it as [`ObservedJob::log`].
 pub fn awaiting_output(status: &ExecutionStatus) -> BTreeSet<&str> {
     current_jobs(status)
+}
+
+/// The parser-input ConfigMaps whose content the controller must read back before
+/// planning: those of parser runs in status whose Job does not exist yet (the Job
+/// about to be created would mount them).
+pub fn parser_inputs_to_check(input: &PlanInput) -> Vec<String> {
+    let runs = input.status.steps.iter().chain(&input.status.finally);
+    runs.filter_map(|s| s.parser.as_ref())
+        .filter(|p| p.input_sha256.is_some() && !input.jobs.contains_key(&p.job_name))
+        .map(|p| p.config_map_name.clone())
+        .collect()
 }
 
 /// The ConfigMaps holding spilled outputs the planner may read: those named by the

@@ -18,7 +18,11 @@
 //! Job is asked for again under the same name if it is not observed, so it never
 //! runs twice.
 
-use super::{EventType, Planner, StepLog, output, seconds, time};
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+
+use super::{EventType, Planner, StepLog, output, seconds, sha256_hex, time};
 use crate::api::{ParserRun, RunnerSpec, Step};
 use crate::engine::context::InstanceId;
 use crate::engine::job::{self, JobInput, MAX_OUTPUT_BYTES, RenderedStep};
@@ -59,6 +63,7 @@ impl Planner<'_> {
             job_name,
             started_at: Some(time(self.now)),
             input_truncated: cut,
+            input_sha256: Some(input_sha256(&config_map)),
         });
         self.create_config_map(config_map);
         self.create(job);
@@ -120,7 +125,12 @@ impl Planner<'_> {
         if job.is_none() {
             // Status names the parser but its Job is not there: the controller stopped
             // between writing status and creating it (the ConfigMap was created before
-            // status). The same name again, so the parser never runs twice.
+            // status), or found a ConfigMap of that name that was not its own. The
+            // input must be what this attempt wrote, else the parser is not fed.
+            if let Some(problem) = input_problem(&run, &self.input.parser_inputs) {
+                self.attempt_failed(i, problem, Some(0), self.now);
+                return true;
+            }
             let iid = self.ids[i].clone();
             let attempt = self.st.steps[i].attempt.max(1);
             let made = self.with_parser_input(&iid, step, attempt, |input| {
@@ -157,9 +167,41 @@ impl Planner<'_> {
     }
 }
 
+/// SHA-256 (hex) of a raw-output ConfigMap's input (key `output`): what status
+/// records, and what the controller compares when it reads the ConfigMap back.
+pub fn input_sha256(config_map: &ConfigMap) -> String {
+    let data = config_map
+        .data
+        .as_ref()
+        .and_then(|d| d.get(job::OUTPUT_KEY));
+    sha256_hex(data.map_or("", String::as_str))
+}
+
+/// Why parser run `run` must not be fed its ConfigMap: `read` holds the SHA-256 of
+/// the ConfigMaps read back by name (`None`: not there). `None` when it is the
+/// attempt's own input, or was not read (nothing to compare with).
+pub fn input_problem(run: &ParserRun, read: &BTreeMap<String, Option<String>>) -> Option<String> {
+    let want = run.input_sha256.as_deref()?;
+    let found = read.get(&run.config_map_name)?;
+    match found.as_deref() {
+        Some(got) if got == want => None,
+        Some(got) => Some(format!(
+            "the parser's input ConfigMap {} does not hold this step's output (sha256 {got}, the step's is {want}): something other than the operator made or replaced it, so the parser is not run on it; delete it and find who writes it (retries run the step again)",
+            run.config_map_name
+        )),
+        None => Some(format!(
+            "the parser's input ConfigMap {} was deleted before its parser ran; retries run the step again",
+            run.config_map_name
+        )),
+    }
+}
+
 /// The note on a step whose raw output did not fit a ConfigMap.
 fn cut_note() -> String {
     format!(
         "the raw output was cut to its first {MAX_OUTPUT_BYTES} bytes before parsing (a ConfigMap holds at most 1 MiB): print less, or parse in the step"
     )
 }
+
+#[cfg(test)]
+mod tests;

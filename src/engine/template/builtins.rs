@@ -1,6 +1,7 @@
 //! The functions templates call: Go's builtins where gtmpl's differ from Go or from
 //! what playbooks need (comparisons, `len`, `index`, `slice`, short-circuit `and`/`or`)
-//! and the Sprig subset (`default quote toJson ... int float ieq ine`).
+//! and the Sprig subset (`default quote toJson ... int float ieq ine`), and
+//! `shellQuote`.
 //!
 //! Part of `engine::template`; `funcs.rs` registers them. Each is a plain
 //! `fn(&[Value])`; gtmpl appends a piped value as the last argument, which is why
@@ -274,6 +275,21 @@ pub(crate) fn quote(args: &[Value]) -> Result<Value, FuncError> {
         .iter()
         .filter(|v| !is_missing(v))
         .map(|v| value::go_quote(&fmt_go(v)))
+        .collect();
+    Ok(Value::String(parts.join(" ")))
+}
+
+/// POSIX shell quoting: each argument in single quotes, inside which a shell expands
+/// nothing (`$(...)`, backticks, `;`, `|`), with `'` written as `'\''`. Unlike `quote`
+/// (Go double quotes, inside which `sh -c` still runs `$(...)`), the result is one
+/// literal word however hostile the alert text. A secret is refused: Kubernetes puts
+/// its value in after rendering, where no quoting applies. A missing value is `''`, an
+/// empty word, so the words after it keep their places.
+pub(crate) fn shell_quote(args: &[Value]) -> Result<Value, FuncError> {
+    no_secrets("shellQuote", args)?;
+    let parts: Vec<String> = args
+        .iter()
+        .map(|v| format!("'{}'", string_arg(v).replace('\'', r"'\''")))
         .collect();
     Ok(Value::String(parts.join(" ")))
 }

