@@ -25,6 +25,9 @@ use crate::engine::plan::{plan, spilled_refs};
 /// retrying with backoff).
 const CACHE_WAIT: Duration = Duration::from_secs(30);
 
+/// How soon to plan again after the API server refused a Job.
+const REPLAN: Duration = Duration::from_millis(100);
+
 /// Reconciles one Execution (timed, errors counted by reason).
 pub async fn reconcile(
     obj: Arc<DeserializeGuard<Execution>>,
@@ -87,14 +90,18 @@ async fn reconcile_execution(exec: &Execution, ctx: &Context) -> Result<Action, 
     if let Some(turn) = turn.as_mut() {
         turn.note(&input, &plan);
     }
-    apply::apply(ctx, exec, &input.status, &plan).await?;
+    let refused = apply::apply(ctx, exec, &input.status, &plan).await?;
     drop(turn);
     let ttl = history::enforce(ctx, exec, &plan.status).await?;
-    Ok(match plan.requeue_after.into_iter().chain(ttl).min() {
-        Some(after) => Action::requeue(after),
-        // Every change that matters (a pod ending, a Job failing, an edit) is an event.
-        None => Action::await_change(),
-    })
+    // A refused Job fails its step in the next plan, which reads the refusal.
+    let again = refused.then_some(REPLAN);
+    Ok(
+        match plan.requeue_after.into_iter().chain(ttl).chain(again).min() {
+            Some(after) => Action::requeue(after),
+            // Every change that matters (a pod ending, a Job failing, an edit) is an event.
+            None => Action::await_change(),
+        },
+    )
 }
 
 /// What to do after a failed reconcile.

@@ -8,6 +8,7 @@
 use serde_json::Value;
 
 use super::approval::{self, Verdict};
+use super::health::{self, Health};
 use super::{EventType, Planner, StepLog, Terminated, output, seconds, time};
 use crate::api::{Approval, OnTimeout, Retries, RunnerSpec, Step, StepState};
 use crate::engine::context::InstanceId;
@@ -151,6 +152,7 @@ impl Planner<'_> {
         s.state = StepState::Running;
         s.attempt = attempt;
         s.job_name = Some(name.clone());
+        s.job_uid = None;
         s.started_at = Some(time(self.now));
         s.finished_at = None;
         s.exit_code = None;
@@ -243,15 +245,20 @@ impl Planner<'_> {
         }
         let name = self.st.steps[i].job_name.clone().unwrap_or_default();
         let job = self.input.jobs.get(&name);
+        if let Some(reason) = job.and_then(|j| j.refused.as_ref()) {
+            // The same spec would be refused again: retrying cannot help.
+            self.fail_step(i, reason.clone(), None);
+            return true;
+        }
         if let Some(t) = job.and_then(|j| j.terminated.as_ref()) {
             let log = job.map(|j| j.log.clone()).unwrap_or_default();
-            return self.ended(i, &step, t, &log);
+            let limit = job.and_then(|j| j.memory_limit.clone());
+            return self.ended(i, &step, t, &log, limit.as_deref());
         }
         let started = self.st.steps[i]
             .started_at
             .as_ref()
             .map_or(self.now, seconds);
-        let timed_out = |elapsed: i64| step.timeout_seconds.is_some_and(|t| elapsed >= t);
         if let Some(f) = job.and_then(|j| j.failed.as_ref()) {
             let message = match (f.reason.as_str(), step.timeout_seconds) {
                 ("DeadlineExceeded", Some(t)) => format!("timed out after {t}s"),
@@ -260,19 +267,28 @@ impl Planner<'_> {
             self.attempt_failed(i, message, None, self.now);
             return true;
         }
-        if timed_out(self.now - started) {
-            let message = format!(
-                "timed out after {}s",
-                step.timeout_seconds.unwrap_or_default()
-            );
-            self.attempt_failed(i, message, None, self.now);
-            return true;
-        }
-        if let Some(t) = step.timeout_seconds {
+        // Nothing runs for ever: a step without a timeout of its own gets the default.
+        let default = self.input.limits.default_timeout_seconds;
+        let timeout = step.timeout_seconds.or((default > 0).then_some(default));
+        if let Some(t) = timeout {
+            if self.now - started >= t {
+                let mut message = format!("timed out after {t}s");
+                if step.timeout_seconds.is_none() {
+                    message.push_str(" (the operator's default step timeout: set the step's timeoutSeconds to give it longer)");
+                }
+                self.attempt_failed(i, message, None, self.now);
+                return true;
+            }
             self.requeue_in(started + t - self.now);
         }
-        if job.is_none() {
-            // Status says Running but the Job is not there: the controller stopped
+        let recorded = self.st.steps[i].job_uid.clone();
+        let Some(job) = job else {
+            if recorded.is_some() {
+                // It was seen, so it was created: someone (or a TTL) deleted it.
+                self.attempt_failed(i, deleted_message(&name), None, self.now);
+                return true;
+            }
+            // Status says Running but the Job was never seen: the controller stopped
             // between writing status and creating it (or the cache lags; 409 then).
             let attempt = self.st.steps[i].attempt.max(1);
             match self.job_for(&iid, attempt) {
@@ -282,16 +298,53 @@ impl Planner<'_> {
                     return true;
                 }
             }
+            return false;
+        };
+        let replaced = recorded.is_some() && job.uid.is_some() && recorded != job.uid;
+        if job.deleting || replaced {
+            self.attempt_failed(i, deleted_message(&name), None, self.now);
+            return true;
         }
-        false
+        if recorded.is_none() {
+            self.st.steps[i].job_uid = job.uid.clone();
+        }
+        let start_timeout = step
+            .start_timeout_seconds
+            .unwrap_or(self.input.limits.start_timeout_seconds);
+        let clock = health::Clock {
+            started,
+            now: self.now,
+            start_timeout,
+        };
+        match health::judge(job.pod.as_ref(), &name, step.image.trim(), clock) {
+            Health::Fine => false,
+            Health::Wait(seconds) => {
+                self.requeue_in(seconds);
+                false
+            }
+            Health::Failed(message) => {
+                self.attempt_failed(i, message, None, self.now);
+                true
+            }
+        }
     }
 
     /// The container of the current attempt has ended.
-    fn ended(&mut self, i: usize, step: &Step, t: &Terminated, log: &StepLog) -> bool {
+    fn ended(
+        &mut self,
+        i: usize,
+        step: &Step,
+        t: &Terminated,
+        log: &StepLog,
+        memory_limit: Option<&str>,
+    ) -> bool {
         let at = t.finished_at.map_or(self.now, |f| f.as_second());
         let limits = &self.input.limits;
         if t.exit_code != 0 {
-            let message = output::exit_message(t, log, limits.message_log_bytes);
+            let message = match t.reason.as_deref() {
+                Some("OOMKilled") => health::oom_message(t.exit_code, memory_limit),
+                _ => output::exit_message(t, log, limits.message_log_bytes),
+            };
             self.attempt_failed(i, message, Some(t.exit_code), at);
             return true;
         }
@@ -537,6 +590,11 @@ impl Planner<'_> {
         }
         true
     }
+}
+
+/// Why an attempt failed whose Job disappeared while it ran.
+fn deleted_message(job: &str) -> String {
+    format!("Job {job} was deleted while the step ran")
 }
 
 /// The approval a step needs before it runs, if any: the one place that says so.
