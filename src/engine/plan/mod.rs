@@ -39,6 +39,7 @@ pub mod health;
 mod limit;
 mod output;
 mod parser;
+mod running;
 mod settle;
 mod spill;
 mod step;
