@@ -49,3 +49,31 @@ fn is_subdomain(name: &str) -> bool {
                 && label.chars().all(|c| alnum(c) || c == '-')
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendered_names_must_be_secret_names() {
+        let source = |name: &str| EnvFrom {
+            integration_ref: Some(name.into()),
+            ..Default::default()
+        };
+        let ok = env_from("notify", &[source("slack-prod.v1")]).expect("a Secret name");
+        let names: Vec<_> = ok
+            .iter()
+            .filter_map(|e| e.secret_ref.as_ref().map(|s| s.name.clone()))
+            .collect();
+        assert_eq!(names, ["slack-prod.v1"]);
+        for bad in ["<no value>", "", "Slack", "-a", "a..b", &"a".repeat(254)] {
+            let err = env_from("notify", &[source(bad)]).expect_err(bad);
+            assert!(
+                err.to_string().starts_with(&format!(
+                    "step 'notify': envFrom[0].integrationRef is '{bad}', which is not a Secret name"
+                )),
+                "{err}"
+            );
+        }
+    }
+}
