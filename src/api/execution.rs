@@ -272,6 +272,10 @@ pub struct StepStatus {
     /// The Job of the current attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_name: Option<String>,
+    /// The uid of that Job, once the controller saw it. A Job that disappears (or is
+    /// replaced) while the step runs fails the attempt; it is never created again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_uid: Option<String>,
     /// When the current attempt started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Time>,

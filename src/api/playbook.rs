@@ -276,10 +276,18 @@ pub struct Step {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub depends_on: Option<Vec<String>>,
     /// Longest time one attempt may run; the Job gets it as activeDeadlineSeconds and
-    /// the controller fails the attempt when it is over.
+    /// the controller fails the attempt when it is over. Unset: the operator's
+    /// default (`run --step-default-timeout-seconds`, 3600), kept by the controller.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub timeout_seconds: Option<i64>,
+    /// Longest time an attempt's container may take to start: its image pulling (or
+    /// failing to pull), or its pod waiting for a node. Past it the attempt fails with
+    /// the kubelet's or the scheduler's reason. Unset: the operator's default
+    /// (`run --step-start-timeout-seconds`, 300).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub start_timeout_seconds: Option<i64>,
     /// Retry a failed attempt. Each attempt is its own Job, so every attempt's output is kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<Retries>,
@@ -300,9 +308,12 @@ pub struct Step {
 #[x_kube(validation = Rule::new("has(self.secretRef) != has(self.integrationRef)").message("set exactly one of secretRef and integrationRef"))]
 pub struct EnvFrom {
     /// Every key of this Secret (same namespace) becomes an environment variable.
+    /// A template (e.g. `{{ .params.SlackSecret }}`) that must render a Secret name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<String>,
-    /// An integration's credentials: the Secret of that name (same namespace).
+    /// An integration's credentials: the Secret of that name (same namespace). A
+    /// template, as StackPulse writes it (`{{ $.params.SlackChannel }}`), that must
+    /// render a Secret name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub integration_ref: Option<String>,
 }

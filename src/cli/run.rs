@@ -49,6 +49,15 @@ pub struct Args {
     /// ConfigMap holds 1 MiB with its metadata.
     #[arg(long, default_value_t = Limits::default().max_output_bytes, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1024..=1_000_000))]
     pub output_max_bytes: usize,
+    /// Longest a step attempt may run when the step sets no `timeoutSeconds`; then it
+    /// fails as timed out (0: no default, such a step may run for ever).
+    #[arg(long, default_value_t = Limits::default().default_timeout_seconds, value_parser = clap::value_parser!(i64).range(0..))]
+    pub step_default_timeout_seconds: i64,
+    /// Longest a step's container may take to start (image pull, a node to run on)
+    /// when the step sets no `startTimeoutSeconds`; then the attempt fails with the
+    /// kubelet's or scheduler's reason.
+    #[arg(long, default_value_t = Limits::default().start_timeout_seconds, value_parser = clap::value_parser!(i64).range(1..))]
+    pub step_start_timeout_seconds: i64,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -259,6 +268,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             limits: Limits {
                 step_output_bytes: args.output_inline_bytes,
                 max_output_bytes: args.output_max_bytes,
+                default_timeout_seconds: args.step_default_timeout_seconds,
+                start_timeout_seconds: args.step_start_timeout_seconds,
                 ..Limits::default()
             },
             // In a Deployment, the pod name tells replicas' Events apart (with leader
@@ -279,6 +290,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             jq_memory_bytes = jq_memory,
             container_memory_limit = cgroup,
             output_max_bytes = config.limits.max_output_bytes,
+            step_default_timeout_seconds = config.limits.default_timeout_seconds,
+            step_start_timeout_seconds = config.limits.start_timeout_seconds,
             "starting the controller"
         );
         // The server also stops when the controller does on its own (its watches

@@ -43,13 +43,14 @@ use crate::metrics::transitions;
 /// Most bytes of an Event note the API accepts.
 const MAX_NOTE: usize = 1024;
 
-/// Applies `plan` for `exec`, whose status was `current` when it was planned.
+/// Applies `plan` for `exec`, whose status was `current` when it was planned. True
+/// when the API server refused a Job: plan again at once, so its step fails.
 pub async fn apply(
     ctx: &Context,
     exec: &Execution,
     current: &ExecutionStatus,
     plan: &Plan,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     let ns = exec.namespace().unwrap_or_default();
     let name = exec.name_any();
     let uid = exec.uid().unwrap_or_default();
@@ -73,6 +74,7 @@ pub async fn apply(
     }
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
     let mut first_created = None;
+    let mut refused = false;
     for intent in &plan.intents {
         match intent {
             // Never feed a parser input someone else wrote: the next reconcile reads
@@ -80,12 +82,17 @@ pub async fn apply(
             Intent::CreateJob(job) if mounts_any(job, &foreign) => {
                 tracing::warn!(job = %job.name_any(), config_maps = ?foreign, "parser Job not created: its input ConfigMap is not the operator's");
             }
-            Intent::CreateJob(job) => {
-                if create_job(&jobs, job).await? {
+            Intent::CreateJob(job) => match create_job(&jobs, job).await? {
+                Created::Now => {
                     metrics.job_created();
                     first_created.get_or_insert_with(Instant::now);
                 }
-            }
+                Created::Before => {}
+                Created::Refused(reason) => {
+                    ctx.refusals.record(&ns, &job.name_any(), reason);
+                    refused = true;
+                }
+            },
             Intent::DeleteJob { name } => delete_job(&jobs, name).await?,
             Intent::CreateConfigMap(_) | Intent::Event { .. } => {}
         }
@@ -100,7 +107,7 @@ pub async fn apply(
         tracing::info!(reason = %event.reason.as_deref().unwrap_or(""), note = event.note.as_deref().unwrap_or(""), "transition");
         publish(&events, &event).await;
     }
-    Ok(())
+    Ok(refused)
 }
 
 /// Creates one Event. Its name is derived from the transition, so a reconcile that
@@ -157,8 +164,20 @@ where
     Ok(())
 }
 
-/// Creates `job`; true when this call created it, false when it existed (ours).
-async fn create_job(api: &Api<Job>, job: &Job) -> Result<bool, Error> {
+/// What became of a Job create.
+enum Created {
+    Now,
+    /// It existed: an earlier reconcile created it (the name is ours).
+    Before,
+    /// The API server refused it for good: why, for the step's message.
+    Refused(String),
+}
+
+/// Creates `job`. A 4xx other than 409 (exists: ours) and 429 (slow down) is the API
+/// server saying no to this Job whatever the timing (422 invalid, 403 a quota or Pod
+/// Security, 400): the same create would be refused again, so the step fails with the
+/// reason instead. 5xx, 429 and transport errors are retried.
+async fn create_job(api: &Api<Job>, job: &Job) -> Result<Created, Error> {
     let name = job.name_any();
     let step = job
         .annotations()
@@ -172,13 +191,54 @@ async fn create_job(api: &Api<Job>, job: &Job) -> Result<bool, Error> {
     match api.create(&params, job).await {
         Ok(_) => {
             tracing::info!(step = %step, job = %name, "Job created");
-            Ok(true)
+            Ok(Created::Now)
         }
         Err(kube::Error::Api(s)) if s.code == 409 => {
             tracing::debug!(step = %step, job = %name, "Job exists already: ours");
-            Ok(false)
+            Ok(Created::Before)
+        }
+        Err(kube::Error::Api(s)) if is_refusal(s.code) => {
+            tracing::warn!(step = %step, job = %name, code = s.code, reason = %s.reason, message = %s.message, "Job refused");
+            Ok(Created::Refused(refusal_message(
+                &name, s.code, &s.reason, &s.message,
+            )))
         }
         Err(source) => Err(Error::CreateJob { name, source }),
+    }
+}
+
+/// True for the status codes that refuse a create for good.
+fn is_refusal(code: u16) -> bool {
+    (400..500).contains(&code) && code != 409 && code != 429
+}
+
+/// The step's message for a Job the API server refused.
+fn refusal_message(job: &str, code: u16, reason: &str, message: &str) -> String {
+    let fix = match code {
+        403 => {
+            "raise the namespace's ResourceQuota or its Pod Security level, or change the step or its Runner to fit them"
+        }
+        _ => "fix the step or its Runner",
+    };
+    format!("the API server refused to create Job {job} ({code} {reason}): {message}: {fix}")
+}
+
+/// Job creates the API server refused, by namespace and Job name, until the next
+/// plan of their Execution reads them (`observe`). Only in memory: after a restart
+/// the create is tried again, refused again and recorded again.
+#[derive(Default)]
+pub struct Refusals(std::sync::Mutex<std::collections::HashMap<(String, String), String>>);
+
+impl Refusals {
+    fn record(&self, ns: &str, job: &str, reason: String) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.insert((ns.to_string(), job.to_string()), reason);
+    }
+
+    /// Takes the refusal of Job `job` in `ns`, if there is one.
+    pub fn take(&self, ns: &str, job: &str) -> Option<String> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(&(ns.to_string(), job.to_string()))
     }
 }
 

@@ -28,6 +28,9 @@ const CACHE_WAIT: Duration = Duration::from_secs(30);
 /// How long the templates of one reconcile's plan may take together.
 const PLAN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How soon to plan again after the API server refused a Job.
+const REPLAN: Duration = Duration::from_millis(100);
+
 /// Reconciles one Execution (timed, errors counted by reason).
 pub async fn reconcile(
     obj: Arc<DeserializeGuard<Execution>>,
@@ -99,14 +102,18 @@ async fn reconcile_execution(exec: &Execution, ctx: &Context) -> Result<Action, 
     if let Some(turn) = turn.as_mut() {
         turn.note(&input, &plan);
     }
-    apply::apply(ctx, exec, &input.status, &plan).await?;
+    let refused = apply::apply(ctx, exec, &input.status, &plan).await?;
     drop(turn);
     let ttl = history::enforce(ctx, exec, &plan.status).await?;
-    Ok(match plan.requeue_after.into_iter().chain(ttl).min() {
-        Some(after) => Action::requeue(after),
-        // Every change that matters (a pod ending, a Job failing, an edit) is an event.
-        None => Action::await_change(),
-    })
+    // A refused Job fails its step in the next plan, which reads the refusal.
+    let again = refused.then_some(REPLAN);
+    Ok(
+        match plan.requeue_after.into_iter().chain(ttl).chain(again).min() {
+            Some(after) => Action::requeue(after),
+            // Every change that matters (a pod ending, a Job failing, an edit) is an event.
+            None => Action::await_change(),
+        },
+    )
 }
 
 /// Plans on a blocking thread: the templates `plan` renders are user code, and a

@@ -118,6 +118,8 @@ pub struct Context {
     spilled: spilled::SpilledCache,
     /// Turns and not-yet-cached claims of the playbooks' remediation limits.
     remediations: remediation::Remediations,
+    /// Job creates the API server refused, until their step's next plan reads them.
+    refusals: apply::Refusals,
 }
 
 /// One task, the stores' only waiter, raises the flag once every cache has listed.
@@ -251,6 +253,7 @@ pub async fn run(
         failures: Failures::default(),
         spilled: spilled::SpilledCache::default(),
         remediations: Default::default(),
+        refusals: Default::default(),
     });
     let shutdown = shutdown.shared();
 

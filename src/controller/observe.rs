@@ -111,14 +111,19 @@ pub fn observe_job(job: &Job, pods: &[&Pod]) -> (ObservedJob, Option<(String, St
         });
     let container = step_container(job);
     let uid = job.uid();
+    let owned: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| {
+            p.owner_references()
+                .iter()
+                .any(|o| Some(&o.uid) == uid.as_ref())
+        })
+        .copied()
+        .collect();
     // A Job with backoffLimit 0 has one Pod, but a Pod deleted from under it is
     // replaced: the one whose step container ended is the one that counts.
     let mut terminated = None;
-    for pod in pods.iter().filter(|p| {
-        p.owner_references()
-            .iter()
-            .any(|o| Some(&o.uid) == uid.as_ref())
-    }) {
+    for pod in &owned {
         if let Some((cs, t)) = terminated_container(pod, container.as_deref()) {
             terminated = Some((
                 Terminated {
@@ -133,13 +138,35 @@ pub fn observe_job(job: &Job, pods: &[&Pod]) -> (ObservedJob, Option<(String, St
         }
     }
     let (terminated, log_at) = terminated.unzip();
+    let pod = terminated
+        .is_none()
+        .then(|| pod::current(&owned))
+        .flatten()
+        .map(|p| pod::facts(p, container.as_deref()));
     let observed = ObservedJob {
         terminated,
         failed,
         deleting: job.metadata.deletion_timestamp.is_some(),
+        uid,
+        pod,
+        memory_limit: memory_limit(job),
+        refused: None,
         log: StepLog::NotRead,
     };
     (observed, log_at)
+}
+
+/// The step container's memory limit, as the Job's pod template asks for it.
+fn memory_limit(job: &Job) -> Option<String> {
+    let pod = job.spec.as_ref()?.template.spec.as_ref()?;
+    let limits = pod
+        .containers
+        .first()?
+        .resources
+        .as_ref()?
+        .limits
+        .as_ref()?;
+    limits.get("memory").map(|q| q.0.clone())
 }
 
 /// The step container's name, as the Job's pod template says (the builder names it
@@ -235,6 +262,21 @@ pub fn from_caches(exec: &Execution, ctx: &Context) -> (PlanInput, Vec<LogRead>)
         pods: &pods,
     };
     let (mut input, reads) = plan_input(exec, &cached, &ctx.config.limits);
+    let current: Vec<String> = awaiting_output(&input.status)
+        .into_iter()
+        .map(String::from)
+        .collect();
+    for name in current {
+        if !input.jobs.contains_key(&name)
+            && let Some(reason) = ctx.refusals.take(&ns, &name)
+        {
+            let refused = ObservedJob {
+                refused: Some(reason),
+                ..ObservedJob::default()
+            };
+            input.jobs.insert(name, refused);
+        }
+    }
     input.execution.url = ctx
         .config
         .external_url
@@ -322,5 +364,6 @@ async fn read_log(api: &Api<Pod>, read: &LogRead, limit_bytes: i64) -> Result<St
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
+mod pod;
 #[cfg(test)]
 mod tests;

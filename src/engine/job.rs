@@ -13,9 +13,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvFromSource, EnvVar, EnvVarSource,
-    PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile,
-    SecretEnvSource, SecretKeySelector, SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, PodSecurityContext,
+    PodSpec, PodTemplateSpec, ResourceRequirements, SeccompProfile, SecretKeySelector,
+    SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use sha2::{Digest, Sha256};
@@ -86,6 +86,21 @@ pub fn render_step(step: &Step, ctx: &serde_json::Value) -> Result<RenderedStep,
             .map(|(i, src)| template::render_arg(src, ctx).map_err(err(format!("{name}[{i}]"))));
         rendered.collect::<Result<Vec<_>, _>>().map(Some)
     };
+    // envFrom names are templates, as StackPulse writes them (an integration param
+    // names the Secret): rendered plain, so `secret` there is an error.
+    let mut env_from = step.env_from.clone();
+    for (i, source) in env_from.iter_mut().enumerate() {
+        for (field, name) in [
+            ("secretRef", &mut source.secret_ref),
+            ("integrationRef", &mut source.integration_ref),
+        ] {
+            if let Some(name) = name {
+                let rendered =
+                    template::render(name, ctx).map_err(err(format!("envFrom[{i}].{field}")))?;
+                *name = rendered.trim().to_string();
+            }
+        }
+    }
     let mut names = SecretNames::new();
     let mut env = Vec::with_capacity(step.env.len());
     for (name, src) in &step.env {
@@ -97,7 +112,7 @@ pub fn render_step(step: &Step, ctx: &serde_json::Value) -> Result<RenderedStep,
         command: list("command", &step.command)?,
         args: list("args", &step.args)?,
         env,
-        env_from: step.env_from.clone(),
+        env_from,
         resources: step.resources.clone(),
         timeout_seconds: step.timeout_seconds,
     })
@@ -128,6 +143,14 @@ pub enum JobError {
     EnvClash { step: String, name: String },
     #[error("step '{step}': secret variable {name} refers to two different secrets")]
     SecretClash { step: String, name: String },
+    #[error(
+        "step '{step}': {field} is '{value}', which is not a Secret name (lowercase letters, digits, '-' and '.'): set it, or the param it reads, to the name of a Secret in the namespace"
+    )]
+    BadSecretName {
+        step: String,
+        field: String,
+        value: String,
+    },
 }
 
 impl JobError {
@@ -137,6 +160,7 @@ impl JobError {
             Self::NoImage(_) => "no_image",
             Self::EnvClash { .. } => "env_clash",
             Self::SecretClash { .. } => "secret_clash",
+            Self::BadSecretName { .. } => "bad_secret_name",
         }
     }
 }
@@ -253,7 +277,7 @@ fn build(input: &JobInput, role: &Role) -> Result<Job, JobError> {
         command: step.command.clone(),
         args: step.args.clone(),
         env: Some(env_vars(&id, step, runner)?).filter(|e| !e.is_empty()),
-        env_from: Some(env_from(&step.env_from)).filter(|e| !e.is_empty()),
+        env_from: Some(env_from::env_from(&id, &step.env_from)?).filter(|e| !e.is_empty()),
         resources: step.resources.clone().or_else(|| runner.resources.clone()),
         security_context: Some(
             runner
@@ -416,25 +440,6 @@ fn env_vars(id: &str, step: &RenderedStep, runner: &RunnerSpec) -> Result<Vec<En
     Ok(env)
 }
 
-fn env_from(sources: &[EnvFrom]) -> Vec<EnvFromSource> {
-    let secret = |name: &String| EnvFromSource {
-        secret_ref: Some(SecretEnvSource {
-            name: name.clone(),
-            optional: None,
-        }),
-        ..Default::default()
-    };
-    sources
-        .iter()
-        .flat_map(|s| {
-            s.secret_ref
-                .iter()
-                .chain(s.integration_ref.iter())
-                .map(secret)
-        })
-        .collect()
-}
-
 /// The pod security context when the Runner sets none (restricted Pod Security Standard).
 fn restricted_pod() -> PodSecurityContext {
     PodSecurityContext {
@@ -571,6 +576,7 @@ pub fn label_value(s: &str) -> String {
     }
 }
 
+mod env_from;
 mod parser;
 #[cfg(test)]
 mod plan_tests;

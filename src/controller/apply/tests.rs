@@ -48,6 +48,7 @@ fn context(client: kube::Client) -> Context {
         failures: Default::default(),
         spilled: Default::default(),
         remediations: Default::default(),
+        refusals: Default::default(),
     }
 }
 
@@ -171,6 +172,40 @@ async fn a_failed_create_stops_before_deletes_and_events() {
     assert!(!err.is_user_error());
     let log = log.lock().unwrap().clone();
     assert_eq!(log.len(), 2, "status and the create only: {log:?}");
+}
+
+#[tokio::test]
+async fn a_create_refused_for_good_is_recorded_for_the_step_and_the_rest_goes_on() {
+    fn create_refused(method: &str, path: &str) -> (u16, serde_json::Value) {
+        match (method, path) {
+            ("POST", p) if p.ends_with("/jobs") => (422, status(422, "Invalid")),
+            _ => cluster(method, path),
+        }
+    }
+    let (client, log) = fake_client(create_refused);
+    let ctx = context(client);
+    let refused = apply(&ctx, &execution(), &ExecutionStatus::default(), &plan(true))
+        .await
+        .expect("a 422 is the step's failure, not the reconcile's");
+    assert!(refused, "plan again at once");
+    assert_eq!(
+        ctx.refusals.take("ns", "a").as_deref(),
+        Some(
+            "the API server refused to create Job a (422 Invalid): Invalid: fix the step or its Runner"
+        )
+    );
+    assert_eq!(ctx.refusals.take("ns", "a"), None, "read once");
+    let log = log.lock().unwrap().clone();
+    assert_eq!(log.len(), 4, "deletes and events still go: {log:?}");
+}
+
+#[test]
+fn only_client_errors_but_conflicts_and_throttling_refuse_a_job_for_good() {
+    let refusals: Vec<u16> = [400, 403, 404, 409, 422, 429, 500, 503]
+        .into_iter()
+        .filter(|&c| super::is_refusal(c))
+        .collect();
+    assert_eq!(refusals, [400, 403, 404, 422]);
 }
 
 #[test]

@@ -291,8 +291,15 @@ impl Lint<'_> {
                     "set exactly one of secretRef and integrationRef",
                 );
             }
-            if let Some(r) = &ef.integration_ref {
-                self.template(&format!("{path}.envFrom[{i}].integrationRef"), r, scope);
+            // Both are templates that the Job builder renders (an integration param
+            // names the Secret), so both are checked as templates.
+            for (field, name) in [
+                ("secretRef", &ef.secret_ref),
+                ("integrationRef", &ef.integration_ref),
+            ] {
+                if let Some(r) = name {
+                    self.template(&format!("{path}.envFrom[{i}].{field}"), r, scope);
+                }
             }
         }
         if let Some(p) = &s.output_parser

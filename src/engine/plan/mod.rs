@@ -36,9 +36,11 @@ mod expand;
 mod finally;
 mod gate;
 mod graph;
+pub mod health;
 mod limit;
 mod output;
 mod parser;
+mod running;
 mod settle;
 mod spill;
 mod step;
@@ -47,6 +49,8 @@ mod step;
 mod scenario;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_failures;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
@@ -133,6 +137,16 @@ pub struct ObservedJob {
     pub failed: Option<JobFailure>,
     /// The Job has a deletionTimestamp: do not ask to delete it again.
     pub deleting: bool,
+    /// The Job's uid (`None`: not a Job the cluster has, see `refused`).
+    pub uid: Option<String>,
+    /// What the step's pod shows while its container has not ended (`None`: no pod).
+    pub pod: Option<health::PodFacts>,
+    /// The step container's memory limit as the Job asks for it (`64Mi`), for the
+    /// message of a container killed at it.
+    pub memory_limit: Option<String>,
+    /// The API server refused to create this Job, for good (a 4xx other than 409
+    /// and 429): its reason. Such a Job does not exist; the step fails.
+    pub refused: Option<String>,
     /// The container log. Read it (bounded, `limitBytes`) when `terminated` is set and
     /// the status still shows this Job as a Running step's; the planner waits until
     /// it is `Read` or `Unreadable`.
@@ -184,6 +198,11 @@ pub struct Limits {
     pub message_log_bytes: usize,
     /// Most step entries a run may expand to (foreach items × steps).
     pub max_steps: usize,
+    /// The timeout of a step attempt that sets no `timeoutSeconds` (0: none).
+    pub default_timeout_seconds: i64,
+    /// How long an attempt's container may take to start when the step sets no
+    /// `startTimeoutSeconds` (see [`health`]).
+    pub start_timeout_seconds: i64,
 }
 
 impl Default for Limits {
@@ -192,6 +211,8 @@ impl Default for Limits {
     /// 1 MiB an Execution is kept under, because server-side apply's managedFields list
     /// every field of an inline output again; 900 KiB per step at most (a ConfigMap
     /// holds 1 MiB with its metadata); 512 bytes of log in a message; 1000 step entries.
+    /// An hour per attempt, so nothing runs forever, and 5 minutes to start: a slow
+    /// registry pulls a large image in that, a missing image never.
     fn default() -> Self {
         Self {
             step_output_bytes: 32 * 1024,
@@ -199,6 +220,8 @@ impl Default for Limits {
             max_output_bytes: 900 * 1024,
             message_log_bytes: 512,
             max_steps: 1000,
+            default_timeout_seconds: 3600,
+            start_timeout_seconds: 300,
         }
     }
 }
@@ -466,6 +489,7 @@ impl<'a> Planner<'a> {
                 && !job.deleting
                 && job.terminated.is_none()
                 && job.failed.is_none()
+                && job.refused.is_none()
         });
         let deletes: Vec<Intent> = deletes
             .map(|(name, _)| Intent::DeleteJob { name: name.clone() })

@@ -262,7 +262,17 @@ impl Scenario {
                         !self.input.jobs.contains_key(&name),
                         "CreateJob {name} while it is observed"
                     );
-                    self.input.jobs.insert(name.clone(), ObservedJob::default());
+                    // As a cluster shows it once its pod runs.
+                    let observed = ObservedJob {
+                        uid: Some(format!("uid-{name}")),
+                        pod: Some(super::health::PodFacts {
+                            name: format!("{name}-pod"),
+                            phase: "Running".into(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    };
+                    self.input.jobs.insert(name.clone(), observed);
                     self.created.push(name.clone());
                     self.jobs.insert(name, (**job).clone());
                 }
@@ -359,6 +369,15 @@ impl Scenario {
     pub fn lose_job(&mut self, id: &str) {
         let name = self.status_of(id).job_name.unwrap_or_default();
         self.input.jobs.remove(&name);
+    }
+
+    /// The observed Job of a step's current attempt, to change what it shows.
+    pub fn job_of(&mut self, id: &str) -> &mut ObservedJob {
+        let name = self.status_of(id).job_name.unwrap_or_default();
+        self.input
+            .jobs
+            .get_mut(&name)
+            .unwrap_or_else(|| panic!("step '{id}': Job {name} is not observed"))
     }
 
     /// The hash of the plan a step instance shows in status now.
@@ -501,6 +520,18 @@ pub enum Act {
     Cancel,
     /// The step's Job vanishes (the controller died before creating it).
     Lose(&'static str),
+    /// Someone deletes the step's Job (and so its pod).
+    DeleteJob(&'static str),
+    /// Someone deletes the step's Job and creates another under its name.
+    ReplaceJob(&'static str),
+    /// The step container waits: id, reason, the kubelet's message.
+    Waits(&'static str, &'static str, &'static str),
+    /// The kernel kills the step container at its memory limit (`None`: it had none).
+    Oom(&'static str, Option<&'static str>),
+    /// The API server refused to create the step's Job: id, its reason.
+    Refused(&'static str, &'static str),
+    /// A `DeadlineExceeded` Failed condition on the step's Job.
+    JobDeadline(&'static str),
     States(&'static str),
     PhaseIs(ExecutionPhase),
     Events(&'static [&'static str]),
@@ -643,6 +674,44 @@ fn run(case: Case) {
             Lose(id) => {
                 lost = true;
                 s.lose_job(id);
+            }
+            // Unlike `Lose`, the no-name-created-twice check stays on: that is the point.
+            DeleteJob(id) => s.lose_job(id),
+            ReplaceJob(id) => s.job_of(id).uid = Some("someone-else's".into()),
+            Waits(id, reason, message) => {
+                let job = s.job_of(id);
+                if let Some(pod) = job.pod.as_mut() {
+                    pod.phase = "Pending".into();
+                    pod.waiting = Some(super::health::Waiting {
+                        reason: reason.into(),
+                        message: Some(message.into()),
+                    });
+                }
+            }
+            Oom(id, limit) => {
+                let now = s.now;
+                let job = s.job_of(id);
+                job.memory_limit = limit.map(String::from);
+                job.terminated = Some(Terminated {
+                    exit_code: 137,
+                    reason: Some("OOMKilled".into()),
+                    finished_at: Timestamp::from_second(now).ok(),
+                    ..Default::default()
+                });
+                job.log = StepLog::Read(String::new());
+            }
+            Refused(id, reason) => {
+                let job = s.job_of(id);
+                *job = ObservedJob {
+                    refused: Some(reason.into()),
+                    ..Default::default()
+                };
+            }
+            JobDeadline(id) => {
+                s.job_of(id).failed = Some(super::JobFailure {
+                    reason: "DeadlineExceeded".into(),
+                    message: "Job was active longer than specified deadline".into(),
+                });
             }
             ParserExit(id, code, log) => s.exit_parser(id, code, log),
             LoseParser(id) => {

@@ -8,6 +8,7 @@
 use serde_json::Value;
 
 use super::gate::needs_approval;
+use super::health;
 use super::{EventType, Planner, StepLog, Terminated, output, seconds, time};
 use crate::api::{Approval, Retries, RunnerSpec, Step, StepState};
 use crate::engine::context::InstanceId;
@@ -154,6 +155,7 @@ impl Planner<'_> {
         s.state = StepState::Running;
         s.attempt = attempt;
         s.job_name = Some(name.clone());
+        s.job_uid = None;
         s.started_at = Some(time(self.now));
         s.finished_at = None;
         s.exit_code = None;
@@ -245,73 +247,22 @@ impl Planner<'_> {
         Ok((Some(name.to_string()), runner))
     }
 
-    /// Looks at a Running instance's Job.
-    pub(super) fn observe(&mut self, i: usize) -> bool {
-        let iid = self.ids[i].clone();
-        let Some(step) = self.step_spec(&iid) else {
-            return false;
-        };
-        if self.st.steps[i].parser.is_some() {
-            return self.observe_parser(i, &step);
-        }
-        let name = self.st.steps[i].job_name.clone().unwrap_or_default();
-        let job = self.input.jobs.get(&name);
-        if let Some(t) = job.and_then(|j| j.terminated.as_ref()) {
-            let log = job.map(|j| j.log.clone()).unwrap_or_default();
-            return self.ended(i, &step, t, &log);
-        }
-        let started = self.st.steps[i]
-            .started_at
-            .as_ref()
-            .map_or(self.now, seconds);
-        let timed_out = |elapsed: i64| step.timeout_seconds.is_some_and(|t| elapsed >= t);
-        if let Some(f) = job.and_then(|j| j.failed.as_ref()) {
-            let message = match (f.reason.as_str(), step.timeout_seconds) {
-                ("DeadlineExceeded", Some(t)) => format!("timed out after {t}s"),
-                _ => format!("Job failed: {}: {}", f.reason, f.message),
-            };
-            self.attempt_failed(i, message, None, self.now);
-            return true;
-        }
-        if timed_out(self.now - started) {
-            let message = format!(
-                "timed out after {}s",
-                step.timeout_seconds.unwrap_or_default()
-            );
-            self.attempt_failed(i, message, None, self.now);
-            return true;
-        }
-        if let Some(t) = step.timeout_seconds {
-            self.requeue_in(started + t - self.now);
-        }
-        if job.is_none() {
-            // Status says Running but the Job is not there: the controller stopped
-            // between writing status and creating it (or the cache lags; 409 then).
-            // An approved step's plan may have changed meanwhile (its Runner, say):
-            // then it waits for an approval again instead.
-            let attempt = self.st.steps[i].attempt.max(1);
-            match self.job_for(&iid, attempt) {
-                Ok((job, runner)) => {
-                    if !self.still_approved(i, attempt, &job, runner.as_deref()) {
-                        return true;
-                    }
-                    self.create(job);
-                }
-                Err(message) => {
-                    self.fail_step(i, message, None);
-                    return true;
-                }
-            }
-        }
-        false
-    }
-
     /// The container of the current attempt has ended.
-    fn ended(&mut self, i: usize, step: &Step, t: &Terminated, log: &StepLog) -> bool {
+    pub(super) fn ended(
+        &mut self,
+        i: usize,
+        step: &Step,
+        t: &Terminated,
+        log: &StepLog,
+        memory_limit: Option<&str>,
+    ) -> bool {
         let at = t.finished_at.map_or(self.now, |f| f.as_second());
         let limits = &self.input.limits;
         if t.exit_code != 0 {
-            let message = output::exit_message(t, log, limits.message_log_bytes);
+            let message = match t.reason.as_deref() {
+                Some("OOMKilled") => health::oom_message(t.exit_code, memory_limit),
+                _ => output::exit_message(t, log, limits.message_log_bytes),
+            };
             self.attempt_failed(i, message, Some(t.exit_code), at);
             return true;
         }
