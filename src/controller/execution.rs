@@ -81,6 +81,7 @@ async fn reconcile_execution(exec: &Execution, ctx: &Context) -> Result<Action, 
         let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
         input.spilled = spilled::read(&config_maps, ns, &ctx.spilled, &refs).await?;
     }
+    input.runner_access = Some(ctx.access.runner_access(&ctx.client, &input).await?);
     // A limited run's turn: held until its plan is applied (see `remediation`).
     let mut turn = ctx.remediations.count(&mut input, &ctx.executions).await;
     let plan = plan(&input, Timestamp::now());

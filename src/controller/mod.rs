@@ -26,6 +26,7 @@
 //! through `DeserializeGuard`: a malformed one is logged and skipped instead of
 //! breaking the watch for every other object.
 
+mod access;
 mod apply;
 mod error;
 mod execution;
@@ -36,6 +37,8 @@ mod remediation;
 mod runner;
 mod spilled;
 
+/// How long the Runner `use` check reuses an answer of the API server.
+pub use access::TTL as ACCESS_TTL;
 pub use error::Error;
 
 use std::future::Future;
@@ -117,6 +120,8 @@ pub struct Context {
     spilled: spilled::SpilledCache,
     /// Turns and not-yet-cached claims of the playbooks' remediation limits.
     remediations: remediation::Remediations,
+    /// Recent answers of the Runner `use` check.
+    access: access::AccessCache,
 }
 
 /// One task, the stores' only waiter, raises the flag once every cache has listed.
@@ -250,6 +255,7 @@ pub async fn run(
         failures: Failures::default(),
         spilled: spilled::SpilledCache::default(),
         remediations: Default::default(),
+        access: Default::default(),
     });
     let shutdown = shutdown.shared();
 

@@ -48,6 +48,7 @@ fn context(client: kube::Client) -> Context {
         failures: Default::default(),
         spilled: Default::default(),
         remediations: Default::default(),
+        access: Default::default(),
     }
 }
 

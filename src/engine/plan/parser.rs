@@ -19,7 +19,7 @@
 //! runs twice.
 
 use super::{EventType, Planner, StepLog, output, seconds, time};
-use crate::api::{ParserRun, RunnerSpec, Step};
+use crate::api::{ParserRun, Step};
 use crate::engine::context::InstanceId;
 use crate::engine::job::{self, JobInput, MAX_OUTPUT_BYTES, RenderedStep};
 use crate::engine::parse;
@@ -148,7 +148,7 @@ impl Planner<'_> {
         f: impl FnOnce(&JobInput) -> Result<R, String>,
     ) -> Result<R, String> {
         let ctx = self.context_for(iid)?;
-        let runner: RunnerSpec = self.runner_for(step, &ctx)?;
+        let (_, runner) = self.runner_for(step, &ctx)?;
         let rendered = RenderedStep {
             timeout_seconds: step.timeout_seconds,
             ..Default::default()
