@@ -183,7 +183,10 @@ async fn a_runner_is_used_only_by_whom_may_use_it() {
     let pp = PostParams::default();
 
     alice
-        .create(&pp, &from_json(execution_json("denied", "pick", json!({"R": "admin"}))))
+        .create(
+            &pp,
+            &from_json(execution_json("denied", "pick", json!({"R": "admin"}))),
+        )
         .await
         .expect("alice may start runs");
     let status = wait_final(&ns, "denied").await;
@@ -207,18 +210,34 @@ async fn a_runner_is_used_only_by_whom_may_use_it() {
 
     // The default Runner: every signed-in user may use it (as the chart grants).
     alice
-        .create(&pp, &from_json(execution_json("default", "pick", json!({}))))
+        .create(
+            &pp,
+            &from_json(execution_json("default", "pick", json!({}))),
+        )
         .await
         .expect("alice may start runs");
-    assert_eq!(wait_final(&ns, "default").await.phase, ExecutionPhase::Succeeded);
+    assert_eq!(
+        wait_final(&ns, "default").await.phase,
+        ExecutionPhase::Succeeded
+    );
 
     // The grant the message names lets her; answers are cached a few seconds.
     let alice_subject =
         json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"});
-    grant_runner_use(&ns.client, &ns.name, "use-runner-admin", "admin", alice_subject).await;
+    grant_runner_use(
+        &ns.client,
+        &ns.name,
+        "use-runner-admin",
+        "admin",
+        alice_subject,
+    )
+    .await;
     tokio::time::sleep(playbook_operator::controller::ACCESS_TTL + Duration::from_secs(1)).await;
     alice
-        .create(&pp, &from_json(execution_json("allowed", "pick", json!({"R": "admin"}))))
+        .create(
+            &pp,
+            &from_json(execution_json("allowed", "pick", json!({"R": "admin"}))),
+        )
         .await
         .expect("alice may start runs");
     let status = wait_final(&ns, "allowed").await;
@@ -334,7 +353,10 @@ async fn alerts_reach_their_tenant_and_act_for_the_triggers_writer() {
     let pp = PostParams::default();
     // A forged writer is overwritten: the API server knows who wrote it.
     let trigger = alice_triggers
-        .create(&pp, &from_json(trigger_json("disk", json!({"requestedBy": "bob"}))))
+        .create(
+            &pp,
+            &from_json(trigger_json("disk", json!({"requestedBy": "bob"}))),
+        )
         .await
         .expect("alice may write Triggers");
     assert_eq!(trigger.spec.requested_by.as_deref(), Some("alice"));
@@ -347,7 +369,8 @@ async fn alerts_reach_their_tenant_and_act_for_the_triggers_writer() {
     forged["spec"]["triggerRef"] = json!({"name": "disk"});
     match bob.create(&pp, &from_json(forged)).await {
         Err(kube::Error::Api(s)) if s.code == 403 => assert!(
-            s.message.contains("spec.requestedBy must be your user name"),
+            s.message
+                .contains("spec.requestedBy must be your user name"),
             "{}",
             s.message
         ),
@@ -380,11 +403,7 @@ async fn alerts_reach_their_tenant_and_act_for_the_triggers_writer() {
     let created = answer["created"][0]
         .as_str()
         .unwrap_or_else(|| panic!("one run created: {answer}"));
-    let name = created
-        .rsplit('/')
-        .next()
-        .unwrap_or_default()
-        .to_string();
+    let name = created.rsplit('/').next().unwrap_or_default().to_string();
     let run = executions.get(&name).await.expect("the run");
     assert_eq!(run.spec.requested_by.as_deref(), Some("alice"));
     assert!(
@@ -410,12 +429,18 @@ async fn alerts_reach_their_tenant_and_act_for_the_triggers_writer() {
         .patch(&name, &PatchParams::default(), &first)
         .await
         .expect("alice's own approval is a valid write");
-    let status = wait_status(&ns, &name, "ignoring alice's approval", common::TIMEOUT, |s| {
-        step(s, "restart")
-            .message
-            .as_deref()
-            .is_some_and(|m| m.contains("approval by 'alice' ignored"))
-    })
+    let status = wait_status(
+        &ns,
+        &name,
+        "ignoring alice's approval",
+        common::TIMEOUT,
+        |s| {
+            step(s, "restart")
+                .message
+                .as_deref()
+                .is_some_and(|m| m.contains("approval by 'alice' ignored"))
+        },
+    )
     .await;
     assert_eq!(status.phase, ExecutionPhase::WaitingApproval);
     assert!(jobs_of_step(&ns, "restart").await.is_empty());
@@ -432,7 +457,10 @@ async fn alerts_reach_their_tenant_and_act_for_the_triggers_writer() {
     bob.patch(&name, &PatchParams::default(), &approve)
         .await
         .expect("bob approves");
-    assert_eq!(wait_final(&ns, &name).await.phase, ExecutionPhase::Succeeded);
+    assert_eq!(
+        wait_final(&ns, &name).await.phase,
+        ExecutionPhase::Succeeded
+    );
     operator.stop().await;
     ns.cleanup().await;
 }

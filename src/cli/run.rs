@@ -15,8 +15,8 @@ use tracing_subscriber::EnvFilter;
 
 use crate::controller::{self, Config, DEFAULT_LOG_LIMIT_BYTES};
 use crate::engine::alert::signature::DEFAULT_REPLAY_WINDOW_SECONDS;
-use crate::engine::plan::Limits;
 use crate::engine::alert::trigger::Tenancy;
+use crate::engine::plan::Limits;
 use crate::webhook::auth::{CredentialFiles, GRAFANA_SIGNATURE_HEADER, LinesFile};
 use crate::{leader, page, server, webhook};
 

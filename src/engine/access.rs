@@ -63,9 +63,11 @@ pub fn runners_to_check<'a>(
 ) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     let mut templated = false;
-    let steps = playbook.steps.iter().chain(&playbook.finally).flat_map(|e| {
-        std::iter::once(&e.step).chain(e.steps.iter().flatten())
-    });
+    let steps = playbook
+        .steps
+        .iter()
+        .chain(&playbook.finally)
+        .flat_map(|e| std::iter::once(&e.step).chain(e.steps.iter().flatten()));
     for step in steps {
         // A block's own `step` has no image and never runs: only its steps name Runners.
         match step.runner.as_deref().map(str::trim) {
@@ -140,7 +142,10 @@ pub fn check_secrets(
             .filter_map(move |(_, s)| s.secret.as_deref().map(|s| (s, format!("env {name}"))))
     });
     let from_env_from = step.env_from.iter().flat_map(|e| {
-        let secret = e.secret_ref.iter().map(|s| (s.as_str(), "envFrom.secretRef"));
+        let secret = e
+            .secret_ref
+            .iter()
+            .map(|s| (s.as_str(), "envFrom.secretRef"));
         let integration = e
             .integration_ref
             .iter()
@@ -171,16 +176,22 @@ pub fn secret_refused(step_id: &str, field: &str, secret: &str, runner_name: &st
 /// not list, where that is known before running: the step names its Runner without
 /// a template (or none: `default`), that Runner is among `runners` (e.g. in the files
 /// linted), and its env renders without params or outputs.
-pub fn lint_secrets(playbook: &PlaybookSpec, runners: &BTreeMap<String, RunnerSpec>) -> Vec<Finding> {
+pub fn lint_secrets(
+    playbook: &PlaybookSpec,
+    runners: &BTreeMap<String, RunnerSpec>,
+) -> Vec<Finding> {
     let entries = |list: &'static str, entries: &[crate::api::PlaybookStep]| {
         entries
             .iter()
             .enumerate()
             .flat_map(move |(i, e)| {
                 let own = std::iter::once((format!("spec.{list}[{i}]"), e.step.clone()));
-                let inner = e.steps.iter().flatten().enumerate().map(move |(j, s)| {
-                    (format!("spec.{list}[{i}].steps[{j}]"), s.clone())
-                });
+                let inner = e
+                    .steps
+                    .iter()
+                    .flatten()
+                    .enumerate()
+                    .map(move |(j, s)| (format!("spec.{list}[{i}].steps[{j}]"), s.clone()));
                 own.chain(inner)
             })
             .collect::<Vec<(String, Step)>>()
@@ -190,11 +201,18 @@ pub fn lint_secrets(playbook: &PlaybookSpec, runners: &BTreeMap<String, RunnerSp
         .chain(entries("finally", &playbook.finally));
     let mut out = Vec::new();
     for (path, step) in steps {
-        let name = step.runner.as_deref().map(str::trim).unwrap_or(DEFAULT_RUNNER);
+        let name = step
+            .runner
+            .as_deref()
+            .map(str::trim)
+            .unwrap_or(DEFAULT_RUNNER);
         if step.image.is_empty() || name.contains("{{") {
             continue;
         }
-        let (Some(runner), Ok(rendered)) = (runners.get(name), render_step(&step, &serde_json::Value::Null)) else {
+        let (Some(runner), Ok(rendered)) = (
+            runners.get(name),
+            render_step(&step, &serde_json::Value::Null),
+        ) else {
             continue;
         };
         if let Err(message) = check_secrets(&step.id, name, runner, &rendered) {

@@ -163,14 +163,62 @@ fn secrets_only_from_the_runner() {
         Option<(&'a str, &'a str)>,
     );
     let cases: Vec<Case> = vec![
-        ("the Runner's own Secret by key", &listed, vec![("A", r#"{{ secret "k" }}"#)], vec![], None),
-        ("the Runner's Secret by name", &listed, vec![("A", r#"{{ secret "ops-secrets" "k" }}"#)], vec![], None),
-        ("an allowed Secret", &listed, vec![("A", r#"x {{ secret "pagerduty" "k" }}"#)], vec![from("pagerduty")], None),
-        ("another Secret by name", &listed, vec![("A", r#"{{ secret "db-admin" "password" }}"#)], vec![], Some(("db-admin", "env A"))),
-        ("another Secret by envFrom", &listed, vec![], vec![from("db-admin")], Some(("db-admin", "envFrom.secretRef"))),
-        ("an integration not listed", &listed, vec![], vec![integration("slack")], Some(("slack", "envFrom.integrationRef"))),
-        ("built-in defaults: playbook-secrets only", &builtin, vec![("A", r#"{{ secret "playbook-secrets" "k" }}"#)], vec![], None),
-        ("built-in defaults refuse others", &builtin, vec![], vec![from("ops-secrets")], Some(("ops-secrets", "envFrom.secretRef"))),
+        (
+            "the Runner's own Secret by key",
+            &listed,
+            vec![("A", r#"{{ secret "k" }}"#)],
+            vec![],
+            None,
+        ),
+        (
+            "the Runner's Secret by name",
+            &listed,
+            vec![("A", r#"{{ secret "ops-secrets" "k" }}"#)],
+            vec![],
+            None,
+        ),
+        (
+            "an allowed Secret",
+            &listed,
+            vec![("A", r#"x {{ secret "pagerduty" "k" }}"#)],
+            vec![from("pagerduty")],
+            None,
+        ),
+        (
+            "another Secret by name",
+            &listed,
+            vec![("A", r#"{{ secret "db-admin" "password" }}"#)],
+            vec![],
+            Some(("db-admin", "env A")),
+        ),
+        (
+            "another Secret by envFrom",
+            &listed,
+            vec![],
+            vec![from("db-admin")],
+            Some(("db-admin", "envFrom.secretRef")),
+        ),
+        (
+            "an integration not listed",
+            &listed,
+            vec![],
+            vec![integration("slack")],
+            Some(("slack", "envFrom.integrationRef")),
+        ),
+        (
+            "built-in defaults: playbook-secrets only",
+            &builtin,
+            vec![("A", r#"{{ secret "playbook-secrets" "k" }}"#)],
+            vec![],
+            None,
+        ),
+        (
+            "built-in defaults refuse others",
+            &builtin,
+            vec![],
+            vec![from("ops-secrets")],
+            Some(("ops-secrets", "envFrom.secretRef")),
+        ),
     ];
     for (name, runner, env, env_from, refused) in cases {
         let got = check_secrets("s", "ops", runner, &rendered(&env, env_from));
@@ -219,12 +267,36 @@ fn lint_warns_of_secrets_the_known_runner_does_not_list() {
     };
     // (case, step, warned)
     let cases = [
-        ("listed", with(Some("ops"), r#"{{ secret "ops-secrets" "k" }}"#, None), false),
-        ("unlisted by name", with(Some("ops"), r#"{{ secret "db" "k" }}"#, None), true),
-        ("unlisted by envFrom", with(Some("ops"), "x", Some("db")), true),
-        ("a Runner not known", with(Some("other"), r#"{{ secret "db" "k" }}"#, None), false),
-        ("a templated Runner", with(Some("{{ .params.R }}"), r#"{{ secret "db" "k" }}"#, None), false),
-        ("no runner: default, not known here", with(None, "x", Some("db")), false),
+        (
+            "listed",
+            with(Some("ops"), r#"{{ secret "ops-secrets" "k" }}"#, None),
+            false,
+        ),
+        (
+            "unlisted by name",
+            with(Some("ops"), r#"{{ secret "db" "k" }}"#, None),
+            true,
+        ),
+        (
+            "unlisted by envFrom",
+            with(Some("ops"), "x", Some("db")),
+            true,
+        ),
+        (
+            "a Runner not known",
+            with(Some("other"), r#"{{ secret "db" "k" }}"#, None),
+            false,
+        ),
+        (
+            "a templated Runner",
+            with(Some("{{ .params.R }}"), r#"{{ secret "db" "k" }}"#, None),
+            false,
+        ),
+        (
+            "no runner: default, not known here",
+            with(None, "x", Some("db")),
+            false,
+        ),
     ];
     for (name, step, warned) in cases {
         let playbook = PlaybookSpec {
@@ -236,7 +308,11 @@ fn lint_warns_of_secrets_the_known_runner_does_not_list() {
         for f in findings {
             assert_eq!(f.severity, Severity::Warning, "{name}");
             assert_eq!(f.path, "spec.steps[0]", "{name}");
-            assert!(f.message.contains("Runner 'ops' does not list"), "{name}: {}", f.message);
+            assert!(
+                f.message.contains("Runner 'ops' does not list"),
+                "{name}: {}",
+                f.message
+            );
         }
     }
 }

@@ -338,14 +338,50 @@ mod tests {
         let off = Tenancy::default();
         // (case, tenancy, trigger namespace, alert labels, selected)
         let cases: &[(&str, &Tenancy, &str, &[(&str, &str)], bool)] = &[
-            ("off: every alert", &off, "team-b", &[("namespace", "team-a")], true),
+            (
+                "off: every alert",
+                &off,
+                "team-b",
+                &[("namespace", "team-a")],
+                true,
+            ),
             ("off: unlabelled too", &off, "team-b", &[], true),
-            ("on: own namespace", &on, "team-b", &[("namespace", "team-b")], true),
-            ("on: another tenant's", &on, "team-b", &[("namespace", "team-a")], false),
+            (
+                "on: own namespace",
+                &on,
+                "team-b",
+                &[("namespace", "team-b")],
+                true,
+            ),
+            (
+                "on: another tenant's",
+                &on,
+                "team-b",
+                &[("namespace", "team-a")],
+                false,
+            ),
             ("on: no label reaches no tenant", &on, "team-b", &[], false),
-            ("on: another label does not count", &on, "team-b", &[("ns", "team-b")], false),
-            ("on: an admin namespace sees all", &on, "monitoring", &[("namespace", "team-a")], true),
-            ("on: an admin namespace sees unlabelled", &on, "monitoring", &[], true),
+            (
+                "on: another label does not count",
+                &on,
+                "team-b",
+                &[("ns", "team-b")],
+                false,
+            ),
+            (
+                "on: an admin namespace sees all",
+                &on,
+                "monitoring",
+                &[("namespace", "team-a")],
+                true,
+            ),
+            (
+                "on: an admin namespace sees unlabelled",
+                &on,
+                "monitoring",
+                &[],
+                true,
+            ),
         ];
         for (name, tenancy, ns, labels, want) in cases {
             let t = trigger(ns, tenancy, spec());
