@@ -31,7 +31,7 @@
 //! `crds/admission-policies.yaml` is [`policies`] as YAML (`playbook-operator crd`).
 
 use k8s_openapi::api::admissionregistration::v1::{
-    ApplyConfiguration, JSONPatch, MatchCondition, MatchResources, MutatingAdmissionPolicy,
+    JSONPatch, MatchCondition, MatchResources, MutatingAdmissionPolicy,
     MutatingAdmissionPolicyBinding, MutatingAdmissionPolicyBindingSpec,
     MutatingAdmissionPolicySpec, Mutation, NamedRuleWithOperations, ValidatingAdmissionPolicy,
     ValidatingAdmissionPolicyBinding, ValidatingAdmissionPolicyBindingSpec,
@@ -150,12 +150,13 @@ fn mutating_policy() -> MutatingAdmissionPolicy {
                     size(object.spec.?requestedByGroups.orValue([])) == 0)"
                     .into(),
             }]),
+            // A JSON patch: an ApplyConfiguration may not replace an atomic list.
             mutations: Some(vec![Mutation {
-                patch_type: "ApplyConfiguration".into(),
-                apply_configuration: Some(ApplyConfiguration {
+                patch_type: "JSONPatch".into(),
+                json_patch: Some(JSONPatch {
                     expression: Some(
-                        "Object{spec: Object.spec{requestedBy: request.userInfo.username, \
-                         requestedByGroups: request.userInfo.groups}}"
+                        "[JSONPatch{op: 'add', path: '/spec/requestedBy', value: request.userInfo.username}, \
+                         JSONPatch{op: 'add', path: '/spec/requestedByGroups', value: request.userInfo.groups}]"
                             .into(),
                     ),
                 }),

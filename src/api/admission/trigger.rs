@@ -10,8 +10,8 @@
 //! happens where the mutating one is missing (before Kubernetes 1.36).
 
 use k8s_openapi::api::admissionregistration::v1::{
-    ApplyConfiguration, MatchCondition, MutatingAdmissionPolicy, MutatingAdmissionPolicySpec,
-    Mutation, ValidatingAdmissionPolicy, ValidatingAdmissionPolicySpec, Validation,
+    JSONPatch, MatchCondition, MutatingAdmissionPolicy, MutatingAdmissionPolicySpec, Mutation,
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicySpec, Validation,
 };
 
 use super::{meta, resource};
@@ -36,12 +36,13 @@ pub(super) fn writer_policy() -> MutatingAdmissionPolicy {
                 expression: SPEC_WRITTEN.into(),
             }]),
             // Always overwritten: whatever the writer put there is not who they are.
+            // A JSON patch: an ApplyConfiguration may not replace an atomic list.
             mutations: Some(vec![Mutation {
-                patch_type: "ApplyConfiguration".into(),
-                apply_configuration: Some(ApplyConfiguration {
+                patch_type: "JSONPatch".into(),
+                json_patch: Some(JSONPatch {
                     expression: Some(
-                        "Object{spec: Object.spec{requestedBy: request.userInfo.username, \
-                         requestedByGroups: request.userInfo.groups}}"
+                        "[JSONPatch{op: 'add', path: '/spec/requestedBy', value: request.userInfo.username}, \
+                         JSONPatch{op: 'add', path: '/spec/requestedByGroups', value: request.userInfo.groups}]"
                             .into(),
                     ),
                 }),
