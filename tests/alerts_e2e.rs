@@ -52,6 +52,7 @@ async fn webhook_config(ns: &TestNamespace, dir: &PathBuf, max_body: usize) -> w
         },
         max_body_bytes: max_body,
         queue: webhook::DEFAULT_QUEUE,
+        tenancy: Default::default(),
         concurrency: webhook::DEFAULT_CONCURRENCY,
     }
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make chart-check`: helm lint and helm template of charts/playbook-operator with the
-# default values and with ci/full-values.yaml (every optional part on), the secure
+# default values, with ci/full-values.yaml (every optional part on) and with
+# ci/multi-tenant-values.yaml, the secure
 # defaults in the rendered Deployment, and values.schema.json rejecting bad values
 # with a message that names them. helm is the pinned one tests/cluster/build.sh
 # builds from the Go module proxy (it builds what is missing, then prints its bin dir).
@@ -16,7 +17,7 @@ trap 'rm -rf "$out"' EXIT
 
 fail() { echo "chart-check: $*" >&2; exit 1; }
 
-for values in "" "$CHART/ci/full-values.yaml"; do
+for values in "" "$CHART/ci/full-values.yaml" "$CHART/ci/multi-tenant-values.yaml"; do
   args=(--kube-version "$KUBE_VERSION")
   [[ -n "$values" ]] && args+=(-f "$values")
   echo "helm lint ${values:-(default values)}"
@@ -77,6 +78,15 @@ jq_sandbox_fits "$out/default.yaml" || fail "default values: the jq sandbox does
 jq_sandbox_fits "$out/full.yaml" || fail "full values: the jq sandbox does not fit"
 "$HELM" template pbo "$CHART" --namespace ops --kube-version "$KUBE_VERSION" --set jqMemoryBytes=536870912 >"$out/greedy.yaml"
 ! jq_sandbox_fits "$out/greedy.yaml" >/dev/null || fail "jqMemoryBytes equal to the pod limit passed the fit check"
+# One tenant by default: every signed-in user may use the default Runner, and the
+# webhook has no tenant label; the multi-tenant example sets both.
+grep -qF -- 'name: "system:authenticated"' "$out/default.yaml" || fail "the default render does not grant use of the default Runner"
+! grep -q -- '--webhook-tenant-label' "$out/default.yaml" || fail "the default render sets a tenant label"
+"$HELM" template pbo "$CHART" --namespace ops --kube-version "$KUBE_VERSION" -f "$CHART/ci/multi-tenant-values.yaml" >"$out/tenants.yaml"
+for want in '- --webhook-tenant-label=namespace' '- --webhook-admin-namespaces=monitoring' \
+  'name: "sre"' 'verbs: [use]'; do
+  grep -qF -- "$want" "$out/tenants.yaml" || fail "the multi-tenant render lacks '$want'"
+done
 
 # reject VALUES... MESSAGE: helm template must fail, saying MESSAGE.
 reject() {

@@ -19,15 +19,20 @@
 //!
 //! Both match the `executions` resource only, not `executions/status`, so the
 //! controller's status writes are never checked. Updates that leave `spec` alone
-//! (labels, finalizers) pass every rule. The operator's own ServiceAccount, when it
-//! creates Executions from alerts, writes its own user name
-//! (`system:serviceaccount:NS:NAME`) into `requestedBy` like anyone else: no
-//! exception is needed, and any person may then approve.
+//! (labels, finalizers) pass every rule. `requestedByGroups` is stamped with
+//! `requestedBy` and checked the same way: the Runner `use` check asks with them.
+//!
+//! One writer may name someone else as the requester: whoever may `delegate`
+//! executions in the namespace (a custom verb; the chart grants it to the operator
+//! only), and only for an Execution with a `triggerRef`. The operator then copies the
+//! Trigger's `requestedBy`, which the [`trigger`] policies stamp with the Trigger's
+//! last writer: an alert's run acts for whoever wrote the Trigger, who cannot
+//! approve it.
 //!
 //! `crds/admission-policies.yaml` is [`policies`] as YAML (`playbook-operator crd`).
 
 use k8s_openapi::api::admissionregistration::v1::{
-    ApplyConfiguration, JSONPatch, MatchCondition, MatchResources, MutatingAdmissionPolicy,
+    JSONPatch, MatchCondition, MatchResources, MutatingAdmissionPolicy,
     MutatingAdmissionPolicyBinding, MutatingAdmissionPolicyBindingSpec,
     MutatingAdmissionPolicySpec, Mutation, NamedRuleWithOperations, ValidatingAdmissionPolicy,
     ValidatingAdmissionPolicyBinding, ValidatingAdmissionPolicyBindingSpec,
@@ -37,6 +42,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::GROUP;
 
+mod trigger;
+pub use trigger::{TRIGGER_VALIDATING_POLICY, TRIGGER_WRITER_POLICY};
+
+/// The verb that lets a writer create an Execution requested by someone else (for
+/// runs from a Trigger: the operator).
+pub const DELEGATE_VERB: &str = "delegate";
+
 /// Name of the ValidatingAdmissionPolicy and of its binding.
 pub const VALIDATING_POLICY: &str = "executions.stackpulse.io-four-eyes";
 /// Name of the MutatingAdmissionPolicy and of its binding.
@@ -44,7 +56,7 @@ pub const MUTATING_POLICY: &str = "executions.stackpulse.io-requested-by";
 /// Name of the MutatingAdmissionPolicy that stamps approvers' groups, and of its binding.
 pub const GROUPS_POLICY: &str = "executions.stackpulse.io-approver-groups";
 
-/// The six objects of `crds/admission-policies.yaml`.
+/// The objects of `crds/admission-policies.yaml`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Policies {
     pub mutating: MutatingAdmissionPolicy,
@@ -53,6 +65,10 @@ pub struct Policies {
     pub groups_binding: MutatingAdmissionPolicyBinding,
     pub validating: ValidatingAdmissionPolicy,
     pub validating_binding: ValidatingAdmissionPolicyBinding,
+    pub trigger_writer: MutatingAdmissionPolicy,
+    pub trigger_writer_binding: MutatingAdmissionPolicyBinding,
+    pub trigger_validating: ValidatingAdmissionPolicy,
+    pub trigger_validating_binding: ValidatingAdmissionPolicyBinding,
 }
 
 /// The policies and their bindings (every namespace).
@@ -63,13 +79,21 @@ pub fn policies() -> Policies {
         groups: groups_policy(),
         groups_binding: mutating_binding(GROUPS_POLICY),
         validating: validating_policy(),
-        validating_binding: ValidatingAdmissionPolicyBinding {
-            metadata: meta(VALIDATING_POLICY),
-            spec: ValidatingAdmissionPolicyBindingSpec {
-                policy_name: VALIDATING_POLICY.into(),
-                validation_actions: vec!["Deny".into()],
-                ..Default::default()
-            },
+        validating_binding: validating_binding(VALIDATING_POLICY),
+        trigger_writer: trigger::writer_policy(),
+        trigger_writer_binding: mutating_binding(TRIGGER_WRITER_POLICY),
+        trigger_validating: trigger::validating_policy(),
+        trigger_validating_binding: validating_binding(TRIGGER_VALIDATING_POLICY),
+    }
+}
+
+fn validating_binding(policy: &str) -> ValidatingAdmissionPolicyBinding {
+    ValidatingAdmissionPolicyBinding {
+        metadata: meta(policy),
+        spec: ValidatingAdmissionPolicyBindingSpec {
+            policy_name: policy.into(),
+            validation_actions: vec!["Deny".into()],
+            ..Default::default()
         },
     }
 }
@@ -93,12 +117,17 @@ fn meta(name: &str) -> ObjectMeta {
 
 /// `executions` (not its subresources) for these operations.
 fn executions(operations: &[&str]) -> MatchResources {
+    resource("executions", operations)
+}
+
+/// A resource of ours (not its subresources) for these operations.
+fn resource(name: &str, operations: &[&str]) -> MatchResources {
     MatchResources {
         resource_rules: Some(vec![NamedRuleWithOperations {
             api_groups: Some(vec![GROUP.into()]),
             api_versions: Some(vec!["v1".into()]),
             operations: Some(operations.iter().map(|o| o.to_string()).collect()),
-            resources: Some(vec!["executions".into()]),
+            resources: Some(vec![name.into()]),
             ..Default::default()
         }]),
         ..Default::default()
@@ -113,16 +142,23 @@ fn mutating_policy() -> MutatingAdmissionPolicy {
             reinvocation_policy: Some("Never".into()),
             match_constraints: Some(executions(&["CREATE"])),
             // Only fills a gap: a requestedBy naming someone else is left for the
-            // validating policy to reject with a message, not silently rewritten.
+            // validating policy to reject with a message, not silently rewritten. The
+            // groups go with it, also when the writer named themself (as `start` does).
             match_conditions: Some(vec![MatchCondition {
                 name: "requested-by-unset".into(),
-                expression: "object.spec.?requestedBy.orValue('') == ''".into(),
+                expression: "object.spec.?requestedBy.orValue('') == '' || \
+                    (object.spec.requestedBy == request.userInfo.username && \
+                    size(object.spec.?requestedByGroups.orValue([])) == 0)"
+                    .into(),
             }]),
+            // A JSON patch: an ApplyConfiguration may not replace an atomic list.
             mutations: Some(vec![Mutation {
-                patch_type: "ApplyConfiguration".into(),
-                apply_configuration: Some(ApplyConfiguration {
+                patch_type: "JSONPatch".into(),
+                json_patch: Some(JSONPatch {
                     expression: Some(
-                        "Object{spec: Object.spec{requestedBy: request.userInfo.username}}".into(),
+                        "[JSONPatch{op: 'add', path: '/spec/requestedBy', value: request.userInfo.username}, \
+                         JSONPatch{op: 'add', path: '/spec/requestedByGroups', value: request.userInfo.groups}]"
+                            .into(),
                     ),
                 }),
                 ..Default::default()
@@ -186,6 +222,14 @@ fn validating_policy() -> ValidatingAdmissionPolicy {
             match_constraints: Some(executions(&["CREATE", "UPDATE"])),
             variables: Some(vec![
                 variable("user", "request.userInfo.username"),
+                // Runs from a Trigger act for its writer: only a writer allowed to
+                // `delegate` (the operator) may name someone else.
+                variable(
+                    "delegated",
+                    "object.spec.?triggerRef.hasValue() && authorizer.group('stackpulse.io')\
+                     .resource('executions').namespace(request.namespace).check('delegate').allowed()",
+                ),
+                variable("groups", "object.spec.?requestedByGroups.orValue([])"),
                 variable("approvals", "object.spec.?approvals.orValue([])"),
                 // On create every approval is new, so the approvals rules below cover
                 // an Execution created with someone else's approval in it too.
@@ -216,8 +260,13 @@ fn validating_policy() -> ValidatingAdmissionPolicy {
             ]),
             validations: Some(vec![
                 rule(
-                    "request.operation != 'CREATE' || object.spec.?requestedBy.orValue('') == variables.user",
+                    "request.operation != 'CREATE' || object.spec.?requestedBy.orValue('') == variables.user || variables.delegated",
                     r#""spec.requestedBy must be your user name: set it to '" + variables.user + "' (playbook-operator start does this)""#,
+                ),
+                // Empty groups ask the Runner check with the user alone: never more.
+                rule(
+                    "request.operation != 'CREATE' || variables.delegated || size(variables.groups) == 0 || sets.equivalent(variables.groups, request.userInfo.groups)",
+                    r#""spec.requestedByGroups must be your groups [" + request.userInfo.groups.join(', ') + "]: leave it out and the API server fills it in""#,
                 ),
                 rule(
                     "request.operation != 'UPDATE' || object.spec.?requestedBy.orValue('') == oldObject.spec.?requestedBy.orValue('')",
@@ -233,6 +282,10 @@ fn validating_policy() -> ValidatingAdmissionPolicy {
                 rule(
                     "request.operation != 'UPDATE' || object.spec.?alert == oldObject.spec.?alert",
                     r#""spec.alert cannot be set, changed or removed after create: create a new Execution""#,
+                ),
+                rule(
+                    "request.operation != 'UPDATE' || variables.groups == oldObject.spec.?requestedByGroups.orValue([])",
+                    r#""spec.requestedByGroups cannot change: leave it as it was""#,
                 ),
                 rule(
                     "size(variables.removed) == 0",
@@ -254,16 +307,20 @@ fn validating_policy() -> ValidatingAdmissionPolicy {
 }
 
 impl Policies {
-    /// The six objects as one multi-document YAML file, mutating policies first (they
-    /// must be in place before the validating one demands what they fill in).
+    /// The objects as one multi-document YAML file, mutating policies first (they
+    /// must be in place before the validating ones demand what they fill in).
     pub fn to_yaml(&self) -> Result<String, serde_yaml::Error> {
         Ok([
             serde_yaml::to_string(&self.mutating)?,
             serde_yaml::to_string(&self.mutating_binding)?,
             serde_yaml::to_string(&self.groups)?,
             serde_yaml::to_string(&self.groups_binding)?,
+            serde_yaml::to_string(&self.trigger_writer)?,
+            serde_yaml::to_string(&self.trigger_writer_binding)?,
             serde_yaml::to_string(&self.validating)?,
             serde_yaml::to_string(&self.validating_binding)?,
+            serde_yaml::to_string(&self.trigger_validating)?,
+            serde_yaml::to_string(&self.trigger_validating_binding)?,
         ]
         .join("---\n"))
     }
@@ -330,7 +387,7 @@ mod tests {
     }
 
     #[test]
-    fn yaml_has_six_documents_with_kinds() {
+    fn yaml_has_ten_documents_with_kinds() {
         let yaml = policies().to_yaml().expect("serializes");
         let kinds: Vec<String> = serde_yaml::Deserializer::from_str(&yaml)
             .map(|d| {
@@ -345,6 +402,10 @@ mod tests {
                 "MutatingAdmissionPolicyBinding",
                 "MutatingAdmissionPolicy",
                 "MutatingAdmissionPolicyBinding",
+                "MutatingAdmissionPolicy",
+                "MutatingAdmissionPolicyBinding",
+                "ValidatingAdmissionPolicy",
+                "ValidatingAdmissionPolicyBinding",
                 "ValidatingAdmissionPolicy",
                 "ValidatingAdmissionPolicyBinding"
             ]

@@ -56,6 +56,10 @@ pub struct ExecutionSpec {
     /// cannot change (crds/admission-policies.yaml). This user cannot approve the run's steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested_by: Option<String>,
+    /// The requester's groups as the API server authenticated them, filled in with
+    /// `requestedBy` (admission policy): what the Runner `use` check is asked with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requested_by_groups: Vec<String>,
     /// Approvals of steps that require one (`playbook-operator approve EXECUTION STEP`).
     /// Append-only, and each new entry's user must be its writer (admission policy).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

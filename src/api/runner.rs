@@ -34,6 +34,10 @@ pub struct RunnerSpec {
     /// The Secret that `{{ secret "KEY" }}` reads. Default: `playbook-secrets`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,
+    /// Other Secrets of the namespace that steps on this Runner may read, by
+    /// `envFrom` or `{{ secret "NAME" "KEY" }}`; any other fails the step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_secrets: Vec<String>,
     /// Node labels the step pods must run on.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_selector: BTreeMap<String, String>,

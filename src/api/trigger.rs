@@ -45,6 +45,14 @@ pub struct TriggerSpec {
     /// When true, the resolution of the alert cancels the Execution it started.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cancel_on_resolve: bool,
+    /// The Trigger's last writer as the API server authenticated them, set on every
+    /// create and update (admission policy): the requester of the runs it starts, who
+    /// therefore cannot approve them, and whose `use` of Runners is checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+    /// The last writer's groups, set with `requestedBy`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requested_by_groups: Vec<String>,
 }
 
 fn enabled_default() -> bool {

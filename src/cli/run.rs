@@ -15,6 +15,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::controller::{self, Config, DEFAULT_LOG_LIMIT_BYTES};
 use crate::engine::alert::signature::DEFAULT_REPLAY_WINDOW_SECONDS;
+use crate::engine::alert::trigger::Tenancy;
 use crate::engine::plan::Limits;
 use crate::webhook::auth::{CredentialFiles, GRAFANA_SIGNATURE_HEADER, LinesFile};
 use crate::{leader, page, server, webhook};
@@ -134,6 +135,15 @@ pub struct WebhookArgs {
     /// Execution creates in flight to the API server at once.
     #[arg(long, default_value_t = webhook::DEFAULT_CONCURRENCY, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub webhook_concurrency: usize,
+    /// The alert label that names the namespace an alert belongs to: with it, a
+    /// Trigger in namespace N matches only alerts whose label is N (off: every
+    /// Trigger sees every alert, one tenant).
+    #[arg(long, value_name = "LABEL")]
+    pub webhook_tenant_label: Option<String>,
+    /// Namespaces whose Triggers see every alert despite --webhook-tenant-label
+    /// (comma-separated or repeated).
+    #[arg(long, value_name = "NS", value_delimiter = ',')]
+    pub webhook_admin_namespaces: Vec<String>,
 }
 
 impl WebhookArgs {
@@ -172,6 +182,15 @@ impl WebhookArgs {
             max_body_bytes: self.webhook_max_body_bytes,
             queue: self.webhook_queue,
             concurrency: self.webhook_concurrency,
+            tenancy: Tenancy {
+                label: self.webhook_tenant_label.clone().filter(|l| !l.is_empty()),
+                admin_namespaces: self
+                    .webhook_admin_namespaces
+                    .iter()
+                    .map(|n| n.trim().to_string())
+                    .filter(|n| !n.is_empty())
+                    .collect(),
+            },
         })
     }
 }

@@ -70,6 +70,13 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("asking the API server whether {user} may use Runner {runner}: {source}")]
+    ReviewAccess {
+        user: String,
+        runner: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("deleting finished Execution {name}: {source}")]
     DeleteExecution {
         name: String,
@@ -96,6 +103,7 @@ impl Error {
             Self::DeleteJob { .. } => "delete_job",
             Self::DeleteExecution { .. } => "delete_execution",
             Self::Plan { .. } => "plan",
+            Self::ReviewAccess { .. } => "review_access",
         }
     }
 

@@ -93,6 +93,7 @@ async fn reconcile_execution(exec: &Execution, ctx: &Context) -> Result<Action, 
             Api::namespaced(ctx.client.clone(), &input.execution.namespace);
         input.parser_inputs = spilled::read_parser_inputs(&config_maps, &parser_inputs).await?;
     }
+    input.runner_access = Some(ctx.access.runner_access(&ctx.client, &input).await?);
     // A limited run's turn: held until its plan is applied (see `remediation`).
     let mut turn = ctx
         .remediations

@@ -26,6 +26,7 @@
 //! through `DeserializeGuard`: a malformed one is logged and skipped instead of
 //! breaking the watch for every other object.
 
+mod access;
 mod apply;
 mod error;
 mod execution;
@@ -37,6 +38,8 @@ mod remediation;
 mod runner;
 mod spilled;
 
+/// How long the Runner `use` check reuses an answer of the API server.
+pub use access::TTL as ACCESS_TTL;
 pub use error::Error;
 
 use std::future::Future;
@@ -120,6 +123,8 @@ pub struct Context {
     remediations: remediation::Remediations,
     /// Job creates the API server refused, until their step's next plan reads them.
     refusals: apply::Refusals,
+    /// Recent answers of the Runner `use` check.
+    access: access::AccessCache,
 }
 
 /// One task, the stores' only waiter, raises the flag once every cache has listed.
@@ -254,6 +259,7 @@ pub async fn run(
         spilled: spilled::SpilledCache::default(),
         remediations: Default::default(),
         refusals: Default::default(),
+        access: Default::default(),
     });
     let shutdown = shutdown.shared();
 

@@ -83,6 +83,8 @@ pub fn plan_input(exec: &Execution, cached: &Cached, limits: &Limits) -> (PlanIn
         status,
         jobs,
         runners: cached.runners.clone(),
+        // Filled after this by `access`, which asks the API server.
+        runner_access: None,
         limits: limits.clone(),
         main: None,
         // Read after this by `spilled::read`, which may call the API.

@@ -3,6 +3,7 @@
 //! Nothing here holds a client, a runtime or a socket (a test keeps it so): the
 //! controller observes the cluster, calls these functions, and applies their result.
 
+pub mod access;
 pub mod alert;
 pub mod context;
 pub mod convert;

@@ -45,7 +45,7 @@ use serde_json::json;
 use tokio::sync::{Semaphore, watch};
 
 use crate::api::{AlertSource, Execution, Trigger};
-use crate::engine::alert::trigger::{CompiledTrigger, Outcome};
+use crate::engine::alert::trigger::{CompiledTrigger, Outcome, Tenancy};
 use crate::engine::alert::{self, AlertEvent, source_from_name, source_name};
 use crate::engine::ledger;
 use crate::engine::template;
@@ -74,9 +74,11 @@ const MATCH_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Config {
     /// Match Triggers of this namespace only (`None`: all namespaces).
     pub namespace: Option<String>,
-    /// The operator's own user name (a SelfSubjectReview at startup): what
-    /// `spec.requestedBy` must say on create (admission policy).
+    /// The operator's own user name (a SelfSubjectReview at startup): the requester
+    /// of runs from a Trigger whose writer is not recorded.
     pub requested_by: String,
+    /// Which alerts each namespace's Triggers see (off: all of them).
+    pub tenancy: Tenancy,
     pub credentials: CredentialFiles,
     pub max_body_bytes: usize,
     pub queue: usize,
@@ -410,7 +412,7 @@ fn match_all(
             Ok(trigger) if trigger.spec.enabled => {
                 let ns = trigger.namespace().unwrap_or_default();
                 match CompiledTrigger::new(&ns, &trigger.name_any(), &trigger.spec) {
-                    Ok(c) => triggers.push((c, Arc::clone(&t))),
+                    Ok(c) => triggers.push((c.with_tenancy(&shared.config.tenancy), Arc::clone(&t))),
                     Err(e) => accepted
                         .errors
                         .push(format!("trigger {ns}/{}: {e}", trigger.name_any())),

@@ -144,6 +144,7 @@ fn shared(
             credentials,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             queue,
+            tenancy: Default::default(),
             concurrency: 4,
         },
         triggers,

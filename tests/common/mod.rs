@@ -28,6 +28,7 @@ pub mod on_call;
 pub mod operator;
 pub mod process;
 pub mod realnode;
+pub mod rbac;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -248,6 +249,8 @@ impl TestNamespace {
             .create(&PostParams::default(), &ns)
             .await
             .unwrap_or_else(|e| panic!("creating namespace {name}: {e}\n{START_HINT}"));
+        // What the chart grants by default: any user may run steps on `default`.
+        rbac::grant_default_runner(&client, &name).await;
         TestNamespace {
             name,
             client,

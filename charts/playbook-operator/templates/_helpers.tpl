@@ -60,10 +60,12 @@ is denied something), so this list stays the least the operator needs.
 # The Execution controller watches Executions; history pruning (historyLimit,
 # ttlSecondsAfterFinished) deletes finished ones. create: the alert webhooks start
 # runs; list and patch: a resolved alert sets spec.cancel on the runs its firing
-# started (cancelOnResolve).
+# started (cancelOnResolve). delegate (a custom verb no request uses): the admission
+# policy lets the operator name a Trigger's last writer as the requester of the runs
+# that Trigger starts, and nobody else may name anyone but themself.
 - apiGroups: [stackpulse.io]
   resources: [executions]
-  verbs: [list, watch, delete, create, patch]
+  verbs: [list, watch, delete, create, patch, delegate]
 # Playbooks and Runners: caches for the planner, and their Ready conditions.
 - apiGroups: [stackpulse.io]
   resources: [playbooks, runners]

@@ -49,6 +49,7 @@ fn context(client: kube::Client) -> Context {
         spilled: Default::default(),
         remediations: Default::default(),
         refusals: Default::default(),
+        access: Default::default(),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Triggers against alerts: which Executions an alert starts, with what name,
 //! labels and params, and which Executions its resolution cancels.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use regex::Regex;
@@ -35,6 +35,30 @@ pub struct CompiledTrigger {
     pub name: String,
     pub spec: TriggerSpec,
     matchers: Vec<(LabelMatcher, Option<Regex>)>,
+    /// The alert label that must name this Trigger's namespace ([`Tenancy`]); `None`:
+    /// every alert may reach it.
+    tenant_label: Option<String>,
+}
+
+/// Which alerts a namespace's Triggers may see (`--webhook-tenant-label`,
+/// `--webhook-admin-namespaces`). Off by default: one tenant, every Trigger sees
+/// every alert. On, a Trigger in namespace N sees only alerts whose tenant label is
+/// N (an alert without the label reaches no tenant), unless N is an admin namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tenancy {
+    /// The alert label that carries the namespace, e.g. `namespace`.
+    pub label: Option<String>,
+    /// Namespaces whose Triggers see every alert.
+    pub admin_namespaces: BTreeSet<String>,
+}
+
+impl Tenancy {
+    /// The label a Trigger in `namespace` must find naming it, if any.
+    fn label_for(&self, namespace: &str) -> Option<String> {
+        self.label
+            .clone()
+            .filter(|_| !self.admin_namespaces.contains(namespace))
+    }
 }
 
 /// What one alert does with one trigger.
@@ -80,7 +104,14 @@ impl CompiledTrigger {
             name: name.to_string(),
             spec: spec.clone(),
             matchers,
+            tenant_label: None,
         })
+    }
+
+    /// The same trigger, seeing only the alerts `tenancy` gives its namespace.
+    pub fn with_tenancy(mut self, tenancy: &Tenancy) -> Self {
+        self.tenant_label = tenancy.label_for(&self.namespace);
+        self
     }
 
     /// Source, labels and matchers (not the status, not `when`): whether the alert is
@@ -90,6 +121,11 @@ impl CompiledTrigger {
             return false;
         }
         if !self.spec.sources.is_empty() && !self.spec.sources.contains(&alert.source) {
+            return false;
+        }
+        if let Some(label) = &self.tenant_label
+            && alert.labels.get(label) != Some(&self.namespace)
+        {
             return false;
         }
         let Some(m) = &self.spec.matches else {
@@ -112,8 +148,10 @@ impl CompiledTrigger {
     }
 
     /// Everything: [`selects`](Self::selects), the status, then `when`; on a match
-    /// the Execution to create, with params rendered over the alert.
-    pub fn evaluate(&self, alert: &AlertEvent, requested_by: &str) -> Outcome {
+    /// the Execution to create, with params rendered over the alert. The run acts for
+    /// the Trigger's recorded writer (`spec.requestedBy`), or for `operator` when
+    /// none is recorded (a Trigger written without the admission policies).
+    pub fn evaluate(&self, alert: &AlertEvent, operator: &str) -> Outcome {
         if !self.selects(alert) {
             return Outcome::NoMatch;
         }
@@ -139,7 +177,7 @@ impl CompiledTrigger {
                 Err(e) => return self.failed(&format!("params.{key}"), e),
             }
         }
-        Outcome::Start(Box::new(self.execution(alert, params, requested_by)))
+        Outcome::Start(Box::new(self.execution(alert, params, operator)))
     }
 
     fn failed(&self, field: &str, e: template::TemplateError) -> Outcome {
@@ -155,8 +193,15 @@ impl CompiledTrigger {
         &self,
         alert: &AlertEvent,
         params: Map<String, Value>,
-        requested_by: &str,
+        operator: &str,
     ) -> Execution {
+        let (requested_by, requested_by_groups) =
+            match self.spec.requested_by.as_deref().map(str::trim) {
+                Some(writer) if !writer.is_empty() => {
+                    (writer.to_string(), self.spec.requested_by_groups.clone())
+                }
+                _ => (operator.to_string(), Vec::new()),
+            };
         let labels = BTreeMap::from([
             (LABEL_TRIGGER.to_string(), label_value(&self.name)),
             (
@@ -179,7 +224,8 @@ impl CompiledTrigger {
                 trigger_ref: Some(LocalRef {
                     name: self.name.clone(),
                 }),
-                requested_by: Some(requested_by.to_string()),
+                requested_by: Some(requested_by),
+                requested_by_groups,
                 ..ExecutionSpec::default()
             },
             status: None,
@@ -243,4 +289,140 @@ pub fn alert_key(alert: &AlertEvent) -> String {
         &[source_name(alert.source), &alert.series],
         NAME_HASH_DIGITS,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use pretty_assertions::assert_eq;
+
+    use super::*;
+    use crate::api::AlertSource;
+
+    fn alert(labels: &[(&str, &str)]) -> AlertEvent {
+        AlertEvent {
+            source: AlertSource::Generic,
+            status: AlertStatus::Firing,
+            identity: "a-1".into(),
+            series: "a-1".into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            annotations: BTreeMap::new(),
+            starts_at: None,
+            ends_at: None,
+            fingerprint: None,
+            url: None,
+            raw: Value::Null,
+        }
+    }
+
+    fn trigger(namespace: &str, tenancy: &Tenancy, spec: TriggerSpec) -> CompiledTrigger {
+        CompiledTrigger::new(namespace, "t", &spec)
+            .expect("a valid trigger")
+            .with_tenancy(tenancy)
+    }
+
+    fn spec() -> TriggerSpec {
+        TriggerSpec {
+            enabled: true,
+            cancel_on_resolve: true,
+            ..TriggerSpec::default()
+        }
+    }
+
+    #[test]
+    fn alerts_reach_only_their_tenant() {
+        let on = Tenancy {
+            label: Some("namespace".into()),
+            admin_namespaces: BTreeSet::from(["monitoring".to_string()]),
+        };
+        let off = Tenancy::default();
+        // (case, tenancy, trigger namespace, alert labels, selected)
+        let cases: &[(&str, &Tenancy, &str, &[(&str, &str)], bool)] = &[
+            (
+                "off: every alert",
+                &off,
+                "team-b",
+                &[("namespace", "team-a")],
+                true,
+            ),
+            ("off: unlabelled too", &off, "team-b", &[], true),
+            (
+                "on: own namespace",
+                &on,
+                "team-b",
+                &[("namespace", "team-b")],
+                true,
+            ),
+            (
+                "on: another tenant's",
+                &on,
+                "team-b",
+                &[("namespace", "team-a")],
+                false,
+            ),
+            ("on: no label reaches no tenant", &on, "team-b", &[], false),
+            (
+                "on: another label does not count",
+                &on,
+                "team-b",
+                &[("ns", "team-b")],
+                false,
+            ),
+            (
+                "on: an admin namespace sees all",
+                &on,
+                "monitoring",
+                &[("namespace", "team-a")],
+                true,
+            ),
+            (
+                "on: an admin namespace sees unlabelled",
+                &on,
+                "monitoring",
+                &[],
+                true,
+            ),
+        ];
+        for (name, tenancy, ns, labels, want) in cases {
+            let t = trigger(ns, tenancy, spec());
+            let a = alert(labels);
+            assert_eq!(t.selects(&a), *want, "{name}");
+            let started = matches!(t.evaluate(&a, "op"), Outcome::Start(_));
+            assert_eq!(started, *want, "{name}: evaluate");
+            let resolved = AlertEvent {
+                status: AlertStatus::Resolved,
+                ..a
+            };
+            assert_eq!(t.cancels(&resolved).is_some(), *want, "{name}: cancels");
+        }
+    }
+
+    #[test]
+    fn a_run_acts_for_the_triggers_writer() {
+        let requester = |spec: TriggerSpec| match trigger("ops", &Tenancy::default(), spec)
+            .evaluate(&alert(&[]), "system:serviceaccount:pbo:operator")
+        {
+            Outcome::Start(e) => (e.spec.requested_by, e.spec.requested_by_groups),
+            other => panic!("expected a start, got {other:?}"),
+        };
+        let written = TriggerSpec {
+            requested_by: Some("alice".into()),
+            requested_by_groups: vec!["sre".into(), "system:authenticated".into()],
+            ..spec()
+        };
+        assert_eq!(
+            requester(written),
+            (
+                Some("alice".into()),
+                vec!["sre".into(), "system:authenticated".into()]
+            )
+        );
+        // Written without the admission policies: the operator asks, as before.
+        assert_eq!(
+            requester(spec()),
+            (Some("system:serviceaccount:pbo:operator".into()), vec![])
+        );
+    }
 }

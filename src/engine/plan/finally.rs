@@ -99,6 +99,7 @@ impl Planner<'_> {
             playbook: Some(stage),
             jobs: self.input.jobs.clone(),
             runners: self.input.runners.clone(),
+            runner_access: self.input.runner_access.clone(),
             limits: self.input.limits.clone(),
             main: Some(MainRun {
                 outcome: outcome.clone(),

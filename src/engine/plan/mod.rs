@@ -20,7 +20,9 @@
 //!   branches are let finish (their outputs are kept) before the phase is Failed.
 //! - Phase WaitingApproval means some step waits and none is running.
 //! - A step without `runner` uses the Runner named `default` if there is one, else
-//!   the built-in defaults; a step naming a Runner that does not exist fails.
+//!   the built-in defaults; a step naming a Runner that does not exist fails, and so
+//!   does one whose requester may not `use` the Runner or that reads a Secret the
+//!   Runner does not list (`engine::access`), before any Job exists.
 //! - A final Execution plans nothing, except deleting Jobs still running (so a
 //!   crash between writing "Cancelled" and deleting its Jobs heals).
 //! - An image parser (`parser`): when the step container ends, its log goes into a
@@ -67,6 +69,7 @@ use crate::api::{
     ExecutionPhase, ExecutionSpec, ExecutionStatus, MainOutcome, OutputsRef, PlaybookSpec,
     RunnerSpec, StepState, StepStatus,
 };
+use crate::engine::access::RunnerAccess;
 use crate::engine::context::{self, ExecutionMeta, InstanceId};
 use crate::engine::limits::Claim;
 
@@ -101,6 +104,10 @@ pub struct PlanInput {
     pub jobs: BTreeMap<String, ObservedJob>,
     /// The Runners of the Execution's namespace, by name.
     pub runners: BTreeMap<String, RunnerSpec>,
+    /// Whether the run's requester may `use` each Runner it may reach
+    /// ([`crate::engine::access::runners_to_check`]); a Runner missing from it is denied. `None`
+    /// checks nothing: offline rendering, where no API server can answer.
+    pub runner_access: Option<RunnerAccess>,
     pub limits: Limits,
     /// Set only for planning a run's `finally` steps (see the `finally` module).
     pub main: Option<MainRun>,

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ConfigMap;
 
 use super::{EventType, Planner, StepLog, output, seconds, sha256_hex, time};
-use crate::api::{ParserRun, RunnerSpec, Step};
+use crate::api::{ParserRun, Step};
 use crate::engine::context::InstanceId;
 use crate::engine::job::{self, JobInput, MAX_OUTPUT_BYTES, RenderedStep};
 use crate::engine::parse;
@@ -158,7 +158,7 @@ impl Planner<'_> {
         f: impl FnOnce(&JobInput) -> Result<R, String>,
     ) -> Result<R, String> {
         let ctx = self.context_for(iid)?;
-        let runner: RunnerSpec = self.runner_for(step, &ctx)?;
+        let (_, runner) = self.runner_for(step, &ctx)?;
         let rendered = RenderedStep {
             timeout_seconds: step.timeout_seconds,
             ..Default::default()

@@ -11,6 +11,7 @@ use super::gate::needs_approval;
 use super::health;
 use super::{EventType, Planner, StepLog, Terminated, output, seconds, time};
 use crate::api::{Approval, Retries, RunnerSpec, Step, StepState};
+use crate::engine::access;
 use crate::engine::context::InstanceId;
 use crate::engine::job::{self, JobInput};
 use crate::engine::parse::{self, ParserKind};
@@ -186,10 +187,13 @@ impl Planner<'_> {
             .step_spec(iid)
             .ok_or_else(|| format!("step '{iid}' is not in the playbook snapshot"))?;
         let ctx = self.context_for(iid)?;
-        let (name, runner) = self.resolve_runner(&step, &ctx)?;
+        let (runner_name, runner) = self.runner_for(&step, &ctx)?;
         let rendered = job::render_step(&step, &ctx).map_err(|e| e.to_string())?;
+        access::check_secrets(&step.id, &runner_name, &runner, &rendered)?;
         let input = self.job_input(iid, attempt, &rendered, &runner);
         let job = job::build_job(&input).map_err(|e| e.to_string())?;
+        // The plan names the Runner it runs on; none for the built-in defaults.
+        let name = self.input.runners.contains_key(&runner_name).then_some(runner_name);
         Ok((job, name))
     }
 
@@ -214,37 +218,48 @@ impl Planner<'_> {
         }
     }
 
-    /// The step's Runner. The name may be a template (StackPulse `spd` params name
-    /// one); runners are looked up in the Execution's namespace only.
-    pub(super) fn runner_for(&self, step: &Step, ctx: &Value) -> Result<RunnerSpec, String> {
-        self.resolve_runner(step, ctx).map(|(_, runner)| runner)
-    }
-
-    /// The step's Runner and its name (none: the built-in defaults).
-    fn resolve_runner(
+    /// The step's Runner and its name. The name may be a template (StackPulse `spd`
+    /// params name one); runners are looked up in the Execution's namespace only, and
+    /// the requester must be allowed to `use` it (`engine::access`).
+    pub(super) fn runner_for(
         &self,
         step: &Step,
         ctx: &Value,
-    ) -> Result<(Option<String>, RunnerSpec), String> {
-        let Some(name) = &step.runner else {
-            return Ok(match self.input.runners.get("default") {
-                Some(runner) => (Some("default".into()), runner.clone()),
-                None => (None, RunnerSpec::default()),
-            });
+    ) -> Result<(String, RunnerSpec), String> {
+        let name = match step.runner.as_deref().map(str::trim) {
+            None | Some("") => access::DEFAULT_RUNNER.to_string(),
+            Some(name) if name.contains("{{") => template::render(name, ctx)
+                .map_err(|e| format!("step '{}': runner: {e}", step.id))?
+                .trim()
+                .to_string(),
+            Some(name) => name.to_string(),
         };
-        let name = if name.contains("{{") {
-            template::render(name, ctx).map_err(|e| format!("step '{}': runner: {e}", step.id))?
-        } else {
-            name.clone()
+        let runner = match self.input.runners.get(&name) {
+            Some(runner) => runner.clone(),
+            // No `default` Runner: the built-in defaults, still under the name's `use`.
+            None if step.runner.is_none() => RunnerSpec::default(),
+            None => {
+                return Err(format!(
+                    "runner '{name}' not found in namespace {}: create it or set the step's runner",
+                    self.input.execution.namespace
+                ));
+            }
         };
-        let name = name.trim();
-        let runner = self.input.runners.get(name).cloned().ok_or_else(|| {
-            format!(
-                "runner '{name}' not found in namespace {}: create it or set the step's runner",
-                self.input.execution.namespace
-            )
-        })?;
-        Ok((Some(name.to_string()), runner))
+        if let Some(checked) = &self.input.runner_access {
+            match checked.get(&name) {
+                Some(access::Verdict::Allowed) => {}
+                Some(access::Verdict::Denied(why)) => {
+                    return Err(format!("step '{}': {why}", step.id));
+                }
+                None => {
+                    return Err(format!(
+                        "step '{}': the use of Runner '{name}' was not checked: retry the run",
+                        step.id
+                    ));
+                }
+            }
+        }
+        Ok((name, runner))
     }
 
     /// The container of the current attempt has ended.
