@@ -39,6 +39,7 @@ async fn serve_webhooks(ns: &TestNamespace) -> (std::net::SocketAddr, tokio::tas
         max_body_bytes: webhook::DEFAULT_MAX_BODY_BYTES,
         queue: webhook::DEFAULT_QUEUE,
         concurrency: webhook::DEFAULT_CONCURRENCY,
+        tenancy: Default::default(),
     };
     let listener = server::bind("127.0.0.1:0".parse().expect("an address"))
         .await

@@ -132,6 +132,7 @@ async fn webhook_config(ns: &TestNamespace, dir: &Path) -> webhook::Config {
         max_body_bytes: webhook::DEFAULT_MAX_BODY_BYTES,
         queue: webhook::DEFAULT_QUEUE,
         concurrency: webhook::DEFAULT_CONCURRENCY,
+        tenancy: Default::default(),
     }
 }
 

@@ -412,7 +412,9 @@ fn match_all(
             Ok(trigger) if trigger.spec.enabled => {
                 let ns = trigger.namespace().unwrap_or_default();
                 match CompiledTrigger::new(&ns, &trigger.name_any(), &trigger.spec) {
-                    Ok(c) => triggers.push((c.with_tenancy(&shared.config.tenancy), Arc::clone(&t))),
+                    Ok(c) => {
+                        triggers.push((c.with_tenancy(&shared.config.tenancy), Arc::clone(&t)))
+                    }
                     Err(e) => accepted
                         .errors
                         .push(format!("trigger {ns}/{}: {e}", trigger.name_any())),

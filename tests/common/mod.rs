@@ -27,8 +27,8 @@ pub mod http;
 pub mod on_call;
 pub mod operator;
 pub mod process;
-pub mod realnode;
 pub mod rbac;
+pub mod realnode;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -339,7 +339,14 @@ mod tests {
         };
         let off = Tenancy::default();
         // (case, tenancy, trigger namespace, alert labels, selected)
-        let cases: &[(&str, &Tenancy, &str, &[(&str, &str)], bool)] = &[
+        type Case<'a> = (
+            &'a str,
+            &'a Tenancy,
+            &'a str,
+            &'a [(&'a str, &'a str)],
+            bool,
+        );
+        let cases: &[Case] = &[
             (
                 "off: every alert",
                 &off,

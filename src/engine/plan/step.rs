@@ -193,7 +193,11 @@ impl Planner<'_> {
         let input = self.job_input(iid, attempt, &rendered, &runner);
         let job = job::build_job(&input).map_err(|e| e.to_string())?;
         // The plan names the Runner it runs on; none for the built-in defaults.
-        let name = self.input.runners.contains_key(&runner_name).then_some(runner_name);
+        let name = self
+            .input
+            .runners
+            .contains_key(&runner_name)
+            .then_some(runner_name);
         Ok((job, name))
     }
 
