@@ -60,7 +60,7 @@ fn chart_admission_policies_are_the_repository_ones() {
     // The template splits the file on "\n---\n" to leave out the mutating policy
     // before Kubernetes 1.36: every document must stay whole under that split.
     let docs: Vec<&str> = ours.split("\n---\n").collect();
-    assert_eq!(docs.len(), 6, "three policies and their bindings");
+    assert_eq!(docs.len(), 10, "five policies and their bindings");
     for doc in docs {
         let value: serde_yaml::Value =
             serde_yaml::from_str(doc).expect("each document parses on its own");
