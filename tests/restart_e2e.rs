@@ -19,8 +19,8 @@ use common::TestNamespace;
 use common::operator::*;
 use common::process::OperatorProcess;
 use futures::StreamExt;
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::ResourceQuota;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
 use playbook_operator::api::{ExecutionPhase, StepState};
@@ -73,25 +73,39 @@ async fn wait_job(ns: &TestNamespace, step: &str) {
     }
 }
 
-/// Quota admission refuses every create until the quota controller has filled in the
-/// quota's status; after that it counts on its own.
-async fn wait_quota_enforced(api: &Api<ResourceQuota>, name: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let quota = api.get(name).await.expect("reading the quota");
-        if quota
-            .status
-            .and_then(|s| s.hard)
-            .is_some_and(|h| h.contains_key("count/jobs.batch"))
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "ResourceQuota {name} has no status within 60 s (is kube-controller-manager up?)"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// A validating admission webhook that fails closed for `step`'s Jobs in `ns`: its
+/// address answers nothing, so the API server refuses each create with a 500
+/// ("failed calling webhook"), an error the operator retries (unlike a refusal such as
+/// a quota's, which fails the step). Cluster-scoped, so the caller deletes it.
+async fn unreachable_webhook_for(
+    ns: &TestNamespace,
+    step: &str,
+) -> (Api<ValidatingWebhookConfiguration>, String) {
+    let api: Api<ValidatingWebhookConfiguration> = Api::all(ns.client.clone());
+    let name = format!("hold-jobs-{}", ns.name);
+    let config: ValidatingWebhookConfiguration = serde_json::from_value(json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [{
+            "name": "hold.restart-e2e.stackpulse.io",
+            // Port 9 on loopback: nothing listens, so every call is refused at once.
+            "clientConfig": {"url": "https://127.0.0.1:9/"},
+            "rules": [{"apiGroups": ["batch"], "apiVersions": ["v1"],
+                       "operations": ["CREATE"], "resources": ["jobs"]}],
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns.name}},
+            "objectSelector": {"matchLabels": {"stackpulse.io/step": step}},
+            "failurePolicy": "Fail",
+            "sideEffects": "None",
+            "admissionReviewVersions": ["v1"],
+            "timeoutSeconds": 2
+        }]
+    }))
+    .expect("a webhook configuration");
+    api.create(&Default::default(), &config)
+        .await
+        .expect("creating the webhook configuration");
+    (api, name)
 }
 
 const STEPS: [&str; 4] = ["s1", "s2", "s3", "s4"];
@@ -100,7 +114,7 @@ const STEPS: [&str; 4] = ["s1", "s2", "s3", "s4"];
 /// The operator is SIGKILLed at five moments and restarted each time: just after a
 /// Job was created; down for longer than a pod lives, so a container ends unseen;
 /// while a step's pod runs; between writing a step Running and creating its Job (held
-/// open by a ResourceQuota that refuses the Job); while it is still starting.
+/// open by an admission webhook that cannot be reached); while it is still starting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkilled_operator_restarts_and_finishes_with_one_job_per_attempt() {
     let ns = setup("restart").await;
@@ -126,18 +140,8 @@ async fn sigkilled_operator_restarts_and_finishes_with_one_job_per_attempt() {
         .collect();
     playbook(&ns, "four", json!(steps)).await;
     let (seen, recorder) = record_jobs(&ns);
-    // Room for s1-s3 only: the API server refuses s4's Job until the test lifts this.
-    let quotas: Api<ResourceQuota> = ns.api();
-    let _: ResourceQuota = create(
-        &ns,
-        json!({
-            "apiVersion": "v1", "kind": "ResourceQuota",
-            "metadata": {"name": "three-jobs"},
-            "spec": {"hard": {"count/jobs.batch": "3"}}
-        }),
-    )
-    .await;
-    wait_quota_enforced(&quotas, "three-jobs").await;
+    // The API server fails s4's Job create (a 500) until the test lifts this.
+    let (webhooks, hold) = unreachable_webhook_for(&ns, "s4").await;
 
     let mut operator = OperatorProcess::start(&ns, &[]);
     execution(&ns, "four-1", "four", json!({})).await;
@@ -158,7 +162,7 @@ async fn sigkilled_operator_restarts_and_finishes_with_one_job_per_attempt() {
     operator.kill("while s3's pod runs");
     operator.restart();
 
-    // s4 is written Running (status first), then its create is refused by the quota:
+    // s4 is written Running (status first), then its create fails at the webhook:
     // the state a crash between the status write and the Job create leaves behind.
     wait_status(&ns, "four-1", "s4 Running", Duration::from_secs(90), |s| {
         s.steps
@@ -166,16 +170,16 @@ async fn sigkilled_operator_restarts_and_finishes_with_one_job_per_attempt() {
             .any(|st| st.id == "s4" && st.state == StepState::Running && st.job_name.is_some())
     })
     .await;
-    operator.wait_log("exceeded quota").await;
+    operator.wait_log("failed calling webhook").await;
     operator.kill("with s4 Running in status and its Job refused");
     assert!(
         jobs_of_step(&ns, "s4").await.is_empty(),
-        "s4's Job was refused"
+        "s4's Job create failed"
     );
-    quotas
-        .delete("three-jobs", &Default::default())
+    webhooks
+        .delete(&hold, &Default::default())
         .await
-        .expect("deleting the quota");
+        .expect("deleting the webhook configuration");
     operator.restart();
 
     tokio::time::sleep(Duration::from_millis(300)).await;
