@@ -108,6 +108,22 @@ fn mutating_binding(policy: &str) -> MutatingAdmissionPolicyBinding {
     }
 }
 
+/// Sets `spec.requestedBy` and `spec.requestedByGroups` to the writer's own name and
+/// groups. A JSON patch: an ApplyConfiguration may not replace an atomic list.
+fn stamp_writer() -> Mutation {
+    Mutation {
+        patch_type: "JSONPatch".into(),
+        json_patch: Some(JSONPatch {
+            expression: Some(
+                "[JSONPatch{op: 'add', path: '/spec/requestedBy', value: request.userInfo.username}, \
+                 JSONPatch{op: 'add', path: '/spec/requestedByGroups', value: request.userInfo.groups}]"
+                    .into(),
+            ),
+        }),
+        ..Default::default()
+    }
+}
+
 fn meta(name: &str) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.into()),
@@ -151,18 +167,7 @@ fn mutating_policy() -> MutatingAdmissionPolicy {
                     size(object.spec.?requestedByGroups.orValue([])) == 0)"
                     .into(),
             }]),
-            // A JSON patch: an ApplyConfiguration may not replace an atomic list.
-            mutations: Some(vec![Mutation {
-                patch_type: "JSONPatch".into(),
-                json_patch: Some(JSONPatch {
-                    expression: Some(
-                        "[JSONPatch{op: 'add', path: '/spec/requestedBy', value: request.userInfo.username}, \
-                         JSONPatch{op: 'add', path: '/spec/requestedByGroups', value: request.userInfo.groups}]"
-                            .into(),
-                    ),
-                }),
-                ..Default::default()
-            }]),
+            mutations: Some(vec![stamp_writer()]),
             ..Default::default()
         }),
     }

@@ -10,11 +10,11 @@
 //! happens where the mutating one is missing (before Kubernetes 1.36).
 
 use k8s_openapi::api::admissionregistration::v1::{
-    JSONPatch, MatchCondition, MutatingAdmissionPolicy, MutatingAdmissionPolicySpec, Mutation,
+    MatchCondition, MutatingAdmissionPolicy, MutatingAdmissionPolicySpec,
     ValidatingAdmissionPolicy, ValidatingAdmissionPolicySpec, Validation,
 };
 
-use super::{meta, resource};
+use super::{meta, resource, stamp_writer};
 
 /// Name of the MutatingAdmissionPolicy that stamps a Trigger's writer, and of its binding.
 pub const TRIGGER_WRITER_POLICY: &str = "triggers.stackpulse.io-writer";
@@ -36,18 +36,7 @@ pub(super) fn writer_policy() -> MutatingAdmissionPolicy {
                 expression: SPEC_WRITTEN.into(),
             }]),
             // Always overwritten: whatever the writer put there is not who they are.
-            // A JSON patch: an ApplyConfiguration may not replace an atomic list.
-            mutations: Some(vec![Mutation {
-                patch_type: "JSONPatch".into(),
-                json_patch: Some(JSONPatch {
-                    expression: Some(
-                        "[JSONPatch{op: 'add', path: '/spec/requestedBy', value: request.userInfo.username}, \
-                         JSONPatch{op: 'add', path: '/spec/requestedByGroups', value: request.userInfo.groups}]"
-                            .into(),
-                    ),
-                }),
-                ..Default::default()
-            }]),
+            mutations: Some(vec![stamp_writer()]),
             ..Default::default()
         }),
     }
