@@ -19,7 +19,7 @@ use common::http::post;
 use common::operator::*;
 use kube::api::{Api, ListParams};
 use playbook_operator::api::{Execution, ExecutionPhase, Trigger};
-use playbook_operator::webhook::{self, auth::CredentialFiles, auth::LinesFile};
+use playbook_operator::webhook;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "e2e-webhook-token";
@@ -42,18 +42,8 @@ fn free_port() -> u16 {
 async fn webhook_config(ns: &TestNamespace, dir: &PathBuf, max_body: usize) -> webhook::Config {
     let tokens = temp_file(dir, "tokens", &format!("# webhook tokens\n{TOKEN}\n"));
     webhook::Config {
-        namespace: Some(ns.name.clone()),
-        requested_by: playbook_operator::cli::whoami(&ns.client)
-            .await
-            .expect("SelfSubjectReview"),
-        credentials: CredentialFiles {
-            tokens: Some(LinesFile::open(&tokens).expect("the token file")),
-            ..CredentialFiles::default()
-        },
         max_body_bytes: max_body,
-        queue: webhook::DEFAULT_QUEUE,
-        tenancy: Default::default(),
-        concurrency: webhook::DEFAULT_CONCURRENCY,
+        ..common::webhook::config(ns, &tokens).await
     }
 }
 

@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::ResourceQuota;
 use kube::Api;
 use playbook_operator::api::{AlertSource, Execution, Trigger};
 use playbook_operator::engine::alert::{self, trigger::execution_name};
-use playbook_operator::webhook::{self, auth::CredentialFiles, auth::LinesFile};
+use playbook_operator::webhook;
 use playbook_operator::{metrics::Metrics, server};
 use serde_json::{Value, json};
 
@@ -29,17 +29,7 @@ async fn serve_webhooks(ns: &TestNamespace) -> (std::net::SocketAddr, tokio::tas
     std::fs::write(file.path(), format!("{TOKEN}\n")).expect("writing the token file");
     let config = webhook::Config {
         namespace: None,
-        requested_by: playbook_operator::cli::whoami(&ns.client)
-            .await
-            .expect("SelfSubjectReview"),
-        credentials: CredentialFiles {
-            tokens: Some(LinesFile::open(file.path()).expect("the token file")),
-            ..CredentialFiles::default()
-        },
-        max_body_bytes: webhook::DEFAULT_MAX_BODY_BYTES,
-        queue: webhook::DEFAULT_QUEUE,
-        concurrency: webhook::DEFAULT_CONCURRENCY,
-        tenancy: Default::default(),
+        ..common::webhook::config(ns, file.path()).await
     };
     let listener = server::bind("127.0.0.1:0".parse().expect("an address"))
         .await

@@ -19,7 +19,7 @@ use common::operator::*;
 use common::process::OperatorProcess;
 use kube::api::Api;
 use playbook_operator::api::{Execution, ExecutionPhase, Playbook, StepState, Trigger};
-use playbook_operator::webhook::{self, auth::CredentialFiles, auth::LinesFile};
+use playbook_operator::webhook;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "e2e-ledger-token";
@@ -120,20 +120,7 @@ async fn webhook_config(ns: &TestNamespace, dir: &Path) -> webhook::Config {
     std::fs::create_dir_all(dir).expect("temp dir");
     let tokens = dir.join("tokens");
     std::fs::write(&tokens, format!("{TOKEN}\n")).expect("writing the token file");
-    webhook::Config {
-        namespace: Some(ns.name.clone()),
-        requested_by: playbook_operator::cli::whoami(&ns.client)
-            .await
-            .expect("SelfSubjectReview"),
-        credentials: CredentialFiles {
-            tokens: Some(LinesFile::open(&tokens).expect("the token file")),
-            ..CredentialFiles::default()
-        },
-        max_body_bytes: webhook::DEFAULT_MAX_BODY_BYTES,
-        queue: webhook::DEFAULT_QUEUE,
-        concurrency: webhook::DEFAULT_CONCURRENCY,
-        tenancy: Default::default(),
-    }
+    common::webhook::config(ns, &tokens).await
 }
 
 /// An Alertmanager notification (webhook v4) of one firing alert, as Alertmanager

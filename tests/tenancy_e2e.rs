@@ -20,7 +20,7 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use playbook_operator::api::{Execution, ExecutionPhase, StepState, Trigger};
 use playbook_operator::engine::alert::trigger::Tenancy;
-use playbook_operator::webhook::{self, auth::CredentialFiles, auth::LinesFile};
+use playbook_operator::webhook;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "e2e-tenancy-token";
@@ -298,18 +298,8 @@ async fn webhook_config(ns: &TestNamespace, tenancy: Tenancy) -> webhook::Config
     let tokens = dir.join("tokens");
     std::fs::write(&tokens, format!("{TOKEN}\n")).expect("the token file");
     webhook::Config {
-        namespace: Some(ns.name.clone()),
-        requested_by: playbook_operator::cli::whoami(&ns.client)
-            .await
-            .expect("SelfSubjectReview"),
         tenancy,
-        credentials: CredentialFiles {
-            tokens: Some(LinesFile::open(&tokens).expect("the token file")),
-            ..CredentialFiles::default()
-        },
-        max_body_bytes: webhook::DEFAULT_MAX_BODY_BYTES,
-        queue: webhook::DEFAULT_QUEUE,
-        concurrency: webhook::DEFAULT_CONCURRENCY,
+        ..common::webhook::config(ns, &tokens).await
     }
 }
 

@@ -29,6 +29,7 @@ pub mod operator;
 pub mod process;
 pub mod rbac;
 pub mod realnode;
+pub mod webhook;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
