@@ -42,7 +42,6 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
 use crate::api::{Execution, ExecutionPhase, ExecutionStatus, Phase, StepState};
-use crate::controller::Error;
 use crate::engine::report::{RunReview, run_review};
 
 /// Hand-off latency: the controller's own reaction time, 1 ms to 10 s.
@@ -429,11 +428,11 @@ impl Metrics {
     }
 
     /// Times one reconcile of `controller` and counts it by error reason if it fails.
-    pub async fn reconcile<T>(
+    pub async fn reconcile<T, E: Reason>(
         &self,
         controller: &'static str,
-        reconcile: impl Future<Output = Result<T, Error>>,
-    ) -> Result<T, Error> {
+        reconcile: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
         let start = Instant::now();
         let result = reconcile.await;
         self.reconcile_duration
@@ -443,7 +442,7 @@ impl Metrics {
             self.reconcile_errors
                 .get_or_create(&ErrorLabels {
                     controller,
-                    reason: e.metric_label(),
+                    reason: e.reason(),
                 })
                 .inc();
         }
@@ -576,6 +575,12 @@ impl Metrics {
 
 /// Registers one metric and remembers its family name (prometheus-client exposes
 /// counters with `_total` appended to the sample names, not to the family's).
+/// An error's low-cardinality label for `reconcile_errors_total`. A trait so
+/// that the controllers' error type depends on metrics, not the other way round.
+pub trait Reason {
+    fn reason(&self) -> &'static str;
+}
+
 fn register(
     registry: &mut Registry,
     names: &mut Vec<String>,

@@ -7,7 +7,7 @@ use anyhow::Context;
 use std::collections::BTreeMap;
 
 use crate::api::{Playbook, Runner};
-use crate::engine::access::lint_secrets;
+use crate::engine::lint::lint_secrets;
 use crate::engine::lint::{Severity, lint_file};
 
 /// Prints `file:line: severity: path: message` for every finding; exit 1 when any is

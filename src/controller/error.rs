@@ -113,6 +113,12 @@ impl Error {
     }
 }
 
+impl crate::metrics::Reason for Error {
+    fn reason(&self) -> &'static str {
+        self.metric_label()
+    }
+}
+
 /// The wait before retrying after `failures` consecutive transient errors: 500 ms
 /// doubled each time, at most 5 minutes. The first retries are quick because most
 /// transient errors (a conflict, an API server restart) clear within a second.

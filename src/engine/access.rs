@@ -13,9 +13,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::api::{ExecutionSpec, PlaybookSpec, RunnerSpec, Step};
-use crate::engine::job::{DEFAULT_SECRET, RenderedStep, render_step};
-use crate::engine::lint::{Finding, Severity};
+use crate::api::{ExecutionSpec, PlaybookSpec, RunnerSpec};
+use crate::engine::job::{DEFAULT_SECRET, RenderedStep};
 
 /// The verb a run's requester needs on `runners/NAME` (API group `stackpulse.io`).
 pub const USE_VERB: &str = "use";
@@ -170,60 +169,6 @@ pub fn secret_refused(step_id: &str, field: &str, secret: &str, runner_name: &st
          not list: add '{secret}' to the Runner's spec.allowedSecrets (or use its own \
          secretName), or run the step on a Runner that lists it"
     )
-}
-
-/// `lint`'s warnings for the Secrets a playbook's steps name that their Runner does
-/// not list, where that is known before running: the step names its Runner without
-/// a template (or none: `default`), that Runner is among `runners` (e.g. in the files
-/// linted), and its env renders without params or outputs.
-pub fn lint_secrets(
-    playbook: &PlaybookSpec,
-    runners: &BTreeMap<String, RunnerSpec>,
-) -> Vec<Finding> {
-    let entries = |list: &'static str, entries: &[crate::api::PlaybookStep]| {
-        entries
-            .iter()
-            .enumerate()
-            .flat_map(move |(i, e)| {
-                let own = std::iter::once((format!("spec.{list}[{i}]"), e.step.clone()));
-                let inner = e
-                    .steps
-                    .iter()
-                    .flatten()
-                    .enumerate()
-                    .map(move |(j, s)| (format!("spec.{list}[{i}].steps[{j}]"), s.clone()));
-                own.chain(inner)
-            })
-            .collect::<Vec<(String, Step)>>()
-    };
-    let steps = entries("steps", &playbook.steps)
-        .into_iter()
-        .chain(entries("finally", &playbook.finally));
-    let mut out = Vec::new();
-    for (path, step) in steps {
-        let name = step
-            .runner
-            .as_deref()
-            .map(str::trim)
-            .unwrap_or(DEFAULT_RUNNER);
-        if step.image.is_empty() || name.contains("{{") {
-            continue;
-        }
-        let (Some(runner), Ok(rendered)) = (
-            runners.get(name),
-            render_step(&step, &serde_json::Value::Null),
-        ) else {
-            continue;
-        };
-        if let Err(message) = check_secrets(&step.id, name, runner, &rendered) {
-            out.push(Finding {
-                severity: Severity::Warning,
-                path,
-                message,
-            });
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -312,13 +312,22 @@ fn recorded_ends_stay_bounded() {
     );
 }
 
+/// Any error with a reason label: metrics knows no controller's error type.
+struct NotReady;
+
+impl Reason for NotReady {
+    fn reason(&self) -> &'static str {
+        "caches_not_ready"
+    }
+}
+
 #[tokio::test]
 async fn failed_reconciles_are_counted_by_controller_and_reason() {
     let m = Metrics::new();
     let _ = m
-        .reconcile("execution", async { Err::<(), _>(Error::CachesNotReady) })
+        .reconcile("execution", async { Err::<(), _>(NotReady) })
         .await;
-    let ok = m.reconcile("runner", async { Ok::<_, Error>(7) }).await;
+    let ok = m.reconcile("runner", async { Ok::<_, NotReady>(7) }).await;
     assert_eq!(ok.ok(), Some(7));
     let text = m.render();
     assert_eq!(

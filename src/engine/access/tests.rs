@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use pretty_assertions::assert_eq;
 use serde_json::json;
@@ -237,82 +237,4 @@ fn secrets_only_from_the_runner() {
             && message.contains("add 'db-admin' to the Runner's spec.allowedSecrets"),
         "{message}"
     );
-}
-
-#[test]
-fn lint_warns_of_secrets_the_known_runner_does_not_list() {
-    let runners = BTreeMap::from([(
-        "ops".to_string(),
-        RunnerSpec {
-            secret_name: Some("ops-secrets".into()),
-            ..Default::default()
-        },
-    )]);
-    let with = |runner: Option<&str>, env: &str, env_from: Option<&str>| PlaybookStep {
-        step: Step {
-            id: "s".into(),
-            image: "example.com/x:1".into(),
-            runner: runner.map(String::from),
-            env: [("A".to_string(), env.to_string())].into(),
-            env_from: env_from
-                .map(|s| EnvFrom {
-                    secret_ref: Some(s.into()),
-                    integration_ref: None,
-                })
-                .into_iter()
-                .collect(),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    // (case, step, warned)
-    let cases = [
-        (
-            "listed",
-            with(Some("ops"), r#"{{ secret "ops-secrets" "k" }}"#, None),
-            false,
-        ),
-        (
-            "unlisted by name",
-            with(Some("ops"), r#"{{ secret "db" "k" }}"#, None),
-            true,
-        ),
-        (
-            "unlisted by envFrom",
-            with(Some("ops"), "x", Some("db")),
-            true,
-        ),
-        (
-            "a Runner not known",
-            with(Some("other"), r#"{{ secret "db" "k" }}"#, None),
-            false,
-        ),
-        (
-            "a templated Runner",
-            with(Some("{{ .params.R }}"), r#"{{ secret "db" "k" }}"#, None),
-            false,
-        ),
-        (
-            "no runner: default, not known here",
-            with(None, "x", Some("db")),
-            false,
-        ),
-    ];
-    for (name, step, warned) in cases {
-        let playbook = PlaybookSpec {
-            steps: vec![step],
-            ..Default::default()
-        };
-        let findings = lint_secrets(&playbook, &runners);
-        assert_eq!(!findings.is_empty(), warned, "{name}: {findings:?}");
-        for f in findings {
-            assert_eq!(f.severity, Severity::Warning, "{name}");
-            assert_eq!(f.path, "spec.steps[0]", "{name}");
-            assert!(
-                f.message.contains("Runner 'ops' does not list"),
-                "{name}: {}",
-                f.message
-            );
-        }
-    }
 }

@@ -8,6 +8,7 @@
 
 mod file;
 mod ready;
+mod runners;
 mod shell;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,6 +24,7 @@ pub use ready::{
     READY, REASON_INVALID, REASON_SECRET_NOT_FOUND, REASON_VALID, SecretCheck, ready_condition,
     runner_ready_condition, trigger_ready_condition,
 };
+pub use runners::lint_secrets;
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
