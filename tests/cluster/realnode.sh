@@ -172,7 +172,8 @@ pick_addresses() {
 }
 
 # The images the tests use, built from this machine's busybox-static as docker-archive
-# tarballs (no registry, no image tool): local/busybox:1 and local/pause:1, one layer.
+# tarballs (no registry, no image tool): local/busybox:1, local/busybox-root:1 and
+# local/pause:1, one shared layer.
 build_images() {
   local dir="$RN/images" root="$RN/images/rootfs" layer_sha a
   mkdir -p "$root/bin" "$root/tmp" "$root/etc"
@@ -189,6 +190,8 @@ build_images() {
   # namespace, so it has no zombies to reap).
   # Not root: the operator's pods run with runAsNonRoot unless the Runner says otherwise.
   image_archive busybox "$layer_sha" '"Cmd":["/bin/sh"],"User":"65534:65534"'
+  # No user: runs as root, which the operator's default runAsNonRoot refuses.
+  image_archive busybox-root "$layer_sha" '"Cmd":["/bin/sh"]'
   image_archive pause "$layer_sha" \
     '"Entrypoint":["/bin/sh","-c","trap \"exit 0\" TERM INT; while :; do sleep 3600 & wait $!; done"]'
 }
@@ -440,7 +443,7 @@ EOF
   in_node containerd containerd --config "$RN/ctrd/config.toml"
   wait_until "containerd" containerd ctr --address "$RN/ctrd/containerd.sock" version
   local img
-  for img in busybox pause; do
+  for img in busybox busybox-root pause; do
     ctr --address "$RN/ctrd/containerd.sock" -n k8s.io images import "$RN/images/$img.tar" >/dev/null ||
       unavailable "ctr could not import $RN/images/$img.tar"
   done

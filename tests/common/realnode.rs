@@ -15,7 +15,9 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::events::v1::Event;
 use kube::Api;
+use kube::api::ListParams;
 use playbook_operator::api::Runner;
 use serde_json::{Value, json};
 
@@ -28,6 +30,9 @@ pub const KEY: &str = "stackpulse.io/real-node";
 /// An image on the node (busybox, user 65534, `PATH=/bin`); `local/pause:1` is
 /// the other. No registry: every other image fails to pull.
 pub const BUSYBOX: &str = "local/busybox:1";
+/// The same busybox with no user in its config: it runs as root, so the operator's
+/// default `runAsNonRoot` refuses it (`CreateContainerConfigError`).
+pub const ROOT_BUSYBOX: &str = "local/busybox-root:1";
 
 /// Runner (or pod spec) fields that put pods on the real node: its label as node
 /// selector, and a toleration of its taint.
@@ -99,4 +104,32 @@ pub async fn runner(ns: &TestNamespace, name: &str, spec: Value) -> Runner {
         }),
     )
     .await
+}
+
+/// The notes of the Warning Events (events.k8s.io) about Execution `execution`, once
+/// one of them contains `saying` (polled for up to 10 s: the controller writes its
+/// Events after the status that the test saw); panics with the notes it found.
+pub async fn warnings_saying(ns: &TestNamespace, execution: &str, saying: &str) -> Vec<String> {
+    let events: Api<Event> = ns.api();
+    let lp = ListParams::default().fields(&format!("regarding.name={execution}"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let notes: Vec<String> = events
+            .list(&lp)
+            .await
+            .expect("listing Events")
+            .items
+            .into_iter()
+            .filter(|e| e.type_.as_deref() == Some("Warning"))
+            .filter_map(|e| e.note)
+            .collect();
+        if notes.iter().any(|n| n.contains(saying)) {
+            return notes;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no Warning Event about {execution} says {saying:?}: {notes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -15,6 +15,8 @@
 //! - a short [`CONFIG_GRACE`] for states that cannot clear without a change by a
 //!   person: a malformed image name, a missing Secret or key, runAsNonRoot against a
 //!   root image. The grace lets a Secret created a moment after the run still count.
+//!   A start timeout shorter than the grace wins: a state that cannot clear on its
+//!   own never gets longer than one that can.
 //!
 //! Ended containers are not judged here (their exit code and reason are, in `step`),
 //! except for the one reason worth its own words: [`oom_message`].
@@ -149,21 +151,22 @@ pub fn judge(pod: Option<&PodFacts>, job: &str, image: &str, clock: Clock) -> He
 /// The verdict on a container that waits for the kubelet.
 fn waiting(w: &Waiting, image: &str, clock: Clock) -> Health {
     let t = clock.start_timeout;
+    let grace = CONFIG_GRACE.min(t);
     let why = format!("{}{}", w.reason, said(w.message.as_deref()));
     match w.reason.as_str() {
         "ErrImagePull" | "ImagePullBackOff" | "ErrImageNeverPull" => clock.after(t, || {
             format!("image \"{image}\" could not be pulled within {t}s ({why}): check the image name and tag, and the Runner's imagePullSecrets")
         }),
-        "InvalidImageName" => clock.after(CONFIG_GRACE, || {
+        "InvalidImageName" => clock.after(grace, || {
             format!("image \"{image}\" is not a valid image reference ({why}): fix the step's image")
         }),
-        "CreateContainerConfigError" => clock.after(CONFIG_GRACE, || {
+        "CreateContainerConfigError" => clock.after(grace, || {
             format!(
                 "container could not be configured ({why}): {}",
                 config_fix(w.message.as_deref().unwrap_or_default())
             )
         }),
-        "CreateContainerError" => clock.after(CONFIG_GRACE, || {
+        "CreateContainerError" => clock.after(grace, || {
             format!("container could not be created ({why}): fix the step's image, command or the Runner's securityContext")
         }),
         // ContainerCreating, PodInitializing, …: on the way, for at most the start timeout.
@@ -189,7 +192,7 @@ fn config_fix(message: &str) -> &'static str {
 pub fn oom_message(exit_code: i32, limit: Option<&str>) -> String {
     match limit {
         Some(limit) => format!(
-            "exit code {exit_code}: ran out of memory at its limit of {limit}: raise resources.limits.memory"
+            "exit code {exit_code} (OOMKilled): ran out of memory at its limit of {limit}: raise resources.limits.memory"
         ),
         None => format!(
             "exit code {exit_code}: ran out of memory (OOMKilled) with no memory limit: set resources.requests.memory and resources.limits.memory"

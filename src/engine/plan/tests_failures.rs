@@ -80,7 +80,7 @@ fn cases() -> Vec<Case> {
                 Oom("a", Some("64Mi")),
                 Plan,
                 States("a=Failed"),
-                Msg("a", "exit code 137: ran out of memory at its limit of 64Mi: raise resources.limits.memory"),
+                Msg("a", "exit code 137 (OOMKilled): ran out of memory at its limit of 64Mi: raise resources.limits.memory"),
             ],
         ),
         case(

@@ -141,11 +141,34 @@ fn a_step_start_timeout_of_its_own_counts() {
     );
 }
 
+/// A step's start timeout shorter than the config grace wins: with 3 s, a missing
+/// Secret key fails after 3 s, not 10.
+#[test]
+fn a_start_timeout_shorter_than_the_grace_wins() {
+    let key = "couldn't find key k in Secret ns/s";
+    #[rustfmt::skip]
+    let table = [
+        ("CreateContainerConfigError", key, 2, "wait 1".to_string()),
+        ("CreateContainerConfigError", key, 3, format!("failed: container could not be configured (CreateContainerConfigError: {key}): create the Secret or the key it names, or fix the step's env or envFrom")),
+        ("InvalidImageName", "", 3, format!("failed: image \"{IMAGE}\" is not a valid image reference (InvalidImageName): fix the step's image")),
+        ("CreateContainerError", "", 1, "wait 2".to_string()),
+    ];
+    for (reason, message, now, want) in table {
+        let clock = Clock {
+            started: 0,
+            now,
+            start_timeout: 3,
+        };
+        let got = show(judge(Some(&waiting(reason, message)), "j", IMAGE, clock));
+        assert_eq!(got, want, "{reason} after {now}s");
+    }
+}
+
 #[test]
 fn out_of_memory_names_the_limit() {
     assert_eq!(
         oom_message(137, Some("64Mi")),
-        "exit code 137: ran out of memory at its limit of 64Mi: raise resources.limits.memory"
+        "exit code 137 (OOMKilled): ran out of memory at its limit of 64Mi: raise resources.limits.memory"
     );
     assert_eq!(
         oom_message(137, None),
