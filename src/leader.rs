@@ -1,7 +1,7 @@
 //! Leader election for `run --leader-elect`: of several replicas, the one holding a
 //! `coordination.k8s.io` Lease runs the controller; every replica serves HTTP.
 //!
-//! The Lease is kept by `kube-lease-manager` (get, create and patch on one Lease).
+//! The Lease is kept by `kube-lease-manager` (get and patch on one Lease; create only when it is missing, the chart creates it).
 //! [`run_elected`] waits for the Lease, then runs the controller until shutdown or
 //! until the Lease is lost:
 //! - shutdown (SIGTERM): the controller finishes its in-flight reconciles, then the
@@ -44,8 +44,8 @@ pub struct Election {
 pub enum Error {
     #[error(
         "leader election: cannot use Lease {namespace}/{name}: {source} (the operator's \
-         service account needs get, create and patch on leases in {namespace}; the Helm \
-         chart's Role grants them)"
+         service account needs get and patch on it, and create unless it exists; the Helm \
+         chart creates it and its Role grants get and patch)"
     )]
     Lease {
         namespace: String,

@@ -112,3 +112,79 @@ fn the_dashboard_queries_only_exported_metrics() {
         );
     }
 }
+
+/// The Dockerfile's final stage as image-config fields: User, ExposedPorts, Entrypoint,
+/// Cmd, Labels, and where the binary is copied to.
+fn dockerfile_image() -> (serde_json::Value, String) {
+    let text = read(&repo().join("Dockerfile")).replace("\\\n", " ");
+    let last = text.rsplit_once("\nFROM ").expect("a FROM line").1;
+    let mut config = serde_json::json!({"Labels": {}});
+    let mut binary = String::new();
+    for line in last.lines().map(str::trim) {
+        let (op, rest) = line.split_once(' ').unwrap_or((line, ""));
+        let rest = rest.trim();
+        match op {
+            "USER" => config["User"] = rest.into(),
+            "EXPOSE" => config["ExposedPorts"] = serde_json::json!({ format!("{rest}/tcp"): {} }),
+            "ENTRYPOINT" | "CMD" => {
+                let key = if op == "CMD" { "Cmd" } else { "Entrypoint" };
+                config[key] = serde_json::from_str(rest).expect("exec-form JSON");
+            }
+            "LABEL" => {
+                for pair in rest.split_whitespace() {
+                    let (k, v) = pair.split_once('=').expect("LABEL key=value");
+                    config["Labels"][k] = v.trim_matches('"').into();
+                }
+            }
+            "COPY" => binary = rest.rsplit(' ').next().unwrap_or_default().to_string(),
+            _ => {}
+        }
+    }
+    (config, binary)
+}
+
+/// tests/cluster/operator-image.sh assembles the Dockerfile's image without Docker for
+/// the real node: same user, entrypoint, command, port and labels; and the chart runs
+/// it as that user on that port.
+#[test]
+fn the_image_script_builds_the_dockerfiles_image() {
+    let out = std::process::Command::new(repo().join("tests/cluster/operator-image.sh"))
+        .arg("config")
+        .output()
+        .expect("running tests/cluster/operator-image.sh config");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let script: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("the script's config is JSON");
+    let (docker, binary) = dockerfile_image();
+    for key in ["User", "ExposedPorts", "Entrypoint", "Cmd", "Labels"] {
+        assert_eq!(
+            script[key], docker[key],
+            "{key}: tests/cluster/operator-image.sh and the Dockerfile differ; change both"
+        );
+    }
+    assert_eq!(
+        docker["Entrypoint"][0],
+        binary.as_str(),
+        "ENTRYPOINT runs the copied binary"
+    );
+
+    let values: serde_json::Value =
+        serde_yaml::from_str(&read(&repo().join("charts/playbook-operator/values.yaml")))
+            .expect("values.yaml");
+    let pod = &values["podSecurityContext"];
+    let user = format!("{}:{}", pod["runAsUser"], pod["runAsGroup"]);
+    assert_eq!(
+        docker["User"],
+        user.as_str(),
+        "the chart's runAsUser:runAsGroup"
+    );
+    let port = format!("{}/tcp", values["http"]["port"]);
+    assert!(
+        docker["ExposedPorts"].get(&port).is_some(),
+        "the chart's http.port {port}"
+    );
+}

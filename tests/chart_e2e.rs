@@ -19,10 +19,10 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use common::TestNamespace;
+use common::helm::{Release, cluster_env};
 use common::operator::{
     create, execution, playbook, playbook_spec, setup, step_log, wait_final, wait_status,
 };
@@ -61,87 +61,6 @@ const NOT_YET_USED: &[(&str, &str, &str)] = &[
 /// Denied on purpose: the Runner controller reads a Runner's Secret's metadata and
 /// takes 403 as "unchecked", because the chart grants nothing on Secrets.
 const DENIED_ON_PURPOSE: &[(&str, &str, &str)] = &[("get", "", "secrets")];
-
-fn cluster_env(key: &str) -> String {
-    let env = common::local_cluster_env().unwrap_or_else(|| {
-        panic!(
-            "the chart e2e test needs the local control plane (its helm and its audit \
-             log): {}",
-            common::START_HINT
-        )
-    });
-    env.get(key).cloned().unwrap_or_else(|| {
-        panic!(
-            "the local cluster's env file has no {key}: it was started by an older \
-             tests/cluster/up.sh; restart it (tests/cluster/down.sh, then up.sh)"
-        )
-    })
-}
-
-fn helm() -> Command {
-    let bin = Path::new(&cluster_env("BIN_DIR")).join("helm");
-    assert!(
-        bin.is_file(),
-        "{} is missing: run tests/cluster/build.sh",
-        bin.display()
-    );
-    let mut cmd = Command::new(bin);
-    cmd.env("KUBECONFIG", common::kubeconfig_path());
-    cmd
-}
-
-fn run(mut cmd: Command, what: &str) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A Helm release of the chart, uninstalled when dropped (its ClusterRole and
-/// ClusterRoleBinding are cluster-scoped and outlive the namespace).
-struct Release {
-    name: String,
-    namespace: String,
-}
-
-impl Release {
-    fn install(ns: &TestNamespace, values: &[&str]) -> Self {
-        let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/playbook-operator");
-        let mut cmd = helm();
-        cmd.arg("install")
-            .arg(&ns.name)
-            .arg(&chart)
-            .args(["--namespace", &ns.name]);
-        for v in values {
-            cmd.args(["--set", v]);
-        }
-        run(cmd, "helm install");
-        Release {
-            name: ns.name.clone(),
-            namespace: ns.name.clone(),
-        }
-    }
-
-    /// The chart's full name: its ServiceAccount, ClusterRole, Lease, ...
-    fn fullname(&self) -> String {
-        format!("{}-playbook-operator", self.name)
-    }
-}
-
-impl Drop for Release {
-    fn drop(&mut self) {
-        let mut cmd = helm();
-        cmd.args(["uninstall", &self.name, "--namespace", &self.namespace]);
-        let _ = cmd.output();
-    }
-}
 
 /// A kubeconfig file holding a ServiceAccount token: created 0600, deleted when
 /// dropped (also when the test panics), so no token outlives the test.

@@ -128,6 +128,7 @@ down() {
       sleep 0.1
     done
   done
+  # This also deletes route_kubernetes_service's DNAT rule, which lives in it.
   if [[ -e "/run/netns/$NETNS" ]]; then
     ip netns delete "$NETNS" || log "could not delete network namespace $NETNS"
   fi
@@ -336,6 +337,28 @@ make_netns() {
   # a pull of an image that is not there fails at once (ErrImagePull).
 }
 
+# The `kubernetes` Service's ClusterIP:port leads to the API server from the node's
+# network namespace, as kube-proxy would make it (there is none): one DNAT rule in the
+# namespace's PREROUTING (pods' traffic arrives from the bridge) to the apiserver
+# forwarder (socat) on the host end of the veth. The bridge plugin's ipMasq rewrites
+# the pod's source to the node's address, so the answer returns over the veth. Pods
+# then use in-cluster config unchanged (KUBERNETES_SERVICE_HOST, the serving
+# certificate names the ClusterIP). Lives in the namespace only: deleting it (down)
+# deletes the rule; nothing on the host changes.
+route_kubernetes_service() {
+  local ip port rule
+  ip="$("$BIN_DIR/kubectl" --kubeconfig "$STATE/kubeconfig" get service kubernetes -n default \
+    -o 'jsonpath={.spec.clusterIP}')" || return 1
+  port="$("$BIN_DIR/kubectl" --kubeconfig "$STATE/kubeconfig" get service kubernetes -n default \
+    -o 'jsonpath={.spec.ports[?(@.name=="https")].port}')" || return 1
+  [[ -n "$ip" && -n "$port" ]] || return 1
+  rule=(PREROUTING -p tcp -d "$ip/32" --dport "$port" -j DNAT --to-destination "$HOST_IP:$APISERVER_PORT"
+    -m comment --comment "pbo: default/kubernetes:https")
+  ip netns exec "$NETNS" iptables -w -t nat -C "${rule[@]}" 2>/dev/null ||
+    ip netns exec "$NETNS" iptables -w -t nat -A "${rule[@]}" || return 1
+  echo "kubernetes_service=$ip:$port" >>"$UNDO"
+}
+
 # in_node NAME CMD... : run CMD detached in the node's cgroup; containerd in the
 # node's network namespace and a new mount namespace, the kubelet in both of those
 # (the kubelet's mounts must be containerd's); pid in pids/NAME.pid.
@@ -453,7 +476,9 @@ EOF
     --node-labels="$REAL_NODE_KEY=true" --v=1
   wait_until "node $REAL_NODE_NAME Ready" kubelet \
     "$BIN_DIR/kubectl" --kubeconfig "$STATE/kubeconfig" wait --for=condition=Ready --timeout=5s "node/$REAL_NODE_NAME"
-  log "real node $REAL_NODE_NAME Ready in $((SECONDS - t0)) s (node IP $NODE_IP in netns $NETNS)"
+  route_kubernetes_service ||
+    unavailable "cannot route the kubernetes Service to the API server in netns $NETNS (see the error above)"
+  log "real node $REAL_NODE_NAME Ready in $((SECONDS - t0)) s (node IP $NODE_IP in netns $NETNS; kubernetes Service $(undo_get "$UNDO" kubernetes_service) -> $HOST_IP:$APISERVER_PORT)"
 }
 
 case "${1:-}" in
