@@ -189,19 +189,48 @@ build_images() {
   # namespace, so it has no zombies to reap).
   # Not root: the operator's pods run with runAsNonRoot unless the Runner says otherwise.
   image_archive busybox "$layer_sha" '"Cmd":["/bin/sh"],"User":"65534:65534"'
+  kubectl_image "$layer_sha"
   image_archive pause "$layer_sha" \
     '"Entrypoint":["/bin/sh","-c","trap \"exit 0\" TERM INT; while :; do sleep 3600 & wait $!; done"]'
 }
 
-image_archive() { # image_archive NAME LAYER_SHA CONFIG_FIELDS
-  local name="$1" dir="$RN/images/$1" cfg cfg_sha
+image_archive() { # image_archive NAME LAYER_SHA CONFIG_FIELDS [SECOND_LAYER_SHA]
+  local name="$1" dir="$RN/images/$1" cfg cfg_sha ids layers files
   mkdir -p "$dir"
-  cfg="{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{\"Env\":[\"PATH=/bin\"],$3},\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\"sha256:$2\"]}}"
+  ids="\"sha256:$2\"" layers='"layer.tar"' files="layer.tar"
+  if [[ -n "${4:-}" ]]; then
+    ids="$ids,\"sha256:$4\"" layers="$layers,\"layer2.tar\"" files="$files layer2.tar"
+  fi
+  cfg="{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{\"Env\":[${IMAGE_ENV:-\"PATH=/bin\"}],$3},\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[$ids]}}"
   cfg_sha="$(printf '%s' "$cfg" | sha256sum | cut -d' ' -f1)"
   printf '%s' "$cfg" >"$dir/$cfg_sha.json"
   ln -f "$RN/images/layer.tar" "$dir/layer.tar"
-  printf '[{"Config":"%s.json","RepoTags":["local/%s:1"],"Layers":["layer.tar"]}]' "$cfg_sha" "$name" >"$dir/manifest.json"
-  tar --sort=name --mtime=@0 --owner=0 --group=0 -C "$dir" -cf "$RN/images/$name.tar" manifest.json "$cfg_sha.json" layer.tar
+  printf '[{"Config":"%s.json","RepoTags":["local/%s:1"],"Layers":[%s]}]' "$cfg_sha" "$name" "$layers" >"$dir/manifest.json"
+  # shellcheck disable=SC2086
+  tar --sort=name --mtime=@0 --owner=0 --group=0 -C "$dir" -cf "$RN/images/$name.tar" manifest.json "$cfg_sha.json" $files
+}
+
+# local/kubectl:1: busybox plus the cluster's own kubectl, for the catalogue's steps
+# (their public kubectl image cannot be pulled here). A second layer holds kubectl, so
+# the busybox layer is shared. HOME=/tmp: the root filesystem of steps is read-only,
+# and kubectl keeps its discovery cache under $HOME.
+kubectl_image() { # kubectl_image BUSYBOX_LAYER_SHA
+  local dir="$RN/images/kubectl"
+  mkdir -p "$dir/root/bin"
+  cp "$BIN_DIR/kubectl" "$dir/root/bin/kubectl"
+  tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$dir/root" -cf "$dir/layer2.tar" .
+  IMAGE_ENV='"PATH=/bin","HOME=/tmp"' image_archive kubectl "$1" '"Cmd":["/bin/sh"],"User":"65534:65534"' \
+    "$(sha256sum "$dir/layer2.tar" | cut -d' ' -f1)"
+}
+
+# The `kubernetes` Service (10.96.0.1:443) for pods of the real node, which has no
+# kube-proxy: a DNAT rule in the node's network namespace sends it to the API server's
+# forwarder on the host end of the veth (the serving certificate names 10.96.0.1).
+# In-cluster clients (kubectl, client-go, helm) then work unchanged. Shared by every
+# test whose pods call the API server (the catalogue's kubectl steps, helm pods).
+route_kubernetes_service() {
+  ip netns exec "$NETNS" iptables -t nat -A PREROUTING -d 10.96.0.1/32 -p tcp --dport 443 \
+    -j DNAT --to-destination "$HOST_IP:$APISERVER_PORT"
 }
 
 write_configs() {
@@ -425,6 +454,7 @@ EOF
   local t0=$SECONDS
   make_cgroups || unavailable "cannot create the cgroup $CGPATH (see the error above)"
   make_netns || unavailable "cannot create network namespace $NETNS and its veth pair (see the error above)"
+  route_kubernetes_service || unavailable "cannot route the kubernetes Service to the API server in $NETNS (see the error above)"
 
   write_configs
   build_images
@@ -440,7 +470,7 @@ EOF
   in_node containerd containerd --config "$RN/ctrd/config.toml"
   wait_until "containerd" containerd ctr --address "$RN/ctrd/containerd.sock" version
   local img
-  for img in busybox pause; do
+  for img in busybox pause kubectl; do
     ctr --address "$RN/ctrd/containerd.sock" -n k8s.io images import "$RN/images/$img.tar" >/dev/null ||
       unavailable "ctr could not import $RN/images/$img.tar"
   done
