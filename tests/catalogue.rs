@@ -125,12 +125,7 @@ fn every_step_uses_the_pinned_image_on_the_entrys_runner_and_remediation_waits_f
         let runner_name = runner.metadata.name.clone().unwrap_or_default();
         assert_eq!(pb.metadata.name.as_deref(), Some(entry.as_str()));
         for s in steps(&pb) {
-            assert_eq!(
-                s.step.image,
-                IMAGE,
-                "{entry}: step {}",
-                s.step.id
-            );
+            assert_eq!(s.step.image, IMAGE, "{entry}: step {}", s.step.id);
             assert_eq!(
                 s.step.runner.as_deref(),
                 Some(runner_name.as_str()),
