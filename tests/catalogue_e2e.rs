@@ -18,6 +18,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::TestNamespace;
+use common::alertmanager::{Alertmanager, temp_file};
 use common::on_call::{executions_as, grant_on_call, json_patch, plan_hash, wait_for_policies};
 use common::operator::*;
 use common::realnode;
@@ -270,13 +271,9 @@ async fn finish(ns: TestNamespace, entry: &str, operator: Operator) {
     ns.cleanup().await;
 }
 
-/// A Deployment whose container exits 1: the playbook gathers the previous
-/// container's last lines, calls it an application error, and restarts the
-/// Deployment once bob approves.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crash_looping_deployment_is_triaged_and_restarted_after_approval() {
-    let entry = "kube-pod-crash-looping";
-    let ns = setup_entry("cat-crashloop", entry).await;
+/// A Deployment `web` on the real node whose container exits 1 after a line on
+/// stderr; returns its pod's name once that pod has crashed at least once.
+async fn crash_looping_pod(ns: &TestNamespace) -> String {
     let crash = json!({"name": "app", "image": realnode::BUSYBOX, "command": ["sh", "-c", "echo starting; echo 'config invalid: port' >&2; exit 1"]});
     apply(&ns, &[deployment("web", on_real_node(crash))]);
     let pod = wait_pod(&ns, "web", |p| {
@@ -287,6 +284,17 @@ async fn crash_looping_deployment_is_triaged_and_restarted_after_approval() {
         .as_str()
         .expect("a name")
         .to_string();
+    pod_name
+}
+
+/// A Deployment whose container exits 1: the playbook gathers the previous
+/// container's last lines, calls it an application error, and restarts the
+/// Deployment once bob approves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_looping_deployment_is_triaged_and_restarted_after_approval() {
+    let entry = "kube-pod-crash-looping";
+    let ns = setup_entry("cat-crashloop", entry).await;
+    let pod_name = crash_looping_pod(&ns).await;
     let operator = Operator::start(&ns);
     let status = run(
         &ns,
@@ -454,4 +462,67 @@ async fn full_volume_claim_is_expanded_after_approval() {
         None,
     );
     finish(ns, entry, operator).await;
+}
+
+/// The real Alertmanager fires KubePodCrashLooping for a crash-looping pod: the
+/// catalogue's Trigger starts its playbook, which triages and waits for approval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_firing_alert_from_alertmanager_runs_the_crash_loop_entry_to_its_approval() {
+    let entry = "kube-pod-crash-looping";
+    let ns = setup_entry("cat-alert", entry).await;
+    let pod_name = crash_looping_pod(&ns).await;
+    let dir = std::env::temp_dir().join(format!("pbo-{}", ns.name));
+    let tokens = temp_file(&dir, "tokens", "catalogue-token\n");
+    let webhooks = common::webhook::config(&ns, &tokens).await;
+    let (operator, addr) = Operator::start_with_webhooks(&ns, webhooks).await;
+    let am = Alertmanager::start(&dir, addr, "catalogue-token");
+    am.wait_ready().await;
+    am.post_alerts(
+        &json!([{"labels": {"alertname": "KubePodCrashLooping", "namespace": ns.name,
+        "pod": pod_name, "container": "app", "severity": "warning"}}]),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let name = loop {
+        let list = ns
+            .api::<Execution>()
+            .list(&Default::default())
+            .await
+            .expect("listing Executions");
+        if let Some(e) = list.items.first() {
+            break e.metadata.name.clone().unwrap_or_default();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no Execution from the alert within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let exec = ns
+        .api::<Execution>()
+        .get(&name)
+        .await
+        .expect("the Execution");
+    assert_eq!(
+        exec.spec.trigger_ref.map(|t| t.name).as_deref(),
+        Some(entry)
+    );
+    let status = wait_status(
+        &ns,
+        &name,
+        "restart waiting for approval",
+        RUN_TIMEOUT,
+        |s| {
+            s.phase.is_final()
+                || s.steps
+                    .iter()
+                    .any(|st| st.id == "restart" && st.state == StepState::WaitingApproval)
+        },
+    )
+    .await;
+    assert_eq!(verdict(&status), "ApplicationError", "{status:#?}");
+    assert_eq!(step(&status, "restart").state, StepState::WaitingApproval);
+    drop(am);
+    finish(ns, entry, operator).await;
+    let _ = std::fs::remove_dir_all(dir);
 }
