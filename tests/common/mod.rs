@@ -24,6 +24,7 @@
 #![allow(dead_code)] // each test target uses a different subset
 
 pub mod alertmanager;
+pub mod catalogue;
 pub mod http;
 pub mod on_call;
 pub mod operator;
