@@ -265,14 +265,13 @@ pub async fn finish(ns: TestNamespace, entry: &str, operator: Operator) {
 /// stderr; returns its pod's name once that pod has crashed at least once.
 pub async fn crash_looping_pod(ns: &TestNamespace) -> String {
     let crash = json!({"name": "app", "image": realnode::BUSYBOX, "command": ["sh", "-c", "echo starting; echo 'config invalid: port' >&2; exit 1"]});
-    apply(&ns, &[deployment("web", on_real_node(crash))]);
-    let pod = wait_pod(&ns, "web", |p| {
+    apply(ns, &[deployment("web", on_real_node(crash))]);
+    let pod = wait_pod(ns, "web", |p| {
         p["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"] == 1
     })
     .await;
-    let pod_name = pod["metadata"]["name"]
+    pod["metadata"]["name"]
         .as_str()
         .expect("a name")
-        .to_string();
-    pod_name
+        .to_string()
 }
