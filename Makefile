@@ -8,7 +8,7 @@ CARGO ?= cargo
 E2E_TESTS  := $(basename $(notdir $(wildcard tests/*e2e.rs)))
 UNIT_TESTS := $(filter-out $(E2E_TESTS),$(basename $(notdir $(wildcard tests/*.rs))))
 
-.PHONY: all build test check fmt unit crds demo bench chart-check
+.PHONY: all build test check fmt unit crds catalogue demo bench chart-check
 
 all: build
 
@@ -51,5 +51,11 @@ crds:
 	$(CARGO) run --quiet --locked -- crd --out-dir crds
 	cp crds/*.stackpulse.io.yaml charts/playbook-operator/crds/
 	cp crds/admission-policies.yaml charts/playbook-operator/files/
+
+## catalogue: copy catalogue/ into the chart, which embeds it (a test fails when they drift).
+catalogue:
+	rm -rf charts/playbook-operator/files/catalogue
+	mkdir -p charts/playbook-operator/files/catalogue
+	cp -r catalogue/*/ charts/playbook-operator/files/catalogue/
 
 include tests/cluster/cluster.mk

@@ -193,19 +193,38 @@ build_images() {
   image_archive busybox "$layer_sha" '"Cmd":["/bin/sh"],"User":"65534:65534"'
   # No user: runs as root, which the operator's default runAsNonRoot refuses.
   image_archive busybox-root "$layer_sha" '"Cmd":["/bin/sh"]'
+  kubectl_image "$layer_sha"
   image_archive pause "$layer_sha" \
     '"Entrypoint":["/bin/sh","-c","trap \"exit 0\" TERM INT; while :; do sleep 3600 & wait $!; done"]'
 }
 
-image_archive() { # image_archive NAME LAYER_SHA CONFIG_FIELDS
-  local name="$1" dir="$RN/images/$1" cfg cfg_sha
+image_archive() { # image_archive NAME LAYER_SHA CONFIG_FIELDS [SECOND_LAYER_SHA]
+  local name="$1" dir="$RN/images/$1" cfg cfg_sha ids layers files
   mkdir -p "$dir"
-  cfg="{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{\"Env\":[\"PATH=/bin\"],$3},\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[\"sha256:$2\"]}}"
+  ids="\"sha256:$2\"" layers='"layer.tar"' files="layer.tar"
+  if [[ -n "${4:-}" ]]; then
+    ids="$ids,\"sha256:$4\"" layers="$layers,\"layer2.tar\"" files="$files layer2.tar"
+  fi
+  cfg="{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{\"Env\":[${IMAGE_ENV:-\"PATH=/bin\"}],$3},\"rootfs\":{\"type\":\"layers\",\"diff_ids\":[$ids]}}"
   cfg_sha="$(printf '%s' "$cfg" | sha256sum | cut -d' ' -f1)"
   printf '%s' "$cfg" >"$dir/$cfg_sha.json"
   ln -f "$RN/images/layer.tar" "$dir/layer.tar"
-  printf '[{"Config":"%s.json","RepoTags":["local/%s:1"],"Layers":["layer.tar"]}]' "$cfg_sha" "$name" >"$dir/manifest.json"
-  tar --sort=name --mtime=@0 --owner=0 --group=0 -C "$dir" -cf "$RN/images/$name.tar" manifest.json "$cfg_sha.json" layer.tar
+  printf '[{"Config":"%s.json","RepoTags":["local/%s:1"],"Layers":[%s]}]' "$cfg_sha" "$name" "$layers" >"$dir/manifest.json"
+  # shellcheck disable=SC2086
+  tar --sort=name --mtime=@0 --owner=0 --group=0 -C "$dir" -cf "$RN/images/$name.tar" manifest.json "$cfg_sha.json" $files
+}
+
+# local/kubectl:1: busybox plus the cluster's own kubectl, for the catalogue's steps
+# (their public kubectl image cannot be pulled here). A second layer holds kubectl, so
+# the busybox layer is shared. HOME=/tmp: the root filesystem of steps is read-only,
+# and kubectl keeps its discovery cache under $HOME.
+kubectl_image() { # kubectl_image BUSYBOX_LAYER_SHA
+  local dir="$RN/images/kubectl"
+  mkdir -p "$dir/root/bin"
+  cp "$BIN_DIR/kubectl" "$dir/root/bin/kubectl"
+  tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$dir/root" -cf "$dir/layer2.tar" .
+  IMAGE_ENV='"PATH=/bin","HOME=/tmp"' image_archive kubectl "$1" '"Cmd":["/bin/sh"],"User":"65534:65534"' \
+    "$(sha256sum "$dir/layer2.tar" | cut -d' ' -f1)"
 }
 
 write_configs() {
@@ -466,7 +485,7 @@ EOF
   in_node containerd containerd --config "$RN/ctrd/config.toml"
   wait_until "containerd" containerd ctr --address "$RN/ctrd/containerd.sock" version
   local img
-  for img in busybox busybox-root pause; do
+  for img in busybox busybox-root pause kubectl; do
     ctr --address "$RN/ctrd/containerd.sock" -n k8s.io images import "$RN/images/$img.tar" >/dev/null ||
       unavailable "ctr could not import $RN/images/$img.tar"
   done

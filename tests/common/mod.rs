@@ -23,6 +23,8 @@
 //! ```
 #![allow(dead_code)] // each test target uses a different subset
 
+pub mod alertmanager;
+pub mod catalogue;
 pub mod helm;
 pub mod http;
 pub mod on_call;
