@@ -12,8 +12,9 @@
 //! the Lease at once; one that exits by itself (a Lease lost while the API server was
 //! gone) is started again too, and counted.
 //!
-//! `CHAOS_EXECUTIONS` (default 20; `make chaos` runs 200) and `CHAOS_SEED` (the kill
-//! times; printed) change it. Needs the local cluster of tests/cluster (it restarts
+//! `CHAOS_EXECUTIONS` (default 20; `make chaos` runs 200), `CHAOS_KILL_MAX_MS` (the
+//! longest gap before a kill, default 1000) and `CHAOS_SEED` (the kill times;
+//! printed) change it. Needs the local cluster of tests/cluster (it restarts
 //! its API server and etcd with `tests/cluster/restart.sh`): `make test-e2e`, or
 //! `make cluster-up` then `cargo test --test chaos_e2e -- --nocapture`.
 
@@ -323,6 +324,14 @@ async fn operator_survives_sigkills_and_control_plane_restarts() {
         .map(|v| v.parse().expect("CHAOS_SEED: a number"))
         .unwrap_or_else(|_| fastrand::u64(..));
     let mut rng = fastrand::Rng::with_seed(seed);
+    // The longest gap before a kill (ms): 1000 by default.
+    let kill_max_ms: u64 = std::env::var("CHAOS_KILL_MAX_MS")
+        .map(|v| {
+            v.parse()
+                .expect("CHAOS_KILL_MAX_MS: a number of milliseconds")
+        })
+        .unwrap_or(1000)
+        .max(100);
     let _ = cluster_dir();
 
     let ns = setup("chaos").await;
@@ -417,7 +426,7 @@ async fn operator_survives_sigkills_and_control_plane_restarts() {
         // One kill in four lands while the incarnation starts; the others 0.1–1 s
         // after its caches are listed, i.e. while it reconciles.
         let working = rng.u8(..4) != 0 && listed(&mut operator).await;
-        tokio::time::sleep(Duration::from_millis(rng.u64(100..=1000))).await;
+        tokio::time::sleep(Duration::from_millis(rng.u64(100..=kill_max_ms))).await;
         if operator.exited().is_some() {
             counts.exits += 1;
         } else if working {
@@ -444,7 +453,7 @@ async fn operator_survives_sigkills_and_control_plane_restarts() {
     let report = verify(&ns, &names, &jobs, runs).await;
     let late = lock(&pod_logs).late();
     println!(
-        "\nchaos ({runs} runs x {} steps, seed {seed}):\n\
+        "\nchaos ({runs} runs x {} steps, kills 0.1-{:.1} s apart, seed {seed}):\n\
          | runs | finished | Succeeded | Jobs created | expected Jobs | duplicate Job names | \
          missing Jobs | extra Jobs | lost outputs | late log fixtures | operator kills \
          (reconciling + starting) | operator exits by itself | API server restart | etcd \
@@ -452,6 +461,7 @@ async fn operator_survives_sigkills_and_control_plane_restarts() {
          | {runs} | {} | {} | {} | {} | {} | {} | {} | {} | {late} | {} ({} + {}) | {} | \
          {:.1} s | {:.1} s | {:.1} s |",
         STEPS.len(),
+        kill_max_ms as f64 / 1000.0,
         report.finished,
         report.succeeded,
         report.jobs_created,
