@@ -8,7 +8,7 @@ CARGO ?= cargo
 E2E_TESTS  := $(basename $(notdir $(wildcard tests/*e2e.rs)))
 UNIT_TESTS := $(filter-out $(E2E_TESTS),$(basename $(notdir $(wildcard tests/*.rs))))
 
-.PHONY: all build test check fmt unit crds catalogue demo bench chart-check
+.PHONY: all build test check fmt unit crds catalogue demo bench chaos chart-check
 
 all: build
 
@@ -45,6 +45,15 @@ bench:
 	$(CARGO) bench --locked --bench page
 	$(CARGO) bench --locked --bench controller --bench alerts --no-run
 	tests/cluster/with-cluster.sh bash -c '$(CARGO) bench --locked --bench controller && $(CARGO) bench --locked --bench alerts'
+
+## chaos: 200 Executions of a 4-step playbook while the operator is SIGKILLed every
+## 0.1-1 s and the API server and etcd are each restarted once, on the local control
+## plane (started if it is not up); prints the counts. CHAOS_EXECUTIONS=N to change,
+## CHAOS_SEED=N to repeat a run's kill times. `make test` runs 20 (tests/chaos_e2e.rs).
+chaos:
+	$(CARGO) test --locked --test chaos_e2e --no-run
+	CHAOS_EXECUTIONS=$${CHAOS_EXECUTIONS:-200} tests/cluster/with-cluster.sh \
+		$(CARGO) test --locked --test chaos_e2e -- --nocapture
 
 ## crds: regenerate crds/ from the API types, and the chart's copies (tests fail when they drift).
 crds:

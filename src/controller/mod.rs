@@ -146,6 +146,10 @@ fn caches_ready(
             && pods.wait_until_ready().await.is_ok()
             && playbooks.wait_until_ready().await.is_ok()
             && runners.wait_until_ready().await.is_ok();
+        // When reconciles can start: tests/chaos_e2e.rs times its kills from here.
+        if listed {
+            tracing::info!("caches listed: reconciling");
+        }
         tx.send_replace(listed);
     });
     rx

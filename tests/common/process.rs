@@ -20,6 +20,8 @@ pub struct OperatorProcess {
     log: PathBuf,
     child: Option<Child>,
     starts: u32,
+    /// Length of the log file when the running incarnation started.
+    start_offset: u64,
 }
 
 impl OperatorProcess {
@@ -48,6 +50,7 @@ impl OperatorProcess {
             log,
             child: None,
             starts: 0,
+            start_offset: 0,
         };
         p.spawn();
         p
@@ -56,6 +59,7 @@ impl OperatorProcess {
     fn spawn(&mut self) {
         self.starts += 1;
         self.note(&format!("start #{}", self.starts));
+        self.start_offset = std::fs::metadata(&self.log).map_or(0, |m| m.len());
         let out = OpenOptions::new()
             .create(true)
             .append(true)
@@ -91,6 +95,24 @@ impl OperatorProcess {
         child.kill().expect("SIGKILL to the operator");
         child.wait().expect("reaping the operator");
         self.note(&format!("SIGKILL {moment}"));
+    }
+
+    /// False once the running incarnation has exited (it stays to be reaped by
+    /// [`OperatorProcess::exited`]).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// The exit status if the running incarnation has exited by itself (it is then
+    /// reaped and noted in the log; [`OperatorProcess::restart`] starts the next).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let status = child.try_wait().expect("polling the operator")?;
+        self.child = None;
+        self.note(&format!("exited by itself: {status}"));
+        Some(status)
     }
 
     /// SIGTERM (what Kubernetes sends a stopping pod), then waits up to 20 s for the
@@ -142,6 +164,19 @@ impl OperatorProcess {
 
     pub fn restart(&mut self) {
         self.spawn();
+    }
+
+    /// What the running (or last) incarnation logged so far: cheap to poll when
+    /// many incarnations came before it.
+    pub fn incarnation_log(&self) -> String {
+        use std::io::{Read as _, Seek as _};
+        let mut text = String::new();
+        if let Ok(mut f) = std::fs::File::open(&self.log)
+            && f.seek(std::io::SeekFrom::Start(self.start_offset)).is_ok()
+        {
+            let _ = f.read_to_string(&mut text);
+        }
+        text
     }
 
     /// Polls the log (all incarnations) until it contains `text`.

@@ -1,0 +1,618 @@
+//! Chaos, measured: N Executions of a 4-step Playbook (each step's output feeding the
+//! next step's env) while the operator process is SIGKILLed at a random moment every
+//! 0.1–1 s and started again at once (as a Deployment restarts its container), and
+//! the API server and then etcd are each restarted once mid-run. Then: every run
+//! Succeeded, exactly one Job per step attempt (every Job ADDED seen by a watch that
+//! runs the whole time: no Job name with two uids, none missing, none extra), and no
+//! output lost (each step's output is distinct per run and step, is in status, and
+//! reached the next step's env). Prints the counts.
+//!
+//! The operator runs with `--leader-elect` under a fixed identity (a Deployment's pod
+//! keeps its name across container restarts), so a killed leader's successor takes
+//! the Lease at once; one that exits by itself (a Lease lost while the API server was
+//! gone) is started again too, and counted.
+//!
+//! `CHAOS_EXECUTIONS` (default 20; `make chaos` runs 200), `CHAOS_KILL_MAX_MS` (the
+//! longest gap before a kill, default 1000) and `CHAOS_SEED` (the kill times;
+//! printed) change it. Needs the local cluster of tests/cluster (it restarts
+//! its API server and etcd with `tests/cluster/restart.sh`): `make test-e2e`, or
+//! `make cluster-up` then `cargo test --test chaos_e2e -- --nocapture`.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::TestNamespace;
+use common::operator::*;
+use common::process::OperatorProcess;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, PostParams};
+use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::runtime::{WatchStreamExt, watcher};
+use playbook_operator::api::{Execution, ExecutionPhase, StepState};
+use serde_json::json;
+
+const STEPS: [&str; 4] = ["s1", "s2", "s3", "s4"];
+const LABEL_EXECUTION: &str = "stackpulse.io/execution";
+const LABEL_STEP: &str = "stackpulse.io/step";
+const LABEL_ATTEMPT: &str = "stackpulse.io/attempt";
+
+/// The output step `step` of run `execution` prints: distinct per run and step, so a
+/// output taken from another run, another step or nowhere shows.
+fn output_of(execution: &str, step: &str) -> String {
+    format!("{execution}-{step}")
+}
+
+// ---------------------------------------------------------------------------
+// Watches that run for the whole test
+
+/// One Job name as the watch saw it.
+#[derive(Clone, Debug, Default)]
+struct JobSeen {
+    uids: BTreeSet<String>,
+    execution: String,
+    step: String,
+    attempt: String,
+    /// The `IN` env value: the previous step's output.
+    input: Option<String>,
+}
+
+type Shared<T> = Arc<Mutex<T>>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Every Job (name -> uids) ever seen. The watcher re-lists after the API server or
+/// etcd comes back, so a Job created while the watch was down still shows (a name
+/// deleted and created again shows as a second uid).
+fn record_jobs(
+    ns: &TestNamespace,
+) -> (
+    Shared<BTreeMap<String, JobSeen>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let seen = Arc::new(Mutex::new(BTreeMap::<String, JobSeen>::new()));
+    let api: Api<Job> = ns.api();
+    let sink = Arc::clone(&seen);
+    let task = tokio::spawn(async move {
+        let jobs = watcher(api, watcher::Config::default().labels(LABEL_STEP))
+            .default_backoff()
+            .applied_objects();
+        futures::pin_mut!(jobs);
+        while let Some(job) = jobs.next().await {
+            let Ok(job) = job else { continue };
+            let labels = job.metadata.labels.clone().unwrap_or_default();
+            let label = |k: &str| labels.get(k).cloned().unwrap_or_default();
+            let name = job.metadata.name.clone().unwrap_or_default();
+            let mut seen = lock(&sink);
+            let entry = seen.entry(name).or_insert_with(|| JobSeen {
+                execution: label(LABEL_EXECUTION),
+                step: label(LABEL_STEP),
+                attempt: label(LABEL_ATTEMPT),
+                input: env_value(&job, "IN"),
+                ..JobSeen::default()
+            });
+            entry
+                .uids
+                .insert(job.metadata.uid.clone().unwrap_or_default());
+        }
+    });
+    (seen, task)
+}
+
+/// When each pod's log fixture was in place and when its container was first seen
+/// terminated: a fixture placed after that is the harness's lateness, not the
+/// operator's loss, and is reported apart.
+#[derive(Default)]
+struct PodLogs {
+    fixture_at: BTreeMap<String, Instant>,
+    terminated_at: BTreeMap<String, Instant>,
+}
+
+impl PodLogs {
+    fn late(&self) -> usize {
+        self.terminated_at
+            .iter()
+            .filter(|(pod, ended)| self.fixture_at.get(*pod).is_none_or(|at| at > *ended))
+            .count()
+    }
+}
+
+/// Serves each step pod its own log (a kwok `Logs` object per pod, made when the pod
+/// is first seen; the Runner keeps pods running 1 s, time enough for it): the step's
+/// end marker and `{"out": "<execution>-<step>"}`.
+fn serve_pod_logs(ns: &TestNamespace) -> (Shared<PodLogs>, tokio::task::JoinHandle<()>) {
+    let state = Arc::new(Mutex::new(PodLogs::default()));
+    let pods: Api<Pod> = ns.api();
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("kwok.x-k8s.io", "v1alpha1", "Logs"),
+        "logs",
+    );
+    let logs: Api<DynamicObject> = Api::namespaced_with(ns.client.clone(), &ns.name, &ar);
+    let dir = common::log_fixtures_dir().join(&ns.name);
+    let sink = Arc::clone(&state);
+    let task = tokio::spawn(async move {
+        let stream = watcher(pods, watcher::Config::default().labels(LABEL_STEP))
+            .default_backoff()
+            .applied_objects();
+        futures::pin_mut!(stream);
+        let mut asked = BTreeSet::new();
+        while let Some(pod) = stream.next().await {
+            let Ok(pod) = pod else { continue };
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            if terminated(&pod) {
+                lock(&sink)
+                    .terminated_at
+                    .entry(name.clone())
+                    .or_insert_with(Instant::now);
+            }
+            if !asked.insert(name.clone()) {
+                continue;
+            }
+            let labels = pod.metadata.labels.clone().unwrap_or_default();
+            let (exec, step) = (
+                labels.get(LABEL_EXECUTION).cloned().unwrap_or_default(),
+                labels.get(LABEL_STEP).cloned().unwrap_or_default(),
+            );
+            let text = step_log(
+                &format!("{exec} {step} working"),
+                json!({"out": output_of(&exec, &step)}),
+            );
+            let file = dir.join(format!("pod.{name}.log"));
+            common::write_log_fixture(&file, &text);
+            let (logs, sink) = (logs.clone(), Arc::clone(&sink));
+            tokio::spawn(async move {
+                let obj: DynamicObject = from_json(json!({
+                    "apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "Logs",
+                    "metadata": {"name": name},
+                    "spec": {"logs": [{"logsFile": file}]}
+                }));
+                // Retried while the API server or etcd is down.
+                loop {
+                    match logs.create(&PostParams::default(), &obj).await {
+                        Ok(_) => break,
+                        Err(kube::Error::Api(e)) if e.code == 409 => break,
+                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    }
+                }
+                lock(&sink).fixture_at.insert(name, Instant::now());
+            });
+        }
+    });
+    (state, task)
+}
+
+fn terminated(pod: &Pod) -> bool {
+    let statuses = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref());
+    statuses.is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c.state.as_ref().is_some_and(|s| s.terminated.is_some()))
+    })
+}
+
+/// Runs finished and steps Succeeded so far (from a watch: it drives the chaos).
+#[derive(Default)]
+struct Progress {
+    finished: BTreeSet<String>,
+    steps_done: BTreeMap<String, usize>,
+}
+
+fn watch_progress(ns: &TestNamespace) -> (Shared<Progress>, tokio::task::JoinHandle<()>) {
+    let state = Arc::new(Mutex::new(Progress::default()));
+    let api: Api<Execution> = ns.api();
+    let sink = Arc::clone(&state);
+    let task = tokio::spawn(async move {
+        let stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .applied_objects();
+        futures::pin_mut!(stream);
+        while let Some(exec) = stream.next().await {
+            let Ok(exec) = exec else { continue };
+            let name = exec.metadata.name.clone().unwrap_or_default();
+            let status = exec.status.unwrap_or_default();
+            let done = status
+                .steps
+                .iter()
+                .filter(|s| s.state == StepState::Succeeded)
+                .count();
+            let mut p = lock(&sink);
+            p.steps_done.insert(name.clone(), done);
+            if status.phase.is_final() {
+                p.finished.insert(name);
+            }
+        }
+    });
+    (state, task)
+}
+
+// ---------------------------------------------------------------------------
+// The control plane
+
+/// The local cluster's state dir (restart.sh finds the processes there).
+fn cluster_dir() -> PathBuf {
+    assert!(
+        common::local_cluster_env().is_some(),
+        "the chaos test restarts the local cluster's API server and etcd: run it on the \
+         cluster of tests/cluster ({})",
+        common::START_HINT
+    );
+    common::kubeconfig_path()
+        .parent()
+        .map(PathBuf::from)
+        .expect("the kubeconfig lives in the cluster's state dir")
+}
+
+/// `tests/cluster/restart.sh WHAT` running in the background (down 3 s, then back and
+/// ready), awaited once it is done.
+struct Restart {
+    what: &'static str,
+    task: tokio::task::JoinHandle<(Duration, Output)>,
+}
+
+impl Restart {
+    fn start(what: &'static str) -> Self {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/restart.sh");
+        let dir = cluster_dir();
+        let task = tokio::task::spawn_blocking(move || {
+            let start = Instant::now();
+            let out = Command::new(script)
+                .arg(what)
+                .env("PLAYBOOK_OPERATOR_CLUSTER_DIR", dir)
+                .env("DOWN_SECONDS", "3")
+                .output()
+                .unwrap_or_else(|e| panic!("running restart.sh {what}: {e}"));
+            (start.elapsed(), out)
+        });
+        Self { what, task }
+    }
+
+    /// How long the component was away (stop, down, start, ready).
+    async fn finish(self) -> Duration {
+        let (took, out) = self.task.await.expect("the restart task");
+        assert!(
+            out.status.success(),
+            "restart.sh {} failed: {}",
+            self.what,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        took
+    }
+}
+
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Default)]
+struct Counts {
+    kills_working: usize,
+    kills_starting: usize,
+    exits: usize,
+}
+
+/// Waits (up to 30 s) until the running incarnation has listed its caches; false if
+/// it exited or did not get there (the API server is away).
+async fn listed(operator: &mut OperatorProcess) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let log = operator.incarnation_log();
+        if log.contains("caches listed: reconciling") {
+            return true;
+        }
+        if !operator.is_running() {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_survives_sigkills_and_control_plane_restarts() {
+    let runs: usize = std::env::var("CHAOS_EXECUTIONS")
+        .map(|v| v.parse().expect("CHAOS_EXECUTIONS: a number"))
+        .unwrap_or(20);
+    let seed: u64 = std::env::var("CHAOS_SEED")
+        .map(|v| v.parse().expect("CHAOS_SEED: a number"))
+        .unwrap_or_else(|_| fastrand::u64(..));
+    let mut rng = fastrand::Rng::with_seed(seed);
+    // The longest gap before a kill (ms): 1000 by default.
+    let kill_max_ms: u64 = std::env::var("CHAOS_KILL_MAX_MS")
+        .map(|v| {
+            v.parse()
+                .expect("CHAOS_KILL_MAX_MS: a number of milliseconds")
+        })
+        .unwrap_or(1000)
+        .max(100);
+    let _ = cluster_dir();
+
+    let ns = setup("chaos").await;
+    runner(&ns, "default", json!({common::DURATION_ANNOTATION: "1s"})).await;
+    // What a pod whose own fixture came too late would print: counted as lost.
+    ns.set_default_log(&step_log("no fixture", json!({"out": "none"})))
+        .await;
+    let steps: Vec<_> = STEPS
+        .iter()
+        .enumerate()
+        .map(|(i, id)| match i {
+            0 => json!({"id": id, "image": "busybox"}),
+            _ => json!({"id": id, "image": "busybox",
+                        "env": {"IN": format!("{{{{ .steps.s{i}.outputs.out }}}}")}}),
+        })
+        .collect();
+    playbook(&ns, "four", json!(steps)).await;
+    let (jobs, job_watch) = record_jobs(&ns);
+    let (pod_logs, log_server) = serve_pod_logs(&ns);
+    let (progress, progress_watch) = watch_progress(&ns);
+
+    let identity = format!("chaos-{}", ns.name);
+    let mut operator = OperatorProcess::start(
+        &ns,
+        &[
+            "--leader-elect",
+            "--leader-elect-namespace",
+            &ns.name,
+            "--leader-elect-identity",
+            &identity,
+        ],
+    );
+    let start = Instant::now();
+    let names: Vec<String> = (0..runs).map(|i| format!("run-{i}")).collect();
+    futures::stream::iter(names.iter().cloned())
+        .map(|name| {
+            let api: Api<Execution> = ns.api();
+            async move {
+                let exec: Execution = from_json(json!({
+                    "apiVersion": "stackpulse.io/v1", "kind": "Execution",
+                    "metadata": {"name": name},
+                    "spec": {"playbookRef": {"name": "four"}}
+                }));
+                api.create(&PostParams::default(), &exec).await
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("creating the Executions");
+
+    // The chaos: a kill every 0.1–1 s; the API server restarted once a tenth of all
+    // steps are done, etcd once the API server is back and more steps are done.
+    let total_steps = runs * STEPS.len();
+    let timeout = Duration::from_secs(120 + 6 * runs as u64);
+    let mut counts = Counts::default();
+    let (mut apiserver, mut etcd) = (None::<Restart>, None::<Restart>);
+    let mut restarted = BTreeSet::new();
+    let mut api_back_at = None;
+    let mut downtime = BTreeMap::<&str, Duration>::new();
+    loop {
+        let (finished, steps_done) = {
+            let p = lock(&progress);
+            (p.finished.len(), p.steps_done.values().sum::<usize>())
+        };
+        if finished == runs {
+            break;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "only {finished}/{runs} runs finished ({steps_done}/{total_steps} steps) within \
+             {timeout:?} of chaos ({counts:?})"
+        );
+        if !restarted.contains("apiserver") && steps_done * 10 >= total_steps {
+            eprintln!("[chaos] restarting the API server at {steps_done}/{total_steps} steps");
+            restarted.insert("apiserver");
+            apiserver = Some(Restart::start("apiserver"));
+        }
+        if let Some(r) = apiserver.take_if(|r| r.task.is_finished()) {
+            downtime.insert("apiserver", r.finish().await);
+            api_back_at = Some(steps_done);
+        }
+        // etcd once a step has finished since the API server came back.
+        if !restarted.contains("etcd") && api_back_at.is_some_and(|at| steps_done > at) {
+            eprintln!("[chaos] restarting etcd at {steps_done}/{total_steps} steps");
+            restarted.insert("etcd");
+            etcd = Some(Restart::start("etcd"));
+        }
+        if let Some(r) = etcd.take_if(|r| r.task.is_finished()) {
+            downtime.insert("etcd", r.finish().await);
+        }
+        // One kill in four lands while the incarnation starts; the others 0.1–1 s
+        // after its caches are listed, i.e. while it reconciles.
+        let working = rng.u8(..4) != 0 && listed(&mut operator).await;
+        tokio::time::sleep(Duration::from_millis(rng.u64(100..=kill_max_ms))).await;
+        if operator.exited().is_some() {
+            counts.exits += 1;
+        } else if working {
+            operator.kill("chaos: while reconciling");
+            counts.kills_working += 1;
+        } else {
+            operator.kill("chaos: while starting");
+            counts.kills_starting += 1;
+        }
+        operator.restart();
+    }
+    let wall = start.elapsed();
+    for r in [apiserver.take(), etcd.take()].into_iter().flatten() {
+        let what = r.what;
+        downtime.insert(what, r.finish().await);
+    }
+    assert!(
+        downtime.contains_key("apiserver") && downtime.contains_key("etcd"),
+        "every run finished before both restarts happened mid-run ({downtime:?}): \
+         raise CHAOS_EXECUTIONS"
+    );
+    drop(operator);
+
+    let report = verify(&ns, &names, &jobs, runs).await;
+    let late = lock(&pod_logs).late();
+    println!(
+        "\nchaos ({runs} runs x {} steps, kills 0.1-{:.1} s apart, seed {seed}):\n\
+         | runs | finished | Succeeded | Jobs created | expected Jobs | duplicate Job names | \
+         missing Jobs | extra Jobs | lost outputs | late log fixtures | operator kills \
+         (reconciling + starting) | operator exits by itself | API server restart | etcd \
+         restart | wall time |\n\
+         | {runs} | {} | {} | {} | {} | {} | {} | {} | {} | {late} | {} ({} + {}) | {} | \
+         {:.1} s | {:.1} s | {:.1} s |",
+        STEPS.len(),
+        kill_max_ms as f64 / 1000.0,
+        report.finished,
+        report.succeeded,
+        report.jobs_created,
+        report.expected_jobs,
+        report.duplicates.len(),
+        report.missing.len(),
+        report.extra.len(),
+        report.lost.len(),
+        counts.kills_working + counts.kills_starting,
+        counts.kills_working,
+        counts.kills_starting,
+        counts.exits,
+        downtime["apiserver"].as_secs_f64(),
+        downtime["etcd"].as_secs_f64(),
+        wall.as_secs_f64(),
+    );
+    assert_eq!(
+        (report.finished, report.succeeded),
+        (runs, runs),
+        "not every run Succeeded: {:?}",
+        report.failed
+    );
+    assert!(
+        report.duplicates.is_empty(),
+        "Job names created twice: {:?}",
+        report.duplicates
+    );
+    assert!(
+        report.missing.is_empty(),
+        "Jobs in status never seen: {:?}",
+        report.missing
+    );
+    assert!(
+        report.extra.is_empty(),
+        "Jobs no step attempt in status owns: {:?}",
+        report.extra
+    );
+    assert!(
+        report.lost.is_empty(),
+        "outputs lost ({late} pod log fixtures were late): {:?}",
+        &report.lost[..report.lost.len().min(20)]
+    );
+    assert!(
+        counts.kills_working > 0 && counts.kills_starting > 0,
+        "the operator was not killed both while starting and while reconciling: {counts:?}"
+    );
+    for task in [job_watch, log_server, progress_watch] {
+        task.abort();
+    }
+    ns.cleanup().await;
+}
+
+/// What the end state shows against what the watches saw.
+#[derive(Debug, Default)]
+struct Report {
+    finished: usize,
+    succeeded: usize,
+    failed: Vec<String>,
+    jobs_created: usize,
+    expected_jobs: usize,
+    duplicates: Vec<String>,
+    missing: Vec<String>,
+    extra: Vec<String>,
+    lost: Vec<String>,
+}
+
+async fn verify(
+    ns: &TestNamespace,
+    names: &[String],
+    jobs: &Shared<BTreeMap<String, JobSeen>>,
+    runs: usize,
+) -> Report {
+    let api: Api<Execution> = ns.api();
+    let mut report = Report::default();
+    let mut expected = BTreeMap::<String, (String, String)>::new();
+    let mut statuses = BTreeMap::new();
+    for name in names {
+        let status = api
+            .get(name)
+            .await
+            .unwrap_or_else(|e| panic!("reading Execution {name}: {e}"))
+            .status
+            .unwrap_or_default();
+        report.finished += usize::from(status.phase.is_final());
+        if status.phase == ExecutionPhase::Succeeded {
+            report.succeeded += 1;
+        } else {
+            report
+                .failed
+                .push(format!("{name}: {:?} {:?}", status.phase, status.message));
+        }
+        for s in &status.steps {
+            match &s.job_name {
+                Some(job) => {
+                    expected.insert(job.clone(), (name.clone(), s.id.clone()));
+                }
+                None => report
+                    .missing
+                    .push(format!("{name}/{}: no Job in status", s.id)),
+            }
+        }
+        statuses.insert(name.clone(), status);
+    }
+    report.expected_jobs = expected.len();
+    // The watch may still be catching up after etcd's restart: give it a moment.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline && expected.keys().any(|j| !lock(jobs).contains_key(j)) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let seen = lock(jobs).clone();
+    report.jobs_created = seen.values().map(|j| j.uids.len()).sum();
+    for (job, s) in &seen {
+        if s.uids.len() > 1 {
+            report
+                .duplicates
+                .push(format!("{job}: {} uids", s.uids.len()));
+        }
+        if !expected.contains_key(job) {
+            report.extra.push(format!(
+                "{job} ({}/{} attempt {})",
+                s.execution, s.step, s.attempt
+            ));
+        }
+    }
+    report
+        .missing
+        .extend(expected.keys().filter(|j| !seen.contains_key(*j)).cloned());
+    for (name, status) in &statuses {
+        for (i, id) in STEPS.iter().enumerate() {
+            let Some(s) = status.steps.iter().find(|s| s.id == *id) else {
+                report.lost.push(format!("{name}/{id}: no step in status"));
+                continue;
+            };
+            let want = json!({"out": output_of(name, id)});
+            if s.outputs.as_ref() != Some(&want) {
+                report
+                    .lost
+                    .push(format!("{name}/{id}: outputs {:?}", s.outputs));
+            }
+            let job = s.job_name.as_ref().and_then(|j| seen.get(j));
+            if i > 0 {
+                let want = output_of(name, STEPS[i - 1]);
+                let got = job.and_then(|j| j.input.clone());
+                if got.as_deref() != Some(want.as_str()) {
+                    report
+                        .lost
+                        .push(format!("{name}/{id}: IN {got:?}, want {want:?}"));
+                }
+            }
+        }
+    }
+    assert_eq!(statuses.len(), runs);
+    report
+}
