@@ -258,9 +258,9 @@ fn lint_resource(value: &Value, source: Option<&str>) -> Vec<(Finding, Option<us
                     } else {
                         "spec.schedule"
                     };
-                    let message = e.strip_prefix(path).map_or(e.as_str(), |m| {
-                        m.trim_start_matches(|c: char| c == ':' || c == ' ')
-                    });
+                    let message = e
+                        .strip_prefix(path)
+                        .map_or(e.as_str(), |m| m.trim_start_matches([':', ' ']));
                     out.push((err(path, message), None));
                 }
             }
