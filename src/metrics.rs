@@ -73,7 +73,7 @@ const HANDOFF_STALE: Duration = Duration::from_secs(600);
 const RECENT_COUNTED: usize = 4096;
 
 /// The `controller` label values of the reconcile metrics.
-pub const CONTROLLERS: [&str; 3] = ["execution", "playbook", "runner"];
+pub const CONTROLLERS: [&str; 4] = ["execution", "playbook", "runner", "schedule"];
 
 /// Content type of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";

@@ -84,6 +84,35 @@ fn convert_of_the_seed_playbook_is_the_checked_in_canonical_example() {
 }
 
 #[test]
+fn a_cloudwatch_playbook_with_secret_params_as_env_values_converts_and_lints_clean() {
+    let fixture = "tests/fixtures/stackpulse/aws-retrieve-cloudwatch-logs.yaml";
+    let out = run(&["convert", fixture]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    for param in ["AWSAccessKeyID", "AWSSecretAccessKey"] {
+        assert!(
+            stderr.contains(&format!("secret param '{param}' as the whole value")),
+            "stderr says what was turned into a reference:\n{stderr}"
+        );
+    }
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("AWS_SECRET_ACCESS_KEY: '{{ secret .params.AWSSecretAccessKey }}'"),
+        "{stdout}"
+    );
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let converted = dir.path().join("retrieve-cloudwatch-logs.yaml");
+    std::fs::write(&converted, &stdout).expect("writing the converted file");
+    let lint = run(&["lint", &converted.display().to_string()]);
+    assert!(
+        lint.status.success() && !text(&lint.stdout).contains("error"),
+        "the converted file lints clean:\n{}{}",
+        text(&lint.stdout),
+        text(&lint.stderr)
+    );
+}
+
+#[test]
 fn render_puts_secrets_in_refs_and_escapes_alert_references() {
     let out = run(&[
         "render",

@@ -24,10 +24,10 @@
 //!
 //! One writer may name someone else as the requester: whoever may `delegate`
 //! executions in the namespace (a custom verb; the chart grants it to the operator
-//! only), and only for an Execution with a `triggerRef`. The operator then copies the
-//! Trigger's `requestedBy`, which the [`trigger`] policies stamp with the Trigger's
-//! last writer: an alert's run acts for whoever wrote the Trigger, who cannot
-//! approve it.
+//! only), and only for an Execution with a `triggerRef` or `scheduleRef`. The
+//! operator then copies the Trigger's or Schedule's `requestedBy`, which the
+//! [`trigger`] policies stamp with its last writer: an alert's or a tick's run acts
+//! for whoever wrote the Trigger or Schedule, who cannot approve it.
 //!
 //! `crds/admission-policies.yaml` is [`policies`] as YAML (`playbook-operator crd`).
 
@@ -227,11 +227,11 @@ fn validating_policy() -> ValidatingAdmissionPolicy {
             match_constraints: Some(executions(&["CREATE", "UPDATE"])),
             variables: Some(vec![
                 variable("user", "request.userInfo.username"),
-                // Runs from a Trigger act for its writer: only a writer allowed to
-                // `delegate` (the operator) may name someone else.
+                // Runs from a Trigger or Schedule act for its writer: only a writer
+                // allowed to `delegate` (the operator) may name someone else.
                 variable(
                     "delegated",
-                    "object.spec.?triggerRef.hasValue() && authorizer.group('stackpulse.io')\
+                    "(object.spec.?triggerRef.hasValue() || object.spec.?scheduleRef.hasValue()) && authorizer.group('stackpulse.io')\
                      .resource('executions').namespace(request.namespace).check('delegate').allowed()",
                 ),
                 variable("groups", "object.spec.?requestedByGroups.orValue([])"),

@@ -32,6 +32,7 @@ use super::{LocalRef, Phase, PlaybookSpec, schema};
 #[x_kube(validation = Rule::new("has(self.params) == has(oldSelf.params) && (!has(self.params) || self.params == oldSelf.params)").message("spec.params cannot be set, changed or removed after create: create a new Execution").field_path(".params").reason(Reason::FieldValueForbidden))]
 #[x_kube(validation = Rule::new("has(self.alert) == has(oldSelf.alert) && (!has(self.alert) || self.alert == oldSelf.alert)").message("spec.alert cannot be set, changed or removed after create: create a new Execution").field_path(".alert").reason(Reason::FieldValueForbidden))]
 #[x_kube(validation = Rule::new("has(self.triggerRef) == has(oldSelf.triggerRef) && (!has(self.triggerRef) || self.triggerRef == oldSelf.triggerRef)").message("spec.triggerRef cannot be set, changed or removed after create: create a new Execution").field_path(".triggerRef").reason(Reason::FieldValueForbidden))]
+#[x_kube(validation = Rule::new("has(self.scheduleRef) == has(oldSelf.scheduleRef) && (!has(self.scheduleRef) || self.scheduleRef == oldSelf.scheduleRef)").message("spec.scheduleRef cannot be set, changed or removed after create: create a new Execution").field_path(".scheduleRef").reason(Reason::FieldValueForbidden))]
 #[x_kube(validation = Rule::new("has(self.requestedBy) == has(oldSelf.requestedBy) && (!has(self.requestedBy) || self.requestedBy == oldSelf.requestedBy)").message("spec.requestedBy cannot be set, changed or removed after create: create a new Execution").field_path(".requestedBy").reason(Reason::FieldValueForbidden))]
 #[x_kube(validation = Rule::new("has(self.ttlSecondsAfterFinished) == has(oldSelf.ttlSecondsAfterFinished) && (!has(self.ttlSecondsAfterFinished) || self.ttlSecondsAfterFinished == oldSelf.ttlSecondsAfterFinished)").message("spec.ttlSecondsAfterFinished cannot be set, changed or removed after create: create a new Execution").field_path(".ttlSecondsAfterFinished").reason(Reason::FieldValueForbidden))]
 pub struct ExecutionSpec {
@@ -51,6 +52,9 @@ pub struct ExecutionSpec {
     /// The Trigger that created this run, when an alert did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger_ref: Option<LocalRef>,
+    /// The Schedule that created this run, when a tick did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_ref: Option<LocalRef>,
     /// Who asked for this run: the creator's user name as the API server knows it.
     /// Filled in when left out; a create naming someone else is rejected, and it
     /// cannot change (crds/admission-policies.yaml). This user cannot approve the run's steps.

@@ -1,4 +1,4 @@
-//! The `stackpulse.io/v1` API: the four custom resources, and the admission policies
+//! The `stackpulse.io/v1` API: the custom resources, and the admission policies
 //! that guard who requested and who approved an Execution (`admission`).
 //!
 //! Types only: no client, no runtime, no I/O. The CRD YAML in `crds/` is generated
@@ -11,12 +11,14 @@ pub mod admission;
 mod execution;
 mod playbook;
 mod runner;
+mod schedule;
 mod schema;
 mod trigger;
 
 pub use execution::*;
 pub use playbook::*;
 pub use runner::*;
+pub use schedule::*;
 pub use trigger::*;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -32,6 +34,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         Execution::crd(),
         Trigger::crd(),
         Runner::crd(),
+        Schedule::crd(),
     ]
 }
 

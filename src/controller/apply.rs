@@ -115,7 +115,7 @@ pub async fn apply(
 /// yet) gets AlreadyExists instead of a second Event. An Event that cannot be written
 /// is logged and dropped: it must not make the reconcile (and the status) go round
 /// again.
-async fn publish(api: &Api<Event>, event: &Event) {
+pub(super) async fn publish(api: &Api<Event>, event: &Event) {
     let reason = event.reason.as_deref().unwrap_or_default();
     match api.create(&PostParams::default(), event).await {
         Ok(_) => {}
@@ -300,15 +300,15 @@ async fn delete_job(api: &Api<Job>, name: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// The Kubernetes Event (events.k8s.io/v1) of an `Intent::Event` about `exec`;
-/// `None` for other intents.
+/// The Kubernetes Event (events.k8s.io/v1) of an `Intent::Event` about `exec` (an
+/// Execution, or a Schedule); `None` for other intents.
 ///
 /// Not kube-runtime's `Recorder`: it folds Events with the same reason into one series
 /// whatever their notes say, so "step 's2' started" would only bump the count of
 /// "step 's1' started". Here each transition is its own Event, named after it.
-pub fn to_event(
+pub fn to_event<K: Resource<DynamicType = ()>>(
     intent: &Intent,
-    exec: &Execution,
+    exec: &K,
     instance: &str,
     now: Timestamp,
 ) -> Option<Event> {

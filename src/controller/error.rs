@@ -83,6 +83,18 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("creating Execution {name}: {source}")]
+    CreateExecution {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("cancelling Execution {name}: {source}")]
+    CancelExecution {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
     /// The planning thread did not return (a panic in the engine): retried.
     #[error("planning {name} failed inside the operator: {message}")]
     Plan { name: String, message: String },
@@ -102,6 +114,8 @@ impl Error {
             Self::CreateJob { .. } => "create_job",
             Self::DeleteJob { .. } => "delete_job",
             Self::DeleteExecution { .. } => "delete_execution",
+            Self::CreateExecution { .. } => "create_execution",
+            Self::CancelExecution { .. } => "cancel_execution",
             Self::Plan { .. } => "plan",
             Self::ReviewAccess { .. } => "review_access",
         }

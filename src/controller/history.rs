@@ -16,7 +16,7 @@ use kube::api::{Api, DeleteParams, Preconditions};
 use kube::runtime::reflector::ObjectRef;
 
 use super::{Context, Error, ledger};
-use crate::api::{Execution, ExecutionStatus};
+use crate::api::{Execution, ExecutionStatus, HistoryLimit};
 use crate::engine::history::{Finished, beyond_limit, ttl_left};
 
 /// Enforces the TTL of `exec` (whose status is now `status`) and the history limit of
@@ -59,16 +59,32 @@ async fn prune(ctx: &Context, api: &Api<Execution>, exec: &Execution) -> Result<
         .and_then(|pb| pb.0.as_ref().ok()?.spec.history_limit);
     let Some(limit) = limit else { return Ok(()) };
     let cached = ctx.executions.state();
-    let mut runs = std::collections::HashMap::new();
-    let finished: Vec<Finished> = cached
+    let runs: Vec<&Execution> = cached
         .iter()
         .filter_map(|e| e.0.as_ref().ok())
         .filter(|e| e.namespace().as_deref() == Some(&ns) && &e.spec.playbook_ref.name == playbook)
+        .collect();
+    prune_runs(ctx, api, &ns, &runs, &limit, "the Playbook's historyLimit").await
+}
+
+/// Deletes the finished runs among `runs` (all in `ns`) beyond `limit` (`whose`:
+/// for the log), after writing what they leave behind to their Playbooks.
+pub(super) async fn prune_runs(
+    ctx: &Context,
+    api: &Api<Execution>,
+    ns: &str,
+    runs: &[&Execution],
+    limit: &HistoryLimit,
+    whose: &str,
+) -> Result<(), Error> {
+    let mut by_name = std::collections::HashMap::new();
+    let finished: Vec<Finished> = runs
+        .iter()
         .filter_map(|e| {
             let st = e.status.as_ref()?;
             st.phase.is_final().then(|| {
                 let name = e.metadata.name.as_deref().unwrap_or_default();
-                runs.insert(name, e);
+                by_name.insert(name, *e);
                 Finished {
                     name,
                     phase: st.phase,
@@ -78,18 +94,28 @@ async fn prune(ctx: &Context, api: &Api<Execution>, exec: &Execution) -> Result<
             })
         })
         .collect();
-    let doomed: Vec<&Execution> = beyond_limit(&finished, &limit)
+    let doomed: Vec<&Execution> = beyond_limit(&finished, limit)
         .into_iter()
-        .filter_map(|name| runs.get(name).copied())
+        .filter_map(|name| by_name.get(name).copied())
         .collect();
-    if doomed.is_empty() {
-        return Ok(());
+    let mut playbooks: Vec<&str> = doomed
+        .iter()
+        .map(|e| e.spec.playbook_ref.name.as_str())
+        .collect();
+    playbooks.sort_unstable();
+    playbooks.dedup();
+    for playbook in playbooks {
+        let theirs: Vec<&Execution> = doomed
+            .iter()
+            .copied()
+            .filter(|e| e.spec.playbook_ref.name == playbook)
+            .collect();
+        ledger::keep(ctx, ns, playbook, &theirs).await?;
     }
-    ledger::keep(ctx, &ns, playbook, &doomed).await?;
     for run in doomed {
         let name = run.name_any();
-        tracing::info!(pruned = %name, playbook = %playbook, "deleting an Execution beyond the Playbook's historyLimit");
-        delete(api, &ns, &name, run.uid()).await?;
+        tracing::info!(pruned = %name, playbook = %run.spec.playbook_ref.name, "deleting an Execution beyond {whose}");
+        delete(api, ns, &name, run.uid()).await?;
     }
     Ok(())
 }

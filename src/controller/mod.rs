@@ -7,6 +7,9 @@
 //! classifies what can go wrong (user errors wait for a change, transient ones back
 //! off).
 //!
+//! [`schedule`] starts the runs of Schedules at their ticks (a watch of scheduled
+//! runs of its own, the rest shared through the context).
+//!
 //! Two more controllers keep `Ready` conditions: [`playbook`] (the lint's verdict
 //! against the Runners of the Playbook's namespace; a Runner event re-checks the
 //! Playbooks of its namespace) and [`runner`] (whether the Secret a Runner names
@@ -36,6 +39,7 @@ mod observe;
 mod playbook;
 mod remediation;
 mod runner;
+mod schedule;
 mod spilled;
 
 /// How long the Runner `use` check reuses an answer of the API server.
@@ -166,7 +170,7 @@ where
     }
 }
 
-/// Runs the controllers (Executions, Playbooks, Runners) until `shutdown` completes
+/// Runs the controllers (Executions, Playbooks, Runners, Schedules) until `shutdown` completes
 /// (then in-flight reconciles finish) or the watches end. Scoped to
 /// `config.namespace` when set, so a test can run one controller per namespace side
 /// by side.
@@ -293,6 +297,7 @@ pub async fn run(
         runner_copied,
         shutdown.clone(),
     );
+    let schedule_controller = schedule::controller(ctx.clone(), shutdown.clone());
     let execution_controller = controller
         .owns_stream(job_events)
         .watches_stream(pod_events, pod_to_execution)
@@ -303,7 +308,12 @@ pub async fn run(
         .graceful_shutdown_on(shutdown)
         .run(execution::reconcile, execution::error_policy, ctx)
         .for_each(log_stream_error);
-    futures::join!(execution_controller, playbook_controller, runner_controller);
+    futures::join!(
+        execution_controller,
+        playbook_controller,
+        runner_controller,
+        schedule_controller
+    );
     tracing::info!("controller stopped");
 }
 

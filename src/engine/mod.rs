@@ -17,4 +17,5 @@ pub mod page;
 pub mod parse;
 pub mod plan;
 pub mod report;
+pub mod schedule;
 pub mod template;

@@ -106,6 +106,8 @@ pub struct Row {
     pub duration: Option<String>,
     /// The Trigger that created it, when an alert did.
     pub trigger: Option<String>,
+    /// The Schedule that created it, when a tick did.
+    pub schedule: Option<String>,
     /// The alert's name (`labels.alertname`), when it has one.
     pub alert: Option<String>,
 }
@@ -187,6 +189,7 @@ fn row(e: &Execution, now: Timestamp) -> Row {
         started: started.map(timestamp),
         duration: started.map(|s| duration(s, finished.unwrap_or(now))),
         trigger: e.spec.trigger_ref.as_ref().map(|t| t.name.clone()),
+        schedule: e.spec.schedule_ref.as_ref().map(|t| t.name.clone()),
         alert: alert_name(e.spec.alert.as_ref()),
     }
 }
@@ -363,6 +366,8 @@ pub struct Detail {
     pub severity: Option<String>,
     pub requested_by: Option<String>,
     pub trigger: Option<String>,
+    /// The Schedule that started the run, when a tick did.
+    pub schedule: Option<String>,
     pub started: Option<String>,
     pub duration: Option<String>,
     pub alert: Option<AlertView>,
@@ -442,6 +447,7 @@ pub fn detail(e: &Execution, mut events: Vec<EventView>, now: Timestamp) -> Deta
         severity: status.severity.clone(),
         requested_by: e.spec.requested_by.clone(),
         trigger: e.spec.trigger_ref.as_ref().map(|t| t.name.clone()),
+        schedule: e.spec.schedule_ref.as_ref().map(|t| t.name.clone()),
         started: started.map(timestamp),
         duration: started.map(|s| duration(s, finished.unwrap_or(now))),
         alert: e.spec.alert.as_ref().map(alert_view),

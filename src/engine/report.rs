@@ -48,6 +48,9 @@ pub struct PlaybookReport {
     pub approval_wait: Durations,
     /// Finished runs in which no step waited for an approval.
     pub automated: u64,
+    /// Runs a Schedule started (left out when none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub scheduled: u64,
     /// `automated` over finished runs, 0..=1; `None` when none finished.
     pub automated_share: Option<f64>,
     pub failing_steps: Vec<FailingStep>,
@@ -83,6 +86,8 @@ pub struct RunReview {
     pub waited: bool,
     /// (step, message, when) of each failed step.
     pub failures: Vec<(String, String, Timestamp)>,
+    /// Started by a Schedule's tick (not an alert or a person).
+    pub scheduled: bool,
 }
 
 impl RunReview {
@@ -143,7 +148,10 @@ fn sample(exec: &Execution, now: Timestamp) -> RunReview {
         .as_ref()
         .or(exec.metadata.creation_timestamp.as_ref())
         .map(|t| t.0);
-    run_review(&status, start, now)
+    RunReview {
+        scheduled: exec.spec.schedule_ref.is_some(),
+        ..run_review(&status, start, now)
+    }
 }
 
 /// The review of `execs` created from `since` to `now`.
@@ -193,6 +201,9 @@ fn summarize<'a>(name: &str, samples: impl Iterator<Item = &'a RunReview>) -> Pl
         }
         if s.automated() {
             r.automated += 1;
+        }
+        if s.scheduled {
+            r.scheduled += 1;
         }
         for (phase, secs) in &s.to_phase {
             to.entry(*phase).or_default().push(*secs);
@@ -314,7 +325,31 @@ fn failing_lines(report: &Report) -> Vec<String> {
         .collect()
 }
 
-/// Aligned columns for a terminal, then the failing steps.
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// "Scheduled runs: ..." per playbook with any, so a review tells a Schedule's
+/// routine checks from incidents; `None` when no run was scheduled.
+fn scheduled_line(report: &Report) -> Option<String> {
+    if report.total.scheduled == 0 {
+        return None;
+    }
+    let each: Vec<String> = report
+        .playbooks
+        .iter()
+        .filter(|p| p.scheduled > 0)
+        .map(|p| format!("{} {} of {}", p.playbook, p.scheduled, p.executions))
+        .collect();
+    Some(format!(
+        "Started by a Schedule: {} of {} runs ({})",
+        report.total.scheduled,
+        report.total.executions,
+        each.join(", ")
+    ))
+}
+
+/// Aligned columns for a terminal, then the scheduled runs, then the failing steps.
 pub fn table(report: &Report) -> String {
     let rows: Vec<[String; 8]> = report
         .playbooks
@@ -344,6 +379,9 @@ pub fn table(report: &Report) -> String {
     for r in &rows {
         out.push_str(&line(r.iter().map(String::as_str).collect()));
     }
+    if let Some(line) = scheduled_line(report) {
+        let _ = write!(out, "\n{line}\n");
+    }
     let failing = failing_lines(report);
     if !failing.is_empty() {
         out.push_str("\nMost failing steps:\n");
@@ -369,6 +407,9 @@ pub fn markdown(report: &Report) -> String {
     {
         let cells: Vec<String> = row(r).iter().map(|c| c.replace('|', "\\|")).collect();
         let _ = writeln!(out, "| {} |", cells.join(" | "));
+    }
+    if let Some(line) = scheduled_line(report) {
+        let _ = write!(out, "\n{line}\n");
     }
     let failing = failing_lines(report);
     if !failing.is_empty() {

@@ -61,8 +61,8 @@ is denied something), so this list stays the least the operator needs.
 # ttlSecondsAfterFinished) deletes finished ones. create: the alert webhooks start
 # runs; list and patch: a resolved alert sets spec.cancel on the runs its firing
 # started (cancelOnResolve). delegate (a custom verb no request uses): the admission
-# policy lets the operator name a Trigger's last writer as the requester of the runs
-# that Trigger starts, and nobody else may name anyone but themself.
+# policy lets the operator name a Trigger's or Schedule's last writer as the
+# requester of the runs it starts, and nobody else may name anyone but themself.
 - apiGroups: [stackpulse.io]
   resources: [executions]
   verbs: [list, watch, delete, create, patch, delegate]
@@ -75,11 +75,16 @@ is denied something), so this list stays the least the operator needs.
 - apiGroups: [stackpulse.io]
   resources: [triggers]
   verbs: [get, list, watch]
+# Schedules: the Schedule controller starts their runs at each tick (create and
+# delegate on executions above; patch: concurrencyPolicy Replace cancels a run).
+- apiGroups: [stackpulse.io]
+  resources: [schedules]
+  verbs: [list, watch]
 # Status of each kind, written by server-side apply (a PATCH); a Trigger's holds
 # its Ready condition, its match counts and its pruned alert runs, a Playbook's
 # the remediation claims of its pruned runs.
 - apiGroups: [stackpulse.io]
-  resources: [executions/status, playbooks/status, runners/status, triggers/status]
+  resources: [executions/status, playbooks/status, runners/status, triggers/status, schedules/status]
   verbs: [patch]
 # Each step runs as a Job: created under a deterministic name, deleted on cancel
 # and timeout; watched (only those labelled with an Execution uid) for their ends.

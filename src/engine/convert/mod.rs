@@ -350,7 +350,12 @@ fn playbook(doc: &Value) -> Result<Conversion, ConvertError> {
             "missing or not a list: a playbook needs steps",
         ));
     };
-    let steps = steps::convert(&mut cx, list, &name)?;
+    let secret_params = params
+        .iter()
+        .filter(|p: &&Param| p.kind == ParamType::Secret)
+        .map(|p| p.name.clone())
+        .collect();
+    let steps = steps::convert(&mut cx, list, &name, secret_params)?;
     top.finish(&mut cx);
     let mut annotations = meta.annotations.take().unwrap_or_default();
     cx.annotate(&mut annotations);
@@ -437,3 +442,5 @@ fn param(cx: &mut Cx, v: &Value, i: usize, playbook: &str) -> Result<Param, Conv
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_secrets;

@@ -4,7 +4,10 @@
 //! reads had to change, the templates after it are rewritten to the new id, so the
 //! playbook reads the same outputs it did before conversion.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::LazyLock;
+
+use regex::Regex;
 
 use serde_yaml::Value;
 
@@ -23,6 +26,8 @@ struct Walk<'c> {
     loops: usize,
     playbook: String,
     steps: usize,
+    /// Names of the playbook's `type: secret` params.
+    secret_params: BTreeSet<String>,
 }
 
 /// One dialect entry's shape.
@@ -49,11 +54,28 @@ fn shape(v: &Value, path: &str) -> Result<Shape, ConvertError> {
     }
 }
 
+/// An env value that is exactly one secret param printed (`{{ $.params.KEY }}`,
+/// `{{ .params.KEY }}` or bare `{{ .KEY }}`): StackPulse authors wrote that meaning the
+/// secret, and it would render the key's name. Returns the secret reference that
+/// replaces it, and the param's name. A secret printed inside longer text is left for
+/// `lint` to refuse: there the author's intent is not clear.
+fn secret_reference(value: &str, secret_params: &BTreeSet<String>) -> Option<(String, String)> {
+    static WHOLE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^\{\{-?\s*\$?\.(?:params\.)?([A-Za-z_][A-Za-z0-9_-]*)\s*-?\}\}$")
+            .expect("a valid regex")
+    });
+    let name = WHOLE.captures(value.trim())?.get(1)?.as_str();
+    secret_params
+        .contains(name)
+        .then(|| (format!("{{{{ secret .params.{name} }}}}"), name.to_string()))
+}
+
 /// Converts the top-level `steps` list.
 pub(super) fn convert(
     cx: &mut Cx,
     list: &[Value],
     playbook: &str,
+    secret_params: BTreeSet<String>,
 ) -> Result<Vec<PlaybookStep>, ConvertError> {
     let mut ids = Ids::default();
     reserve(&mut ids, list);
@@ -65,6 +87,7 @@ pub(super) fn convert(
         loops: 0,
         playbook: playbook.into(),
         steps: 0,
+        secret_params,
     };
     let mut out = Vec::new();
     for (i, v) in list.iter().enumerate() {
@@ -218,7 +241,14 @@ impl Walk<'_> {
                 .ok_or_else(|| ConvertError::invalid(format!("{path}.env"), "must be a mapping"))?;
             for (k, v) in map {
                 let key = yaml_text(k);
-                let value = self.template(yaml_text(v), &format!("{path}.env.{key}"));
+                let mut value = self.template(yaml_text(v), &format!("{path}.env.{key}"));
+                if let Some((reference, param)) = secret_reference(&value, &self.secret_params) {
+                    self.cx.note(format!(
+                        "Playbook {}: {path}.env.{key}: secret param '{param}' as the whole value → {reference} (the secret itself, by reference, not the key's name)",
+                        self.playbook
+                    ));
+                    value = reference;
+                }
                 step.env.insert(key, value);
             }
         }

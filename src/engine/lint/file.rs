@@ -12,7 +12,7 @@ use kube::CustomResourceExt;
 use serde_yaml::Value;
 
 use super::{Finding, Severity, lint_playbook};
-use crate::api::{Execution, Playbook, Runner, Trigger};
+use crate::api::{Execution, Playbook, Runner, Schedule, Trigger};
 use crate::engine::convert::{self, is_dns_subdomain};
 use crate::engine::template;
 
@@ -174,14 +174,16 @@ fn lint_resource(value: &Value, source: Option<&str>) -> Vec<(Finding, Option<us
         "Trigger" => Trigger::crd(),
         "Runner" => Runner::crd(),
         "Execution" => Execution::crd(),
+        "Schedule" => Schedule::crd(),
         other => {
             let what = if other.is_empty() {
                 "missing".to_string()
             } else {
                 format!("unknown kind '{other}'")
             };
-            let msg =
-                format!("{what}: stackpulse.io/v1 serves Playbook, Execution, Trigger and Runner");
+            let msg = format!(
+                "{what}: stackpulse.io/v1 serves Playbook, Execution, Trigger, Runner and Schedule"
+            );
             return vec![(err("kind", &msg), None)];
         }
     };
@@ -246,6 +248,24 @@ fn lint_resource(value: &Value, source: Option<&str>) -> Vec<(Finding, Option<us
             Err(e) => out.push(e),
         },
         "Runner" => out.extend(decode::<Runner>(value, source).err()),
+        // What the controller would say in `Ready=False`, before it is applied.
+        "Schedule" => match decode::<Schedule>(value, source) {
+            Ok(s) => {
+                let zone = s.spec.time_zone.as_deref();
+                if let Err(e) = crate::engine::schedule::compile(&s.spec.schedule, zone) {
+                    let path = if e.starts_with("spec.timeZone") {
+                        "spec.timeZone"
+                    } else {
+                        "spec.schedule"
+                    };
+                    let message = e
+                        .strip_prefix(path)
+                        .map_or(e.as_str(), |m| m.trim_start_matches([':', ' ']));
+                    out.push((err(path, message), None));
+                }
+            }
+            Err(e) => out.push(e),
+        },
         _ => out.extend(decode::<Execution>(value, source).err()),
     }
     out

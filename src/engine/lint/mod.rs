@@ -22,7 +22,7 @@ use crate::engine::{parse, template};
 pub use file::{FileFinding, lint_file};
 pub use ready::{
     READY, REASON_INVALID, REASON_SECRET_NOT_FOUND, REASON_VALID, SecretCheck, ready_condition,
-    runner_ready_condition, trigger_ready_condition,
+    runner_ready_condition, schedule_ready_condition, trigger_ready_condition,
 };
 pub use runners::lint_secrets;
 

@@ -5,6 +5,7 @@
 //! namespace (from its cache), the condition it wrote last time and the current time;
 //! the Runner reconciler passes what it found of the Secret instead of a spec.
 
+use chrono::{DateTime, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 
@@ -75,6 +76,29 @@ pub fn trigger_ready_condition(
         Ok(()) if !spec.enabled => ("True", REASON_VALID, "valid, but disabled".to_string()),
         Ok(()) => ("True", REASON_VALID, "matching alerts".to_string()),
         Err(e) => ("False", REASON_INVALID, e),
+    };
+    condition(status, reason, message, generation, old, now)
+}
+
+/// `Ready` for a Schedule: False (reason `Invalid`) with what to fix (`invalid`,
+/// from `engine::schedule::plan`), else True with the next tick.
+pub fn schedule_ready_condition(
+    invalid: Option<&str>,
+    suspended: bool,
+    next: Option<DateTime<Utc>>,
+    generation: Option<i64>,
+    old: Option<&Condition>,
+    now: Timestamp,
+) -> Condition {
+    let (status, reason, message) = match (invalid, next) {
+        (Some(m), _) => ("False", REASON_INVALID, m.to_string()),
+        (None, _) if suspended => ("True", REASON_VALID, "suspended: no run starts".into()),
+        (None, Some(next)) => (
+            "True",
+            REASON_VALID,
+            format!("next run at {}", next.to_rfc3339()),
+        ),
+        (None, None) => ("True", REASON_VALID, "the schedule has no next tick".into()),
     };
     condition(status, reason, message, generation, old, now)
 }

@@ -368,7 +368,7 @@ steps:
   - name: x/a
     env:
       USER: me
-      PASSWORD: '{{ $.params.Pw }}'
+      PASSWORD: 'pw={{ $.params.Pw }}'
 ---
 steps: [
 ";
@@ -449,4 +449,38 @@ fn finally_steps_are_linted_like_steps() {
             .contains("finally step 'a': id 'a' is also a step's id")),
         "{found:#?}"
     );
+}
+
+#[test]
+fn a_schedule_file_is_checked_like_the_controller_checks_it() {
+    let text = "\
+apiVersion: stackpulse.io/v1
+kind: Schedule
+metadata: {name: nightly}
+spec: {playbookRef: {name: p}, schedule: '0 25 * * *'}
+---
+apiVersion: stackpulse.io/v1
+kind: Schedule
+metadata: {name: berlin}
+spec: {playbookRef: {name: p}, schedule: '@daily', timeZone: Europe/Berln, suspnd: true}
+---
+apiVersion: stackpulse.io/v1
+kind: Schedule
+metadata: {name: fine}
+spec: {playbookRef: {name: p}, schedule: '*/15 9-17 * * MON-FRI', timeZone: Europe/Berlin}
+";
+    let found: Vec<String> = lint_file(text, "s.yaml")
+        .iter()
+        .map(|f| f.to_string())
+        .collect();
+    let want = [
+        "s.yaml: error: spec.schedule: \"0 25 * * *\":",
+        "s.yaml:9: error: spec.suspnd: unknown field 'suspnd'",
+        "s.yaml: error: spec.timeZone: unknown time zone \"Europe/Berln\"",
+    ];
+    assert_eq!(found.len(), want.len(), "{found:#?}");
+    for (f, w) in found.iter().zip(want) {
+        assert!(f.starts_with(w), "{f}\n  should start with\n{w}");
+    }
+    assert!(found[0].contains("hour 0-23"), "{}", found[0]);
 }

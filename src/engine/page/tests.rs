@@ -132,8 +132,31 @@ fn a_row_says_phase_duration_trigger_and_alert() {
             started: Some(timestamp(at(5))),
             duration: Some("1m 05s".into()),
             trigger: Some("on-redis".into()),
+            schedule: None,
             alert: Some("RedisDown".into()),
         }]
+    );
+}
+
+#[test]
+fn a_scheduled_run_names_its_schedule_in_the_row_and_the_detail() {
+    let e = exec(json!({
+        "metadata": {"name": "nightly-29000000", "namespace": "prod"},
+        "spec": {"playbookRef": {"name": "health"}, "scheduleRef": {"name": "nightly"}},
+        "status": {"phase": "Succeeded"}
+    }));
+    let view = list(
+        &[&e],
+        &Access::from_answers(true, []),
+        &ListFilter::default(),
+        at(70),
+        10,
+    );
+    assert_eq!(view.rows[0].schedule.as_deref(), Some("nightly"));
+    assert_eq!(view.rows[0].trigger, None);
+    assert_eq!(
+        detail(&e, vec![], at(70)).schedule.as_deref(),
+        Some("nightly")
     );
 }
 

@@ -218,3 +218,35 @@ fn table_and_markdown_show_every_playbook_the_total_and_failures() {
     assert!(md.contains("| prod/redis | 5 | 2/2/0/1 |"), "{md}");
     assert!(md.contains("### Most failing steps"), "{md}");
 }
+
+#[test]
+fn scheduled_runs_are_counted_and_named_apart() {
+    let mut ticked = exec("health-1", "health", 10, Succeeded, vec![]);
+    ticked.spec.schedule_ref = Some(LocalRef {
+        name: "nightly".into(),
+    });
+    let alerted = exec("health-2", "health", 20, Succeeded, vec![]);
+    let other = exec("redis-1", "redis", 30, Failed, vec![]);
+    let r = build(
+        &[ticked, alerted, other],
+        Timestamp::from_second(0).expect("t"),
+        Timestamp::from_second(100).expect("t"),
+    );
+    assert_eq!((r.total.scheduled, r.total.executions), (1, 3));
+    assert_eq!(r.playbooks[0].scheduled, 1);
+    let line = "Started by a Schedule: 1 of 3 runs (prod/health 1 of 2)";
+    assert!(table(&r).contains(line), "{}", table(&r));
+    assert!(markdown(&r).contains(line), "{}", markdown(&r));
+    // None scheduled: no line, and no field in the JSON (reviews stay as they were).
+    let plain = build(
+        &[exec("redis-1", "redis", 30, Failed, vec![])],
+        Timestamp::from_second(0).expect("t"),
+        Timestamp::from_second(100).expect("t"),
+    );
+    assert!(!table(&plain).contains("Schedule"));
+    assert!(
+        !serde_json::to_string(&plain)
+            .unwrap_or_default()
+            .contains("scheduled")
+    );
+}
