@@ -38,6 +38,7 @@ demo:
 
 ## bench: the execution page's render time with 10,000 Executions cached (no cluster),
 ## then 200 Executions of a 4-step playbook against 200 bare Job chains (the floor),
+## with the API server's writes per step and 20 idle single runs after,
 ## then 10,000 alerts (with duplicates) at the webhook, on the local control plane
 ## (started if it is not up). BENCH_PAGE_EXECUTIONS=N, BENCH_EXECUTIONS=N,
 ## BENCH_ALERTS=N to change.

@@ -19,7 +19,8 @@
 //!
 //! Watches: Executions (the main resource), the Jobs and Pods labelled with an
 //! Execution's uid (a Pod event triggers its Execution as soon as the step container
-//! terminates: the Job controller's own status update is not waited for), and
+//! terminates: the Job controller's own status update is not waited for; [`wake`]
+//! lets through only the Pod and Job changes the plan acts on), and
 //! Playbooks and Runners (caches for the planner; a Playbook event wakes the
 //! Executions waiting for it). Every cache is a reflector fed by the same watch that
 //! triggers reconciles, so one watch per kind. Objects of our own kinds are read
@@ -37,6 +38,7 @@ mod playbook;
 mod remediation;
 mod runner;
 mod spilled;
+mod wake;
 
 /// How long the Runner `use` check reuses an answer of the API server.
 pub use access::TTL as ACCESS_TTL;
@@ -181,7 +183,11 @@ pub async fn run(
     let (jobs, jobs_writer) = reflector::store::<Job>();
     let job_watch =
         watcher(api::<Job>(&client, ns), ours.clone()).modify(|j| j.managed_fields_mut().clear());
-    let job_events = reflector::reflector(jobs_writer, job_watch).touched_objects();
+    let job_events = wake::filter(
+        reflector::reflector(jobs_writer, job_watch),
+        wake::Wakes::jobs(),
+        observe::job_wake,
+    );
 
     let (pods, pods_writer) = reflector::store::<Pod>();
     let pod_watch = {
@@ -196,7 +202,11 @@ pub async fn run(
                 }
             })
     };
-    let pod_events = reflector::reflector(pods_writer, pod_watch).touched_objects();
+    let pod_events = wake::filter(
+        reflector::reflector(pods_writer, pod_watch),
+        wake::Wakes::pods(),
+        observe::pod_wake,
+    );
 
     // The Playbook and Runner controllers get a copy of every Playbook and Runner
     // watch event: one watch per kind still, driven by the Execution controller.

@@ -18,3 +18,4 @@ pub mod parse;
 pub mod plan;
 pub mod report;
 pub mod template;
+pub mod wake;
