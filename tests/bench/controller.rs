@@ -27,9 +27,9 @@ mod apiserver;
 #[path = "../common/mod.rs"]
 mod common;
 mod idle;
+mod process;
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -253,9 +253,9 @@ async fn operator_run(client: &kube::Client, n: usize) -> anyhow::Result<Run> {
         .await
         .context("creating the Playbook")?;
 
-    let addr = free_local_addr()?;
+    let addr = process::free_local_addr()?;
     let operator = OperatorProcess::start(&ns, &["--http-addr", &addr]);
-    wait_ready(&addr).await?;
+    process::wait_ready(&addr).await?;
 
     let execs: Api<Execution> = ns.api();
     let finished = Arc::new(Mutex::new(
@@ -324,10 +324,10 @@ async fn operator_run(client: &kube::Client, n: usize) -> anyhow::Result<Run> {
             cpu_after.extend(cpu_seconds(operator.pid()).map(|c| ("operator".to_string(), c)));
             let requests = apiserver::delta(&requests_before, &apiserver::requests(client).await?);
             watch.abort();
-            let metrics = http_get(&addr, "/metrics").await?;
+            let metrics = process::http_get(&addr, "/metrics").await?;
             let handoff = histogram(&metrics, "playbook_step_handoff_seconds")
                 .context("no playbook_step_handoff_seconds in /metrics")?;
-            let peak_rss_kib = peak_rss_kib(operator.pid());
+            let peak_rss_kib = process::rss_kib(operator.pid(), "VmHWM");
             eprintln!("[bench] idle: {IDLE_RUNS} single runs, one after another");
             let idle = idle::runs(&execs, "bench", IDLE_RUNS).await?;
             drop(operator);
@@ -338,7 +338,7 @@ async fn operator_run(client: &kube::Client, n: usize) -> anyhow::Result<Run> {
                 handoffs: handoff.count,
                 peak_rss_kib,
                 cpu: cpu_delta(&cpu_before, &cpu_after),
-                reconciles: sample(
+                reconciles: process::sample(
                     &metrics,
                     "playbook_reconcile_duration_seconds_count{controller=\"execution\"}",
                 )
@@ -364,37 +364,6 @@ async fn operator_run(client: &kube::Client, n: usize) -> anyhow::Result<Run> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// An address on 127.0.0.1 that was free a moment ago.
-fn free_local_addr() -> anyhow::Result<String> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(listener.local_addr()?.to_string())
-}
-
-async fn wait_ready(addr: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if http_get(addr, "/readyz").await.is_ok() {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("the operator did not answer /readyz on {addr} within 60 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The body of a 200 answer to `GET path`, an error otherwise.
-async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
-    let addr = addr
-        .parse()
-        .with_context(|| format!("{addr}: not an address"))?;
-    let (status, body) = common::http::try_get(addr, path).await?;
-    if status != 200 {
-        bail!("GET {path}: {status}");
-    }
-    Ok(body)
 }
 
 /// A Prometheus histogram's cumulative buckets (upper bound in seconds, count).
@@ -480,21 +449,6 @@ fn cpu_delta(
         .iter()
         .filter_map(|(k, a)| Some((k.clone(), a - before.get(k)?)))
         .collect()
-}
-
-/// The value of one sample line `SERIES VALUE`.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))?
-        .trim()
-        .parse()
-        .ok()
-}
-
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 // ---------------------------------------------------------------------------
