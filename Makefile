@@ -38,13 +38,15 @@ demo:
 
 ## bench: the execution page's render time with 10,000 Executions cached (no cluster),
 ## then 200 Executions of a 4-step playbook against 200 bare Job chains (the floor),
-## then 10,000 alerts (with duplicates) at the webhook, on the local control plane
+## with the API server's writes per step and 20 idle single runs after,
+## then 10,000 alerts (with duplicates) at the webhook, then the operator's RSS with
+## 10,000 finished Executions (and per 1,000 more), on the local control plane
 ## (started if it is not up). BENCH_PAGE_EXECUTIONS=N, BENCH_EXECUTIONS=N,
-## BENCH_ALERTS=N to change.
+## BENCH_ALERTS=N, BENCH_MEMORY_EXECUTIONS=N to change.
 bench:
 	$(CARGO) bench --locked --bench page
-	$(CARGO) bench --locked --bench controller --bench alerts --no-run
-	tests/cluster/with-cluster.sh bash -c '$(CARGO) bench --locked --bench controller && $(CARGO) bench --locked --bench alerts'
+	$(CARGO) bench --locked --bench controller --bench alerts --bench memory --no-run
+	tests/cluster/with-cluster.sh bash -c '$(CARGO) bench --locked --bench controller && $(CARGO) bench --locked --bench alerts && $(CARGO) bench --locked --bench memory'
 
 ## chaos: 200 Executions of a 4-step playbook while the operator is SIGKILLed every
 ## 0.1-1 s and the API server and etcd are each restarted once, on the local control

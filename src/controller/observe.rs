@@ -24,6 +24,7 @@ use crate::engine::job::LABEL_EXECUTION_UID;
 use crate::engine::plan::{
     ExecutionRef, JobFailure, Limits, ObservedJob, PlanInput, StepLog, Terminated, awaiting_output,
 };
+use crate::engine::wake::{self, Wake};
 
 /// Where to read the log of one ended step container.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,18 +100,7 @@ pub fn plan_input(exec: &Execution, cached: &Cached, limits: &Limits) -> (PlanIn
 /// What one Job and its Pod show, and where its step container's log is (pod,
 /// container) once that container has terminated.
 pub fn observe_job(job: &Job, pods: &[&Pod]) -> (ObservedJob, Option<(String, String)>) {
-    let failed = job
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| {
-            cs.iter()
-                .find(|c| c.type_ == "Failed" && c.status == "True")
-        })
-        .map(|c| JobFailure {
-            reason: c.reason.clone().unwrap_or_default(),
-            message: c.message.clone().unwrap_or_default(),
-        });
+    let failed = job_failure(job);
     let container = step_container(job);
     let uid = job.uid();
     let owned: Vec<&Pod> = pods
@@ -158,6 +148,44 @@ pub fn observe_job(job: &Job, pods: &[&Pod]) -> (ObservedJob, Option<(String, St
     (observed, log_at)
 }
 
+/// The Job's `Failed` condition, when it is True.
+fn job_failure(job: &Job) -> Option<JobFailure> {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c.type_ == "Failed" && c.status == "True")
+        })
+        .map(|c| JobFailure {
+            reason: c.reason.clone().unwrap_or_default(),
+            message: c.message.clone().unwrap_or_default(),
+        })
+}
+
+/// What of a step's Job its Execution's plan acts on (`engine::wake`).
+pub fn job_wake(job: &Job) -> Wake {
+    wake::job(
+        job_failure(job).as_ref(),
+        job.metadata.deletion_timestamp.is_some(),
+    )
+}
+
+/// What of a step's Pod its Execution's plan acts on (`engine::wake`): the same facts
+/// `observe_job` gives the planner, of the pod's first container (the step's).
+pub fn pod_wake(pod: &Pod) -> Wake {
+    let facts = pod::facts(pod, pod_step_container(pod));
+    wake::pod(step_container_terminated(pod), &facts)
+}
+
+/// The name of `pod`'s step container: its first, as in the Job's pod template.
+fn pod_step_container(pod: &Pod) -> Option<&str> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .map(|c| c.name.as_str())
+}
+
 /// The step container's memory limit, as the Job's pod template asks for it.
 fn memory_limit(job: &Job) -> Option<String> {
     let pod = job.spec.as_ref()?.template.spec.as_ref()?;
@@ -192,12 +220,7 @@ fn terminated_container<'a>(
 /// True when `pod`'s step container (the first, as in the Job's pod template) has
 /// terminated: what the Pod watch can tell without the Job.
 pub fn step_container_terminated(pod: &Pod) -> bool {
-    let name = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.containers.first())
-        .map(|c| c.name.as_str());
-    terminated_container(pod, name).is_some()
+    terminated_container(pod, pod_step_container(pod)).is_some()
 }
 
 /// True when `new` shows the step container terminated and `old` (the same Pod

@@ -19,3 +19,4 @@ pub mod plan;
 pub mod report;
 pub mod schedule;
 pub mod template;
+pub mod wake;

@@ -16,13 +16,20 @@
 //! the number to watch: absolute figures depend on the machine and on
 //! kube-controller-manager's client limits, which are printed with the results.
 //!
+//! Each half also prints what the API server itself counted (`apiserver_request_total`
+//! deltas, [`apiserver`]): the writes per step by verb and resource, every client's,
+//! so the operator's extra cost is the difference. After the storm the same operator
+//! runs 20 single Executions one after another ([`idle`]): created → Succeeded.
+//!
 //! Env: `BENCH_EXECUTIONS` (default 200). Needs a cluster: `make bench` starts one.
 
+mod apiserver;
 #[path = "../common/mod.rs"]
 mod common;
+mod idle;
+mod process;
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -42,6 +49,8 @@ const STEPS: usize = 4;
 /// not become N open connections.
 const CREATE_CONCURRENCY: usize = 32;
 const RUN_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+/// Single runs timed on the idle operator after the storm.
+const IDLE_RUNS: usize = 20;
 
 fn main() -> anyhow::Result<()> {
     let n: usize = match std::env::var("BENCH_EXECUTIONS") {
@@ -78,6 +87,10 @@ struct Run {
     cpu: BTreeMap<String, f64>,
     /// The operator's reconciles of Executions, and its failed reconciles by reason.
     reconciles: Option<u64>,
+    /// What the API server served during the run, by verb and resource.
+    requests: apiserver::Requests,
+    /// Idle single runs after the storm, created → Succeeded, sorted.
+    idle: Vec<Duration>,
     errors: Vec<String>,
 }
 
@@ -145,6 +158,7 @@ async fn bare_chains(client: &kube::Client, n: usize) -> anyhow::Result<Run> {
     });
 
     let handoffs = Arc::new(Mutex::new(Vec::<Duration>::new()));
+    let requests_before = apiserver::requests(client).await?;
     let cpu_before = control_plane_cpu();
     let start = Instant::now();
     futures::stream::iter(0..n)
@@ -184,10 +198,13 @@ async fn bare_chains(client: &kube::Client, n: usize) -> anyhow::Result<Run> {
         });
     }
     let cpu = cpu_delta(&cpu_before, &control_plane_cpu());
+    let requests = apiserver::delta(&requests_before, &apiserver::requests(client).await?);
     watch.abort();
     let mut samples = handoffs.lock().unwrap_or_else(|p| p.into_inner()).clone();
     samples.sort();
-    ns.cleanup().await;
+    // Waited for, so that deleting the floor's objects is not counted in the
+    // operator's half.
+    ns.cleanup_and_wait().await;
     Ok(Run {
         wall: last_end - start,
         handoff: (quantile(&samples, 0.5), quantile(&samples, 0.99)),
@@ -195,6 +212,8 @@ async fn bare_chains(client: &kube::Client, n: usize) -> anyhow::Result<Run> {
         peak_rss_kib: None,
         cpu,
         reconciles: None,
+        requests,
+        idle: Vec::new(),
         errors: Vec::new(),
     })
 }
@@ -234,9 +253,9 @@ async fn operator_run(client: &kube::Client, n: usize) -> anyhow::Result<Run> {
         .await
         .context("creating the Playbook")?;
 
-    let addr = free_local_addr()?;
+    let addr = process::free_local_addr()?;
     let operator = OperatorProcess::start(&ns, &["--http-addr", &addr]);
-    wait_ready(&addr).await?;
+    process::wait_ready(&addr).await?;
 
     let execs: Api<Execution> = ns.api();
     let finished = Arc::new(Mutex::new(
@@ -263,6 +282,7 @@ async fn operator_run(client: &kube::Client, n: usize) -> anyhow::Result<Run> {
         })
     };
 
+    let requests_before = apiserver::requests(client).await?;
     let mut cpu_before = control_plane_cpu();
     cpu_before.extend(cpu_seconds(operator.pid()).map(|c| ("operator".to_string(), c)));
     let start = Instant::now();
@@ -302,11 +322,14 @@ async fn operator_run(client: &kube::Client, n: usize) -> anyhow::Result<Run> {
             let wall = last_end.unwrap_or(start) - start;
             let mut cpu_after = control_plane_cpu();
             cpu_after.extend(cpu_seconds(operator.pid()).map(|c| ("operator".to_string(), c)));
+            let requests = apiserver::delta(&requests_before, &apiserver::requests(client).await?);
             watch.abort();
-            let metrics = http_get(&addr, "/metrics").await?;
+            let metrics = process::http_get(&addr, "/metrics").await?;
             let handoff = histogram(&metrics, "playbook_step_handoff_seconds")
                 .context("no playbook_step_handoff_seconds in /metrics")?;
-            let peak_rss_kib = peak_rss_kib(operator.pid());
+            let peak_rss_kib = process::rss_kib(operator.pid(), "VmHWM");
+            eprintln!("[bench] idle: {IDLE_RUNS} single runs, one after another");
+            let idle = idle::runs(&execs, "bench", IDLE_RUNS).await?;
             drop(operator);
             ns.cleanup().await;
             return Ok(Run {
@@ -315,11 +338,13 @@ async fn operator_run(client: &kube::Client, n: usize) -> anyhow::Result<Run> {
                 handoffs: handoff.count,
                 peak_rss_kib,
                 cpu: cpu_delta(&cpu_before, &cpu_after),
-                reconciles: sample(
+                reconciles: process::sample(
                     &metrics,
                     "playbook_reconcile_duration_seconds_count{controller=\"execution\"}",
                 )
                 .map(|v| v as u64),
+                requests,
+                idle,
                 errors: metrics
                     .lines()
                     .filter(|l| l.starts_with("playbook_reconcile_errors_total{"))
@@ -339,37 +364,6 @@ async fn operator_run(client: &kube::Client, n: usize) -> anyhow::Result<Run> {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-/// An address on 127.0.0.1 that was free a moment ago.
-fn free_local_addr() -> anyhow::Result<String> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(listener.local_addr()?.to_string())
-}
-
-async fn wait_ready(addr: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if http_get(addr, "/readyz").await.is_ok() {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("the operator did not answer /readyz on {addr} within 60 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The body of a 200 answer to `GET path`, an error otherwise.
-async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
-    let addr = addr
-        .parse()
-        .with_context(|| format!("{addr}: not an address"))?;
-    let (status, body) = common::http::try_get(addr, path).await?;
-    if status != 200 {
-        bail!("GET {path}: {status}");
-    }
-    Ok(body)
 }
 
 /// A Prometheus histogram's cumulative buckets (upper bound in seconds, count).
@@ -457,21 +451,6 @@ fn cpu_delta(
         .collect()
 }
 
-/// The value of one sample line `SERIES VALUE`.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))?
-        .trim()
-        .parse()
-        .ok()
-}
-
-fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 // ---------------------------------------------------------------------------
 
 fn report(n: usize, floor: &Run, operator: &Run) {
@@ -533,6 +512,15 @@ fn report(n: usize, floor: &Run, operator: &Run) {
         operator.reconciles.unwrap_or(0) as f64 / (n * STEPS) as f64
     );
     println!(
+        "| idle {STEPS}-step run, created → Succeeded, p50 / max of {} | | {} / {} | |",
+        operator.idle.len(),
+        operator
+            .idle
+            .get(operator.idle.len() / 2)
+            .map_or("?".into(), |d| ms(*d)),
+        operator.idle.last().map_or("?".into(), |d| ms(*d)),
+    );
+    println!(
         "| operator peak RSS | | {} | |",
         operator
             .peak_rss_kib
@@ -550,6 +538,7 @@ fn report(n: usize, floor: &Run, operator: &Run) {
         };
         println!("| CPU {p} | {} | {} | {ratio} |", show(f), show(o));
     }
+    apiserver::print_writes(n * STEPS, &floor.requests, &operator.requests);
     if !operator.errors.is_empty() {
         println!("\nfailed reconciles (retried):");
         for line in &operator.errors {

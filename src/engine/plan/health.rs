@@ -148,6 +148,18 @@ pub fn judge(pod: Option<&PodFacts>, job: &str, image: &str, clock: Clock) -> He
     Health::Fine
 }
 
+/// The waiting reasons [`judge`] fails an attempt on (each with its own message and
+/// clock); any other (`ContainerCreating`, `PodInitializing`, …) is a container on its
+/// way, failed only by the start timeout. `engine::wake` wakes an Execution on these.
+pub const TROUBLE_REASONS: [&str; 6] = [
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "ErrImageNeverPull",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+];
+
 /// The verdict on a container that waits for the kubelet.
 fn waiting(w: &Waiting, image: &str, clock: Clock) -> Health {
     let t = clock.start_timeout;

@@ -175,3 +175,18 @@ fn out_of_memory_names_the_limit() {
         "exit code 137: ran out of memory (OOMKilled) with no memory limit: set resources.requests.memory and resources.limits.memory"
     );
 }
+
+/// `TROUBLE_REASONS` is exactly what `judge` has words of its own for: each listed
+/// reason fails with a message other than the start timeout's, and an unlisted one
+/// gets that generic message (so a reason added to the match must join the list).
+#[test]
+fn the_trouble_reasons_are_those_judged_on_their_own() {
+    let generic = |reason: &str| format!("failed: container did not start within 300s ({reason})");
+    let verdict = |reason: &str| show(judge(Some(&waiting(reason, "")), "j", IMAGE, at(300)));
+    for reason in TROUBLE_REASONS {
+        assert_ne!(verdict(reason), generic(reason), "{reason}");
+    }
+    for reason in ["ContainerCreating", "PodInitializing", "SomethingNew"] {
+        assert_eq!(verdict(reason), generic(reason), "{reason}");
+    }
+}
