@@ -9,12 +9,14 @@
 
 pub mod admission;
 mod execution;
+mod notify;
 mod playbook;
 mod runner;
 mod schema;
 mod trigger;
 
 pub use execution::*;
+pub use notify::*;
 pub use playbook::*;
 pub use runner::*;
 pub use trigger::*;
