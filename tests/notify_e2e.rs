@@ -105,6 +105,14 @@ impl Fake {
     }
 }
 
+fn json_response(v: Value) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        v.to_string(),
+    )
+        .into_response()
+}
+
 const POSTED_TS: &str = "1503435956.000247";
 
 async fn answer(State(fake): State<Fake>, uri: Uri, headers: HeaderMap, body: String) -> Response {
@@ -128,14 +136,14 @@ async fn answer(State(fake): State<Fake>, uri: Uri, headers: HeaderMap, body: St
     let channel = call.body["channel"].clone();
     match call.path.as_str() {
         "/api/chat.postMessage" => {
-            axum::Json(json!({"ok": true, "channel": channel, "ts": POSTED_TS, "message": {"text": call.body["text"]}}))
+            json_response(json!({"ok": true, "channel": channel, "ts": POSTED_TS, "message": {"text": call.body["text"]}}))
                 .into_response()
         }
         "/api/chat.update" if call.body["ts"] == POSTED_TS => {
-            axum::Json(json!({"ok": true, "channel": channel, "ts": POSTED_TS, "text": call.body["text"]}))
+            json_response(json!({"ok": true, "channel": channel, "ts": POSTED_TS, "text": call.body["text"]}))
                 .into_response()
         }
-        "/api/chat.update" => axum::Json(json!({"ok": false, "error": "message_not_found"})).into_response(),
+        "/api/chat.update" => json_response(json!({"ok": false, "error": "message_not_found"})).into_response(),
         _ => (StatusCode::ACCEPTED, "").into_response(),
     }
 }
@@ -168,13 +176,16 @@ struct Setup {
     webhooks: SocketAddr,
     slack_route: SocketAddr,
     metrics: Arc<Metrics>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    _tasks: Tasks,
     _dir: tempfile::TempDir,
 }
 
-impl Drop for Setup {
+/// The notifier and the Slack route's server, stopped with the test.
+struct Tasks(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Tasks {
     fn drop(&mut self) {
-        for t in &self.tasks {
+        for t in &self.0 {
             t.abort();
         }
     }
@@ -223,7 +234,7 @@ async fn start(ns: &TestNamespace, fake: &Fake, timeout: Duration) -> Setup {
         webhooks,
         slack_route,
         metrics,
-        tasks,
+        _tasks: Tasks(tasks),
         _dir: dir,
     }
 }
