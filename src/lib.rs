@@ -14,6 +14,7 @@ pub mod engine;
 pub mod jq_sandbox;
 pub mod leader;
 pub mod metrics;
+pub mod notify;
 pub mod page;
 pub mod server;
 pub mod webhook;

@@ -103,6 +103,13 @@ struct PlaybookPhaseLabels {
     phase: &'static str,
 }
 
+/// A chat channel (bounded by the operator's config) and `sent` or `failed`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NotifyLabels {
+    channel: String,
+    result: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PhaseLabels {
     phase: &'static str,
@@ -161,6 +168,7 @@ pub struct Metrics {
     approval_wait: HistogramFamily<PlaybookLabels>,
     automated: Family<PlaybookLabels, Counter>,
     remediations_held: Family<NamespacedPlaybookLabels, Counter>,
+    notify_messages: Family<NotifyLabels, Counter>,
     /// 1 while this process runs the controller: always without leader election,
     /// only while it holds the Lease with it (see [`Metrics::set_leader`]).
     leader: Gauge,
@@ -213,6 +221,7 @@ impl Metrics {
             Family::new_with_constructor(|| Histogram::new(REVIEW_BUCKETS));
         let automated = Family::<PlaybookLabels, Counter>::default();
         let remediations_held = Family::<NamespacedPlaybookLabels, Counter>::default();
+        let notify_messages = Family::<NotifyLabels, Counter>::default();
         let leader = Gauge::default();
         leader.set(1);
         // Series with a known, small label set exist from the start, at zero, so a
@@ -346,6 +355,13 @@ impl Metrics {
             "Runs whose remediate step the playbook's limits.remediations held for an approval, by namespace and playbook",
             remediations_held.clone(),
         );
+        register(
+            &mut registry,
+            &mut names,
+            "playbook_notify_messages",
+            "Chat messages (post or update) delivered or failed, by channel and result (sent, failed); a failure is retried with backoff",
+            notify_messages.clone(),
+        );
         Self {
             registry,
             names,
@@ -364,6 +380,7 @@ impl Metrics {
             approval_wait,
             automated,
             remediations_held,
+            notify_messages,
             leader,
             standby: std::sync::atomic::AtomicBool::new(false),
             ended: Mutex::default(),
@@ -466,6 +483,16 @@ impl Metrics {
     /// One Job this process really created (not a 409).
     pub fn job_created(&self) {
         self.jobs_created.inc();
+    }
+
+    /// One chat delivery to `channel`: `sent` or `failed`.
+    pub fn notify_message(&self, channel: &str, result: &'static str) {
+        self.notify_messages
+            .get_or_create(&NotifyLabels {
+                channel: channel.to_string(),
+                result,
+            })
+            .inc();
     }
 
     /// One webhook request of `source` (one of [`SOURCES`]) answered with `code`.

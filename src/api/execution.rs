@@ -209,6 +209,9 @@ pub struct ExecutionStatus {
     /// remediate-phase step is about to start (or is held by the limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remediation: Option<RemediationRecord>,
+    /// What the chat notifier sent about this run (written by it alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<super::NotifyStatus>,
 }
 
 /// How one run counts toward its playbook's remediation limit.

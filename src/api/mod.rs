@@ -9,6 +9,7 @@
 
 pub mod admission;
 mod execution;
+mod notify;
 mod playbook;
 mod runner;
 mod schedule;
@@ -16,6 +17,7 @@ mod schema;
 mod trigger;
 
 pub use execution::*;
+pub use notify::*;
 pub use playbook::*;
 pub use runner::*;
 pub use schedule::*;

@@ -65,6 +65,9 @@ pub struct PlaybookSpec {
     /// Blast-radius limits: how much this playbook may do before a person must agree.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<PlaybookLimits>,
+    /// The chat channel that gets one live message per run (a Trigger's `notify` wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<super::NotifyRef>,
 }
 
 /// Caps on what the runs of one playbook do together.

@@ -53,6 +53,9 @@ pub struct TriggerSpec {
     /// The last writer's groups, set with `requestedBy`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub requested_by_groups: Vec<String>,
+    /// The chat channel for the runs this Trigger starts (instead of the Playbook's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<super::NotifyRef>,
 }
 
 fn enabled_default() -> bool {

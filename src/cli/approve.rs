@@ -81,71 +81,127 @@ async fn decide(
     let session = cluster::connect(target.namespace.as_deref()).await?;
     let (user, groups) = cluster::identity(&session.client).await?;
     let ns = session.namespace.clone();
-    let api: Api<Execution> = Api::namespaced(session.client.clone(), &ns);
     let (name, step) = (&target.execution, &target.step);
-    let verb = match decision {
-        Decision::Approve => "approved",
-        Decision::Reject => "rejected",
+    // A friendly "no such Execution" before the write loop.
+    cluster::execution(&session, name).await?;
+    let writer = Writer {
+        client: &session.client,
+        namespace: &ns,
+        user: &user,
+        groups: &groups,
     };
-    for _ in 0..ATTEMPTS {
-        let exec = cluster::execution(&session, name).await?;
-        let waiting = match check(&exec, step, &user, decision).map_err(anyhow::Error::msg)? {
-            Verdict::Write(waiting) => waiting,
-            Verdict::AlreadyApproved => {
-                println!(
-                    "you ('{user}') already approved step '{step}' of Execution '{name}' as it is planned now; \
-                     the operator starts it once enough approvers agree"
-                );
-                return Ok(ExitCode::SUCCESS);
-            }
-        };
-        let at = Time(Timestamp::now());
-        let records: Vec<ApprovalRecord> = waiting
-            .iter()
-            .map(|(id, hash)| ApprovalRecord {
-                step: id.clone(),
-                user: user.clone(),
-                groups: groups.clone(),
-                decision,
-                reason: reason.map(str::to_string),
-                plan_hash: Some(hash.clone()),
-                at: Some(at.clone()),
-            })
-            .collect();
-        let rv = exec.resource_version().ok_or_else(|| {
-            anyhow!(
-                "the API server returned Execution '{}' without a resourceVersion",
-                exec.name_any()
-            )
-        })?;
-        let patch =
-            serde_json::from_value(approval_patch(&rv, exec.spec.approvals.len(), &records))
-                .map_err(|e| anyhow!("building the approval patch: {e}"))?;
-        match api
-            .patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
-            .await
-        {
-            Ok(_) => {
-                let steps: Vec<String> = waiting
-                    .iter()
-                    .map(|(id, hash)| format!("{id} (plan {hash})"))
-                    .collect();
-                let why = reason.map_or(String::new(), |r| format!(": {r}"));
-                println!(
-                    "{verb} step {} of Execution {name} in namespace {ns} as '{user}'{why}",
-                    steps.join(", ")
-                );
-                return Ok(ExitCode::SUCCESS);
-            }
-            // Someone else wrote the Execution since we read it: read it again, so
-            // their approval stays and ours is checked against the new state.
-            Err(kube::Error::Api(s)) if s.code == 409 => continue,
-            Err(e) => return Err(api_error(e, "writing the approval")),
+    match writer.record(name, step, decision, reason, None).await? {
+        Recorded::AlreadyApproved => println!(
+            "you ('{user}') already approved step '{step}' of Execution '{name}' as it is planned now; \
+             the operator starts it once enough approvers agree"
+        ),
+        Recorded::Written(waiting) => {
+            let verb = match decision {
+                Decision::Approve => "approved",
+                Decision::Reject => "rejected",
+            };
+            let steps: Vec<String> = waiting
+                .iter()
+                .map(|(id, hash)| format!("{id} (plan {hash})"))
+                .collect();
+            let why = reason.map_or(String::new(), |r| format!(": {r}"));
+            println!(
+                "{verb} step {} of Execution {name} in namespace {ns} as '{user}'{why}",
+                steps.join(", ")
+            );
         }
     }
-    Err(anyhow!(
-        "Execution '{name}' kept changing while writing the approval ({ATTEMPTS} tries): run the command again"
-    ))
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Who writes a decision, through which client: the CLI's user with their own
+/// kubeconfig, or the operator impersonating a Slack approver (`crate::notify`).
+/// One write path, so both are checked and recorded alike.
+pub struct Writer<'a> {
+    pub client: &'a kube::Client,
+    pub namespace: &'a str,
+    pub user: &'a str,
+    pub groups: &'a [String],
+}
+
+/// What [`Writer::record`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Recorded {
+    /// One record per instance: `(status.steps[].id, plan hash)`.
+    Written(Vec<(String, String)>),
+    /// The writer's approval of each covered instance's current plan was there already.
+    AlreadyApproved,
+}
+
+impl Writer<'_> {
+    /// Appends the writer's `decision` on `step` of Execution `name` (read, check,
+    /// append pinned to the resourceVersion read; again on a conflict). With `plan`,
+    /// only that plan hash may be decided: a chat button shows one plan, and a click
+    /// must not approve a plan that changed since.
+    pub async fn record(
+        &self,
+        name: &str,
+        step: &str,
+        decision: Decision,
+        reason: Option<&str>,
+        plan: Option<&str>,
+    ) -> anyhow::Result<Recorded> {
+        let api: Api<Execution> = Api::namespaced(self.client.clone(), self.namespace);
+        let user = self.user;
+        for _ in 0..ATTEMPTS {
+            let exec = api
+                .get(name)
+                .await
+                .map_err(|e| api_error(e, &format!("reading Execution '{name}'")))?;
+            let waiting = match check(&exec, step, user, decision).map_err(anyhow::Error::msg)? {
+                Verdict::Write(waiting) => waiting,
+                Verdict::AlreadyApproved => return Ok(Recorded::AlreadyApproved),
+            };
+            if let Some(shown) = plan
+                && let Some((id, now)) = waiting.iter().find(|(_, h)| h != shown)
+            {
+                return Err(anyhow!(
+                    "the plan of step '{id}' changed since this message showed it (plan {shown}, now {now}): \
+                     look at the new plan on the execution page and decide again"
+                ));
+            }
+            let at = Time(Timestamp::now());
+            let records: Vec<ApprovalRecord> = waiting
+                .iter()
+                .map(|(id, hash)| ApprovalRecord {
+                    step: id.clone(),
+                    user: user.to_string(),
+                    groups: self.groups.to_vec(),
+                    decision,
+                    reason: reason.map(str::to_string),
+                    plan_hash: Some(hash.clone()),
+                    at: Some(at.clone()),
+                })
+                .collect();
+            let rv = exec.resource_version().ok_or_else(|| {
+                anyhow!(
+                    "the API server returned Execution '{}' without a resourceVersion",
+                    exec.name_any()
+                )
+            })?;
+            let patch =
+                serde_json::from_value(approval_patch(&rv, exec.spec.approvals.len(), &records))
+                    .map_err(|e| anyhow!("building the approval patch: {e}"))?;
+            match api
+                .patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
+                .await
+            {
+                Ok(_) => return Ok(Recorded::Written(waiting)),
+                // Someone else wrote the Execution since we read it: read it again, so
+                // their approval stays and ours is checked against the new state.
+                Err(kube::Error::Api(s)) if s.code == 409 => continue,
+                Err(e) => return Err(api_error(e, "writing the approval")),
+            }
+        }
+        Err(anyhow!(
+            "Execution '{name}' kept changing while writing the approval ({ATTEMPTS} tries): try again"
+        ))
+    }
 }
 
 /// What to do about an approval request.

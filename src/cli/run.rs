@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -89,6 +90,13 @@ pub struct Args {
     /// A page session ends this many seconds after signing in, however busy.
     #[arg(long, default_value_t = 43200, value_parser = clap::value_parser!(u64).range(1..))]
     pub page_session_max_seconds: u64,
+    /// Chat channels and Slack approvers (YAML, README "Chat notifications and
+    /// approvals"); mount it from a Secret. Read at start.
+    #[arg(long, env = "PLAYBOOK_OPERATOR_NOTIFY_CONFIG_FILE")]
+    pub notify_config_file: Option<PathBuf>,
+    /// Longest one HTTP call to chat may take (then it is retried with backoff).
+    #[arg(long, default_value_t = crate::notify::DEFAULT_TIMEOUT_SECONDS, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub notify_timeout_seconds: u64,
     #[command(flatten)]
     pub election: ElectionArgs,
     #[command(flatten)]
@@ -272,9 +280,15 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         // Bound first: a taken port is reported before anything else starts.
         let listener = server::bind(args.http_addr).await?;
-        let client = kube::Client::try_default()
+        let kube_config = kube::Config::infer()
             .await
             .context("connecting to the cluster (in-cluster config or KUBECONFIG)")?;
+        let client = kube::Client::try_from(kube_config.clone())
+            .context("connecting to the cluster (in-cluster config or KUBECONFIG)")?;
+        let channels = Arc::new(match &args.notify_config_file {
+            Some(path) => crate::notify::load(path)?,
+            None => Default::default(),
+        });
         // Executions created from alerts are requested by the operator itself: the
         // admission policy wants the creator's own user name in spec.requestedBy.
         let requested_by = crate::cli::cluster::whoami(&client).await?;
@@ -347,22 +361,51 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         );
         let page_task = futures::future::select(Box::pin(page_task), stop.clone()).map(|_| ());
         tracing::info!("serving the execution page on /ui/");
-        let http = server::serve(
-            listener,
-            server::router(config.metrics.clone())
-                .merge(webhooks)
-                .merge(page_routes),
-            stop,
-        );
+        let notify_timeout = Duration::from_secs(args.notify_timeout_seconds);
+        let mut router = server::router(config.metrics.clone())
+            .merge(webhooks)
+            .merge(page_routes);
+        if let Some(slack) =
+            crate::notify::interact::routes(crate::notify::interact::Interactions {
+                channels: channels.clone(),
+                kube: kube_config,
+                namespace: args.namespace.clone(),
+                replay_window_seconds: args.webhooks.webhook_replay_window_seconds,
+                timeout: notify_timeout,
+            })
+        {
+            tracing::info!(
+                "serving Slack interactions on {}",
+                crate::notify::interact::PATH
+            );
+            router = router.merge(slack);
+        }
+        let http = server::serve(listener, router, stop);
+        let notifier = crate::notify::Config {
+            channels,
+            namespace: args.namespace.clone(),
+            external_url: args.external_url.clone(),
+            timeout: notify_timeout,
+            metrics: config.metrics.clone(),
+        };
         let metrics = config.metrics.clone();
         let controller = async move {
+            // The notifier runs where the controller does: one poster per run.
             let result = match &election {
                 None => {
-                    controller::run(client.clone(), config, shutdown).await;
+                    futures::join!(
+                        controller::run(client.clone(), config, shutdown.clone()),
+                        crate::notify::run(client.clone(), notifier, shutdown)
+                    );
                     Ok(())
                 }
                 Some(election) => {
-                    let run = |stop| controller::run(client.clone(), config, stop);
+                    let run = |stop: leader::Stop| async {
+                        futures::join!(
+                            controller::run(client.clone(), config, stop.clone()),
+                            crate::notify::run(client.clone(), notifier, stop)
+                        );
+                    };
                     leader::run_elected(client.clone(), election, &metrics, shutdown, run).await
                 }
             };

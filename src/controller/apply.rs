@@ -66,7 +66,13 @@ pub async fn apply(
         }
     }
     if plan.status != *current {
-        write_status::<Execution>(&ctx.client, &ns, &name, &plan.status).await?;
+        // `notify` belongs to the notifier (its own field manager): applying the copy
+        // the planner read from the cache would force a stale one back.
+        let status = ExecutionStatus {
+            notify: None,
+            ..plan.status.clone()
+        };
+        write_status::<Execution>(&ctx.client, &ns, &name, &status).await?;
         metrics.status_written(&uid, &exec.spec.playbook_ref.name, &changed);
         if changed.remediation_held {
             metrics.remediation_held(&ns, &exec.spec.playbook_ref.name, &uid);

@@ -13,6 +13,7 @@ pub mod ledger;
 pub mod limits;
 pub mod lint;
 pub mod message;
+pub mod notify;
 pub mod page;
 pub mod parse;
 pub mod plan;

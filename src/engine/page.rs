@@ -377,6 +377,8 @@ pub struct Detail {
     pub waiting: Vec<Waiting>,
     pub approvals: Vec<Given>,
     pub events: Vec<EventView>,
+    /// The chat message's state (`status.notify`), when the run has a channel.
+    pub chat: Option<String>,
 }
 
 /// Most Events shown (the newest).
@@ -444,6 +446,7 @@ pub fn detail(e: &Execution, mut events: Vec<EventView>, now: Timestamp) -> Deta
         phase: phase_name(status.phase),
         done: status.phase.is_final(),
         message: status.message.clone(),
+        chat: status.notify.as_ref().map(super::notify::page_line),
         severity: status.severity.clone(),
         requested_by: e.spec.requested_by.clone(),
         trigger: e.spec.trigger_ref.as_ref().map(|t| t.name.clone()),

@@ -302,6 +302,11 @@ rules:
     userGroups: ["system:serviceaccounts:kube-system"]
   - level: Metadata
     userGroups: ["system:serviceaccounts"]
+  # Patches of Executions (approvals) by anyone, with who impersonated whom: a Slack
+  # approval must be written as the person (tests/notify_e2e.rs).
+  - level: Metadata
+    verbs: [patch]
+    resources: [{group: stackpulse.io, resources: [executions]}]
   - level: None
 EOF
 

@@ -368,6 +368,7 @@ fn playbook(doc: &Value) -> Result<Conversion, ConvertError> {
         history_limit: None,
         finally: Vec::new(),
         limits: None,
+        notify: None,
     };
     let mut pb = Playbook::new(&name, spec);
     pb.metadata = meta;
