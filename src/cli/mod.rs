@@ -5,8 +5,8 @@
 //! cluster as the caller.
 //! Exit codes: 0 success, 1 the input has problems (reported on stderr), 2 usage.
 
-mod approve;
-mod cluster;
+pub(crate) mod approve;
+pub(crate) mod cluster;
 mod convert;
 pub mod crd;
 mod describe;

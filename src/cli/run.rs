@@ -272,8 +272,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         // Bound first: a taken port is reported before anything else starts.
         let listener = server::bind(args.http_addr).await?;
-        let client = kube::Client::try_default()
+        // The config is kept: the page builds clients for signed-in people from its
+        // address and CA (not its credentials).
+        let cluster = kube::Config::infer()
             .await
+            .context("connecting to the cluster (in-cluster config or KUBECONFIG)")?;
+        let client = kube::Client::try_from(cluster.clone())
             .context("connecting to the cluster (in-cluster config or KUBECONFIG)")?;
         // Executions created from alerts are requested by the operator itself: the
         // admission policy wants the creator's own user name in spec.requestedBy.
@@ -333,6 +337,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         // the controller's exist only on the leader.
         let (page_routes, page_task) = page::start(
             client.clone(),
+            cluster,
             page::Config {
                 namespace: args.namespace.clone(),
                 external_url: args.external_url.clone(),

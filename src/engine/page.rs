@@ -14,6 +14,9 @@ use crate::api::{Decision, Execution, ExecutionPhase, Phase, StepPlan, StepState
 use crate::engine::context::{phase_name, state_name};
 use crate::engine::plan::human_bytes;
 
+pub mod decision;
+pub mod timeline;
+
 /// Path prefix of every page route.
 pub const PREFIX: &str = "/ui";
 
@@ -369,6 +372,8 @@ pub struct Detail {
     pub params: Option<String>,
     pub phases: Vec<PhaseGroup>,
     pub finally: Vec<StepView>,
+    /// The steps on a time axis (waits for approval as spans of their own).
+    pub timeline: timeline::Timeline,
     pub waiting: Vec<Waiting>,
     pub approvals: Vec<Given>,
     pub events: Vec<EventView>,
@@ -448,6 +453,7 @@ pub fn detail(e: &Execution, mut events: Vec<EventView>, now: Timestamp) -> Deta
         params: e.spec.params.as_ref().map(pretty),
         phases,
         finally: status.finally.iter().map(view).collect(),
+        timeline: timeline::layout(&status, now),
         waiting,
         approvals,
         events,

@@ -11,9 +11,12 @@
 //! Routes: `GET /ui/` (list, filters as query parameters), `GET /ui/login`, `POST
 //! /ui/login`, `POST /ui/logout`, `GET /ui/executions/{ns}/{name}` (detail), `.../live`
 //! (the part that changes, for the refresh script), `.../log?step=ID` (the step's
-//! log through `pods/log`, bounded), `/ui/static/*`. Nothing is written from the page.
+//! log through `pods/log`, bounded), `POST .../decide` (approve or reject a waiting
+//! step with the person's own token: [`decide`], the page's only write),
+//! `/ui/static/*`.
 
 pub mod auth;
+pub mod decide;
 mod login;
 pub mod session;
 
@@ -78,6 +81,8 @@ impl Default for Templates {
             ("detail.html", include_str!("templates/detail.html")),
             ("live.html", include_str!("templates/live.html")),
             ("step.html", include_str!("templates/step.html")),
+            ("timeline.html", include_str!("templates/timeline.html")),
+            ("decide.html", include_str!("templates/decide.html")),
             (
                 "approval_plan.html",
                 include_str!("templates/approval_plan.html"),
@@ -101,19 +106,22 @@ impl Templates {
         self.render("list.html", minijinja::context! { view => v, user })
     }
 
-    /// The detail page, or (`live_only`) the part the refresh script swaps in.
+    /// The detail page, or (`live_only`) the part the refresh script swaps in. Its
+    /// approve/reject forms carry `csrf`; `refused` is a decision just refused.
     pub fn detail(
         &self,
         d: &view::Detail,
         user: &str,
         live_only: bool,
+        csrf: &str,
+        refused: Option<&decide::Refusal>,
     ) -> Result<String, minijinja::Error> {
         let name = if live_only {
             "live.html"
         } else {
             "detail.html"
         };
-        self.render(name, minijinja::context! { d, user })
+        self.render(name, minijinja::context! { d, user, csrf, refused })
     }
 
     fn login(
@@ -185,6 +193,9 @@ fn event_view(e: &Event) -> EventView {
 
 struct Shared {
     client: Client,
+    /// The operator's cluster config: the address and CA for clients that act as a
+    /// signed-in person (its credentials are never used for them).
+    cluster: kube::Config,
     config: Config,
     caches: Caches,
     sessions: Sessions,
@@ -192,7 +203,13 @@ struct Shared {
 }
 
 /// The page's routes and the task that keeps its caches (run it until shutdown).
-pub fn start(client: Client, config: Config) -> (Router, impl Future<Output = ()> + Send) {
+/// `client` is the operator's; `cluster` the config it was built from, whose address
+/// and CA the approvals written as a signed-in person use.
+pub fn start(
+    client: Client,
+    cluster: kube::Config,
+    config: Config,
+) -> (Router, impl Future<Output = ()> + Send) {
     let ns = config.namespace.clone();
     let (executions, exec_writer) = reflector::store::<DeserializeGuard<Execution>>();
     let (events, event_writer) = reflector::store::<Event>();
@@ -201,6 +218,7 @@ pub fn start(client: Client, config: Config) -> (Router, impl Future<Output = ()
     let shared = Arc::new(Shared {
         sessions: Sessions::new(client.clone(), config.sessions),
         client,
+        cluster,
         config,
         caches: Caches { executions, events },
         templates: Templates::default(),
@@ -265,6 +283,10 @@ fn routes(shared: Arc<Shared>) -> Router {
         .route("/ui/logout", axum::routing::post(login::logout))
         .route("/ui/executions/{ns}/{name}", get(detail_page))
         .route("/ui/executions/{ns}/{name}/live", get(live_fragment))
+        .route(
+            "/ui/executions/{ns}/{name}/decide",
+            axum::routing::post(decide::decide),
+        )
         .route("/ui/executions/{ns}/{name}/log", get(step_log))
         .route("/ui/static/page.css", get(stylesheet))
         .route("/ui/static/page.js", get(script))
@@ -422,7 +444,7 @@ async fn detail_page(
     headers: HeaderMap,
     Path((ns, name)): Path<(String, String)>,
 ) -> Response {
-    detail_response(&shared, &headers, &ns, &name, false).await
+    detail_response(&shared, &headers, &ns, &name, false, None).await
 }
 
 async fn live_fragment(
@@ -430,7 +452,7 @@ async fn live_fragment(
     headers: HeaderMap,
     Path((ns, name)): Path<(String, String)>,
 ) -> Response {
-    detail_response(&shared, &headers, &ns, &name, true).await
+    detail_response(&shared, &headers, &ns, &name, true, None).await
 }
 
 async fn detail_response(
@@ -439,11 +461,23 @@ async fn detail_response(
     ns: &str,
     name: &str,
     live_only: bool,
+    refused: Option<decide::Refusal>,
 ) -> Response {
-    match visible_detail(shared, headers, ns, name).await {
-        Ok((d, _, user)) => rendered(shared.templates.detail(&d, &user.name, live_only)),
-        Err(answer) => answer,
+    let (d, _, user) = match visible_detail(shared, headers, ns, name).await {
+        Ok(v) => v,
+        Err(answer) => return answer,
+    };
+    let (csrf, fresh) = login::csrf_value(shared, headers);
+    let mut page =
+        rendered(
+            shared
+                .templates
+                .detail(&d, &user.name, live_only, &csrf, refused.as_ref()),
+        );
+    if let Some(cookie) = fresh {
+        login::set(&mut page, &cookie);
     }
+    page
 }
 
 #[derive(Deserialize)]

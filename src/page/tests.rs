@@ -33,7 +33,7 @@ fn outputs_alerts_and_messages_are_escaped() {
     let d = view::detail(&hostile(), vec![], now());
     for live_only in [false, true] {
         let page = Templates::default()
-            .detail(&d, "alice", live_only)
+            .detail(&d, "alice", live_only, "csrf-value", None)
             .expect("renders");
         assert!(!page.contains("<script>alert"), "raw script in:\n{page}");
         assert!(!page.contains("<b>approve"), "raw markup in:\n{page}");
@@ -52,7 +52,7 @@ fn detail_shows_phases_output_waiting_approval_and_refresh_hook() {
     let d = view::detail(&hostile(), vec![], now());
     // minijinja escapes `/` too (`&#x2f;`); browsers read it back.
     let page = Templates::default()
-        .detail(&d, "alice", false)
+        .detail(&d, "alice", false, "csrf-value", None)
         .expect("renders")
         .replace("&#x2f;", "/");
     for want in [

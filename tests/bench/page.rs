@@ -130,7 +130,9 @@ fn main() {
         let d = caches
             .detail("ns-0", "run-0", Timestamp::now())
             .expect("run-0 is cached");
-        let page = templates.detail(&d, "alice", false).expect("renders");
+        let page = templates
+            .detail(&d, "alice", false, "csrf", None)
+            .expect("renders");
         times.push(start.elapsed());
         size = page.len();
     }

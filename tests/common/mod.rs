@@ -23,6 +23,7 @@
 //! ```
 #![allow(dead_code)] // each test target uses a different subset
 
+pub mod browser;
 pub mod http;
 pub mod on_call;
 pub mod operator;
