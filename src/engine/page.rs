@@ -253,6 +253,9 @@ pub struct Waiting {
     pub message: Option<String>,
     /// What it will run once approved (`status.steps[].plan`).
     pub plan: Option<PlanView>,
+    /// Approvals of earlier plans of this step, and what changed since (filled in
+    /// by [`decision::since_approved`]).
+    pub changed: Vec<decision::Earlier>,
 }
 
 /// The Job container a waiting step will run: what people approve.
@@ -416,6 +419,7 @@ pub fn detail(e: &Execution, mut events: Vec<EventView>, now: Timestamp) -> Deta
             since: s.waiting_since.as_ref().map(|t| timestamp(t.0)),
             message: s.message.clone(),
             plan: s.plan.as_ref().map(PlanView::from),
+            changed: Vec::new(),
         })
         .collect();
     let approvals = e

@@ -302,9 +302,9 @@ pub fn token_shaped(token: &str) -> bool {
 
 /// `Set-Cookie` for cookie `name` holding `value` (None: delete it). HttpOnly: no
 /// script reads it. SameSite=Strict: a request from another site carries no cookie
-/// of ours, so it can neither use a session nor pass the sign-in form's CSRF check
-/// (Lax would send the session on links from chat, where Strict shows the sign-in
-/// page once; the page is read-only, but Strict costs little). Secure unless the
+/// of ours, so it can neither use a session nor pass a form's CSRF check (Lax would
+/// send the session on links from chat, where Strict shows the sign-in page once; the
+/// approve/reject forms need Strict). Secure unless the
 /// operator is told it is served over plain http.
 pub fn set_cookie(name: &str, value: Option<&str>, secure: bool) -> String {
     let secure = if secure { "; Secure" } else { "" };

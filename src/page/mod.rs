@@ -1,5 +1,6 @@
-//! The execution page under `/ui/`: a read-only view of Executions for people, on the
-//! same HTTP server as the webhooks and metrics (every replica serves it).
+//! The execution page under `/ui/`: a view of Executions for people, with approve /
+//! reject buttons (its one write), on the same HTTP server as the webhooks and
+//! metrics (every replica serves it).
 //!
 //! Rendered from caches, never an API list per request: this module runs its own
 //! reflectors of Executions and of the Events about them, on every replica (the
@@ -18,6 +19,7 @@
 pub mod auth;
 pub mod decide;
 mod login;
+pub mod plans;
 pub mod session;
 
 use std::sync::Arc;
@@ -138,6 +140,8 @@ impl Templates {
 pub struct Caches {
     pub executions: Store<DeserializeGuard<Execution>>,
     pub events: Store<Event>,
+    /// Plans seen, for what changed since an earlier approval.
+    pub plans: Arc<plans::Memory>,
 }
 
 impl Caches {
@@ -168,7 +172,16 @@ impl Caches {
             .iter()
             .map(|e| event_view(e))
             .collect();
-        Some(view::detail(exec, events, now))
+        let mut d = view::detail(exec, events, now);
+        for w in &mut d.waiting {
+            if let Some(plan) = &w.plan {
+                w.changed =
+                    view::decision::since_approved(&exec.spec.approvals, &w.step, plan, |h| {
+                        self.plans.get(uid, &w.step, h)
+                    });
+            }
+        }
+        Some(d)
     }
 }
 
@@ -215,24 +228,31 @@ pub fn start(
     let (events, event_writer) = reflector::store::<Event>();
     let exec_api: Api<DeserializeGuard<Execution>> = api(&client, ns.as_deref());
     let event_api: Api<Event> = api(&client, ns.as_deref());
+    let plans = Arc::new(plans::Memory::default());
+    let seen = plans.clone();
     let shared = Arc::new(Shared {
         sessions: Sessions::new(client.clone(), config.sessions),
         client,
         cluster,
         config,
-        caches: Caches { executions, events },
+        caches: Caches {
+            executions,
+            events,
+            plans,
+        },
         templates: Templates::default(),
     });
     let exec_watch = reflector::reflector(
         exec_writer,
         watcher(exec_api, watcher::Config::default())
             .default_backoff()
-            .modify(|e| {
+            .modify(move |e| {
                 e.managed_fields_mut().clear();
-                if let Ok(exec) = &mut e.0
-                    && let Some(status) = &mut exec.status
-                {
-                    status.playbook = None;
+                if let Ok(exec) = &mut e.0 {
+                    seen.observe(exec);
+                    if let Some(status) = &mut exec.status {
+                        status.playbook = None;
+                    }
                 }
             }),
     )

@@ -108,7 +108,11 @@ fn main() {
         }
     }
     let after = rss_kib();
-    let caches = Caches { executions, events };
+    let caches = Caches {
+        executions,
+        events,
+        plans: Default::default(),
+    };
     let templates = Templates::default();
     println!(
         "execution page: {n} Executions (one of 50 steps, the others 4), {} Events in the caches",

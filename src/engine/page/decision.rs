@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::{EnvShown, PlanView};
-use crate::api::Decision;
+use crate::api::{ApprovalRecord, Decision};
 
 /// A rejection needs a reason (it becomes the step's failure message); an approval
 /// may have one.
@@ -90,6 +90,44 @@ pub fn plan_changes(was: &PlanView, now: &PlanView) -> Vec<Change> {
     changes
 }
 
+/// Someone's approval of an earlier plan of a waiting step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Earlier {
+    /// Who approved that plan (in the order they did).
+    pub by: Vec<String>,
+    pub hash: String,
+    /// What changed since, when that plan is known (`None`: only its hash is).
+    pub changes: Option<Vec<Change>>,
+}
+
+/// The approvals of `step` for a plan other than `now`, one entry per earlier plan
+/// (the newest first), with what changed when `known` has that plan.
+pub fn since_approved(
+    approvals: &[ApprovalRecord],
+    step: &str,
+    now: &PlanView,
+    known: impl Fn(&str) -> Option<PlanView>,
+) -> Vec<Earlier> {
+    let mut earlier: Vec<Earlier> = Vec::new();
+    for a in approvals.iter().rev() {
+        let Some(hash) = a.plan_hash.as_deref() else {
+            continue;
+        };
+        if a.step != step || a.decision != Decision::Approve || hash == now.hash {
+            continue;
+        }
+        match earlier.iter_mut().find(|e| e.hash == hash) {
+            Some(e) => e.by.insert(0, a.user.clone()),
+            None => earlier.push(Earlier {
+                by: vec![a.user.clone()],
+                hash: hash.to_string(),
+                changes: known(hash).map(|was| plan_changes(&was, now)),
+            }),
+        }
+    }
+    earlier
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +158,46 @@ mod tests {
             was: was.map(str::to_string),
             now: now.map(str::to_string),
         }
+    }
+
+    #[test]
+    fn approvals_of_earlier_plans_say_what_changed_when_the_plan_is_known() {
+        let approval = |step: &str, user: &str, hash: &str, decision| ApprovalRecord {
+            step: step.into(),
+            user: user.into(),
+            decision,
+            plan_hash: Some(hash.into()),
+            ..ApprovalRecord::default()
+        };
+        let now = plan("h3", "redis:8", &[]);
+        let approvals = [
+            approval("restart", "bob", "h1", Decision::Approve),
+            approval("restart", "carol", "h2", Decision::Approve),
+            approval("restart", "dave", "h1", Decision::Approve),
+            approval("restart", "erin", "h3", Decision::Approve),
+            approval("other", "bob", "h0", Decision::Approve),
+            approval("restart", "frank", "h0", Decision::Reject),
+        ];
+        let known = |hash: &str| (hash == "h1").then(|| plan("h1", "redis:7", &[]));
+        assert_eq!(
+            since_approved(&approvals, "restart", &now, known),
+            vec![
+                Earlier {
+                    by: vec!["bob".into(), "dave".into()],
+                    hash: "h1".into(),
+                    changes: Some(vec![change("image", Some("redis:7"), Some("redis:8"))]),
+                },
+                Earlier {
+                    by: vec!["carol".into()],
+                    hash: "h2".into(),
+                    changes: None,
+                },
+            ]
+        );
+        assert_eq!(
+            since_approved(&approvals[3..4], "restart", &now, known),
+            vec![]
+        );
     }
 
     #[test]
