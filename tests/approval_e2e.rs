@@ -2,8 +2,8 @@
 //! static bearer tokens, no groups; carol: in group `sre`) and the admission
 //! policies of `crds/admission-policies.yaml`: identities and groups come from the
 //! API server, so approval by a second user succeeds while self-approval is
-//! rejected by the API server (a forged one) or ignored by the operator (one in the
-//! requester's own name); an approval counts only for the rendered plan it names.
+//! rejected by the API server (a forged one, and one in the requester's own name);
+//! an approval counts only for the rendered plan it names.
 //!
 //! Needs a cluster: `make cluster-up`, then `cargo test --test approval_e2e`. The
 //! policies are cluster-wide and shared: applied, never deleted.
@@ -94,35 +94,35 @@ async fn approval_by_a_second_user_runs_the_step_and_self_approval_does_not() {
         "{message}"
     );
 
-    // Approving in her own name passes the API server, but the requester's approval
-    // does not count: the step keeps waiting, and says why.
-    alice
-        .patch(
-            "run-1",
-            &patch,
-            &json_patch(json!([{"op": "add", "path": "/spec/approvals",
-                "value": [{"step": "restart", "user": "alice"}]}])),
-        )
-        .await
-        .expect("alice's own approval is a valid write");
-    let status = wait_status(
-        &ns,
-        "run-1",
-        "ignoring alice's approval",
-        common::TIMEOUT,
-        |s| {
-            step(s, "restart")
-                .message
-                .as_deref()
-                .is_some_and(|m| m.contains("approval by 'alice' ignored"))
-        },
-    )
-    .await;
-    assert_eq!(status.phase, ExecutionPhase::WaitingApproval);
-    assert_eq!(step(&status, "restart").state, StepState::WaitingApproval);
+    // Approving in her own name is refused too: the requester's approval never
+    // counts, and the API server says so (the operator would ignore it as well).
+    let message = denied(
+        alice
+            .patch(
+                "run-1",
+                &patch,
+                &json_patch(json!([{"op": "add", "path": "/spec/approvals",
+                    "value": [{"step": "restart", "user": "alice"}]}])),
+            )
+            .await,
+        "alice approving her own run",
+    );
+    assert!(
+        message.contains("spec.approvals: you ('alice') requested this Execution, so you cannot approve its step 'restart' (four eyes)"),
+        "{message}"
+    );
     assert!(jobs_of_step(&ns, "restart").await.is_empty());
 
-    // Approvals are append-only, and the requester is fixed.
+    // Approvals are append-only, and the requester is fixed. (bob's first approval
+    // names a plan the step never showed: it stays, and counts for nothing.)
+    bob.patch(
+        "run-1",
+        &patch,
+        &json_patch(json!([{"op": "add", "path": "/spec/approvals",
+            "value": [{"step": "restart", "user": "bob", "planHash": "not-the-plan"}]}])),
+    )
+    .await
+    .expect("bob approves another plan");
     for (what, ops) in [
         (
             "removing",
@@ -138,7 +138,7 @@ async fn approval_by_a_second_user_runs_the_step_and_self_approval_does_not() {
             &format!("alice {what} an approval"),
         );
         assert!(
-            message.contains("spec.approvals can only be appended to: the approval of step 'restart' by 'alice' was removed or changed"),
+            message.contains("spec.approvals can only be appended to: the approval of step 'restart' by 'bob' was removed or changed"),
             "{what}: {message}"
         );
     }

@@ -637,15 +637,18 @@ async fn teams_gets_a_card_at_the_start_the_approval_wait_and_the_end_with_the_p
         .await;
     let hash = plan_hash(&ns, &run, "restart").await;
     let bob = common::user_client("bob").await;
-    let (user, groups) = (String::from("bob"), Vec::new());
-    playbook_operator::cli::approve::Writer {
-        client: &bob,
-        namespace: &ns.name,
-        user: &user,
-        groups: &groups,
-    }
-    .record(&run, "restart", Decision::Approve, None, Some(&hash))
-    .await
+    let session = playbook_operator::cli::cluster::Session {
+        client: bob,
+        namespace: ns.name.clone(),
+    };
+    let asked = playbook_operator::cli::approve::Asked {
+        step: "restart",
+        decision: Decision::Approve,
+        reason: None,
+        plan: Some(&hash),
+        requester: playbook_operator::cli::approve::Requester::LeaveToApiServer,
+    };
+    playbook_operator::cli::approve::write(&session, &run, &asked)
     .expect("bob approves");
     assert_eq!(wait_final(&ns, &run).await.phase, ExecutionPhase::Succeeded);
     let cards = fake.wait("/teams/", "the end card", |c| c.len() >= 3).await;

@@ -22,6 +22,7 @@ async fn serve_page(idle: u64, absolute: u64) -> (SocketAddr, tokio::task::JoinH
     let addr = listener.local_addr().expect("the bound address");
     let (routes, task) = page::start(
         common::client().await,
+        common::config().await,
         page::Config {
             namespace: None,
             external_url: None,

@@ -14,8 +14,8 @@
 //! - a second one fills in `groups` of each new approval that leaves it out;
 //! - a ValidatingAdmissionPolicy rejects a create whose `requestedBy` is someone
 //!   else, any change of `requestedBy`, `params` or `alert`, any removal or edit of
-//!   an approval, and any new approval in someone else's name or with groups other
-//!   than the writer's.
+//!   an approval, any new approval in someone else's name or with groups other
+//!   than the writer's, and an approval by the requester (a rejection passes).
 //!
 //! Both match the `executions` resource only, not `executions/status`, so the
 //! controller's status writes are never checked. Updates that leave `spec` alone
@@ -258,6 +258,12 @@ fn validating_policy() -> ValidatingAdmissionPolicy {
                 ),
                 // Compared as sets: the mutating policy stamped the writer's groups on
                 // entries without any; an entry with other groups was forged.
+                // The requester's approval never counts (the planner ignores it too):
+                // refused here, so kubectl, the CLI and the page all hear why.
+                variable(
+                    "selfApproved",
+                    "variables.added.filter(a, a.?decision.orValue('approve') == 'approve' && a.user == object.spec.?requestedBy.orValue(''))",
+                ),
                 variable(
                     "forgedGroups",
                     "variables.added.filter(a, !sets.equivalent(a.?groups.orValue([]), request.userInfo.groups))",
@@ -299,6 +305,10 @@ fn validating_policy() -> ValidatingAdmissionPolicy {
                 rule(
                     "size(variables.forged) == 0",
                     r#""spec.approvals: a new approval must have user '" + variables.user + "' (you), but the one for step '" + variables.forged[0].step + "' has user '" + variables.forged[0].user + "' (playbook-operator approve writes it for you)""#,
+                ),
+                rule(
+                    "size(variables.selfApproved) == 0",
+                    r#""spec.approvals: you ('" + variables.user + "') requested this Execution, so you cannot approve its step '" + variables.selfApproved[0].step + "' (four eyes): ask someone else to approve it; you may still reject it""#,
                 ),
                 rule(
                     "size(variables.forgedGroups) == 0",

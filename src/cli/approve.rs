@@ -5,8 +5,8 @@
 //! The API server's admission policy (`crds/admission-policies.yaml`) is what makes
 //! the record trustworthy; this command only makes it pleasant: it learns who the
 //! caller is, checks up front that the step waits and that the caller is not the
-//! requester approving their own run (the API server would accept it and the
-//! operator ignore it), copies the plan hash of each waiting instance from status
+//! requester approving their own run (which the policy refuses and the operator
+//! ignores), copies the plan hash of each waiting instance from status
 //! (an approval counts only for that rendered Job), and appends with a JSON patch
 //! pinned to the resourceVersion it read, so two approvals at once never overwrite
 //! each other.
@@ -79,28 +79,25 @@ async fn decide(
     reason: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
     let session = cluster::connect(target.namespace.as_deref()).await?;
-    let (user, groups) = cluster::identity(&session.client).await?;
-    let ns = session.namespace.clone();
-    let (name, step) = (&target.execution, &target.step);
-    // A friendly "no such Execution" before the write loop.
-    cluster::execution(&session, name).await?;
-    let writer = Writer {
-        client: &session.client,
-        namespace: &ns,
-        user: &user,
-        groups: &groups,
+    let (name, step, ns) = (&target.execution, &target.step, &session.namespace);
+    let verb = match decision {
+        Decision::Approve => "approved",
+        Decision::Reject => "rejected",
     };
-    match writer.record(name, step, decision, reason, None).await? {
-        Recorded::AlreadyApproved => println!(
+    let asked = Asked {
+        step,
+        decision,
+        reason,
+        plan: None,
+        requester: Requester::RefuseUpFront,
+    };
+    match write(&session, name, &asked).await? {
+        Written::AlreadyApproved { user } => println!(
             "you ('{user}') already approved step '{step}' of Execution '{name}' as it is planned now; \
              the operator starts it once enough approvers agree"
         ),
-        Recorded::Written(waiting) => {
-            let verb = match decision {
-                Decision::Approve => "approved",
-                Decision::Reject => "rejected",
-            };
-            let steps: Vec<String> = waiting
+        Written::Records { user, steps } => {
+            let steps: Vec<String> = steps
                 .iter()
                 .map(|(id, hash)| format!("{id} (plan {hash})"))
                 .collect();
@@ -114,94 +111,106 @@ async fn decide(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Who writes a decision, through which client: the CLI's user with their own
-/// kubeconfig, or the operator impersonating a Slack approver (`crate::notify`).
-/// One write path, so both are checked and recorded alike.
-pub struct Writer<'a> {
-    pub client: &'a kube::Client,
-    pub namespace: &'a str,
-    pub user: &'a str,
-    pub groups: &'a [String],
+/// One decision a person asks to record.
+#[derive(Clone, Copy, Debug)]
+pub struct Asked<'a> {
+    /// As [`Target::step`]: an id (every waiting item of a loop), `block.step` or `step[2]`.
+    pub step: &'a str,
+    pub decision: Decision,
+    pub reason: Option<&'a str>,
+    /// The plan hash the person looked at (the page's form): nothing is written when
+    /// the step's plan is another one now. `None`: the current plan (the CLI).
+    pub plan: Option<&'a str>,
+    pub requester: Requester,
 }
 
-/// What [`Writer::record`] did.
+/// Who says no to the requester's own approval.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Requester {
+    /// This process, before writing (the CLI: its message says what to run instead,
+    /// and holds where the admission policies are not installed).
+    RefuseUpFront,
+    /// The API server's admission policy (the page: it shows the API server's own
+    /// answer, exactly what `kubectl` would get).
+    LeaveToApiServer,
+}
+
+/// What [`write`] recorded.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Recorded {
-    /// One record per instance: `(status.steps[].id, plan hash)`.
-    Written(Vec<(String, String)>),
-    /// The writer's approval of each covered instance's current plan was there already.
-    AlreadyApproved,
+pub enum Written {
+    /// One record per waiting instance: `(status.steps[].id, plan hash)`, as `user`.
+    Records {
+        user: String,
+        steps: Vec<(String, String)>,
+    },
+    /// `user`'s approval of each covered instance's current plan is already there.
+    AlreadyApproved { user: String },
 }
 
-impl Writer<'_> {
-    /// Appends the writer's `decision` on `step` of Execution `name` (read, check,
-    /// append pinned to the resourceVersion read; again on a conflict). With `plan`,
-    /// only that plan hash may be decided: a chat button shows one plan, and a click
-    /// must not approve a plan that changed since.
-    pub async fn record(
-        &self,
-        name: &str,
-        step: &str,
-        decision: Decision,
-        reason: Option<&str>,
-        plan: Option<&str>,
-    ) -> anyhow::Result<Recorded> {
-        let api: Api<Execution> = Api::namespaced(self.client.clone(), self.namespace);
-        let user = self.user;
-        for _ in 0..ATTEMPTS {
-            let exec = api
-                .get(name)
-                .await
-                .map_err(|e| api_error(e, &format!("reading Execution '{name}'")))?;
-            let waiting = match check(&exec, step, user, decision).map_err(anyhow::Error::msg)? {
-                Verdict::Write(waiting) => waiting,
-                Verdict::AlreadyApproved => return Ok(Recorded::AlreadyApproved),
-            };
-            if let Some(shown) = plan
-                && let Some((id, now)) = waiting.iter().find(|(_, h)| h != shown)
-            {
-                return Err(anyhow!(
-                    "the plan of step '{id}' changed since this message showed it (plan {shown}, now {now}): \
-                     look at the new plan on the execution page and decide again"
-                ));
-            }
-            let at = Time(Timestamp::now());
-            let records: Vec<ApprovalRecord> = waiting
-                .iter()
-                .map(|(id, hash)| ApprovalRecord {
-                    step: id.clone(),
-                    user: user.to_string(),
-                    groups: self.groups.to_vec(),
-                    decision,
-                    reason: reason.map(str::to_string),
-                    plan_hash: Some(hash.clone()),
-                    at: Some(at.clone()),
-                })
-                .collect();
-            let rv = exec.resource_version().ok_or_else(|| {
-                anyhow!(
-                    "the API server returned Execution '{}' without a resourceVersion",
-                    exec.name_any()
-                )
-            })?;
-            let patch =
-                serde_json::from_value(approval_patch(&rv, exec.spec.approvals.len(), &records))
-                    .map_err(|e| anyhow!("building the approval patch: {e}"))?;
-            match api
-                .patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
-                .await
-            {
-                Ok(_) => return Ok(Recorded::Written(waiting)),
-                // Someone else wrote the Execution since we read it: read it again, so
-                // their approval stays and ours is checked against the new state.
-                Err(kube::Error::Api(s)) if s.code == 409 => continue,
-                Err(e) => return Err(api_error(e, "writing the approval")),
-            }
+/// Records `asked` on Execution `name` with `session`'s client, in the name the API
+/// server gives its credentials (a SelfSubjectReview): the one write of an approval,
+/// shared by `approve`/`reject` and the execution page (which passes a client holding
+/// the signed-in person's own token). Read, check, then a JSON patch pinned to the
+/// resourceVersion read, again on a conflict.
+pub async fn write(
+    session: &cluster::Session,
+    name: &str,
+    asked: &Asked<'_>,
+) -> anyhow::Result<Written> {
+    let (user, groups) = cluster::identity(&session.client).await?;
+    let api: Api<Execution> = Api::namespaced(session.client.clone(), &session.namespace);
+    for _ in 0..ATTEMPTS {
+        let exec = cluster::execution(session, name).await?;
+        let waiting = match check(&exec, asked.step, &user, asked.decision, asked.requester)
+            .map_err(anyhow::Error::msg)?
+        {
+            Verdict::Write(waiting) => waiting,
+            Verdict::AlreadyApproved => return Ok(Written::AlreadyApproved { user }),
+        };
+        if let Some(shown) = asked.plan {
+            still_planned(&waiting, shown).map_err(anyhow::Error::msg)?;
         }
-        Err(anyhow!(
-            "Execution '{name}' kept changing while writing the approval ({ATTEMPTS} tries): try again"
-        ))
+        let at = Time(Timestamp::now());
+        let records: Vec<ApprovalRecord> = waiting
+            .iter()
+            .map(|(id, hash)| ApprovalRecord {
+                step: id.clone(),
+                user: user.clone(),
+                groups: groups.clone(),
+                decision: asked.decision,
+                reason: asked.reason.map(str::to_string),
+                plan_hash: Some(hash.clone()),
+                at: Some(at.clone()),
+            })
+            .collect();
+        let rv = exec.resource_version().ok_or_else(|| {
+            anyhow!(
+                "the API server returned Execution '{}' without a resourceVersion",
+                exec.name_any()
+            )
+        })?;
+        let patch =
+            serde_json::from_value(approval_patch(&rv, exec.spec.approvals.len(), &records))
+                .map_err(|e| anyhow!("building the approval patch: {e}"))?;
+        match api
+            .patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
+            .await
+        {
+            Ok(_) => {
+                return Ok(Written::Records {
+                    user,
+                    steps: waiting,
+                });
+            }
+            // Someone else wrote the Execution since we read it: read it again, so
+            // their approval stays and ours is checked against the new state.
+            Err(kube::Error::Api(s)) if s.code == 409 => continue,
+            Err(e) => return Err(api_error(e, "writing the approval")),
+        }
     }
+    Err(anyhow!(
+        "Execution '{name}' kept changing while writing the approval ({ATTEMPTS} tries): try again"
+    ))
 }
 
 /// What to do about an approval request.
@@ -220,6 +229,7 @@ pub fn check(
     step: &str,
     user: &str,
     decision: Decision,
+    requester: Requester,
 ) -> Result<Verdict, String> {
     let name = exec.name_any();
     let ns = exec.meta().namespace.clone().unwrap_or_default();
@@ -253,12 +263,12 @@ pub fn check(
     if decision == Decision::Reject {
         return Ok(Verdict::Write(covered));
     }
-    let requester = exec.spec.requested_by.as_deref().map(str::trim);
-    if requester == Some(user) {
+    let requested_by = exec.spec.requested_by.as_deref().map(str::trim);
+    if requester == Requester::RefuseUpFront && requested_by == Some(user) {
         return Err(format!(
             "you ('{user}') requested Execution '{name}', so your approval does not count: \
-             the API server would accept it, but the operator ignores approvals by the \
-             requester (four eyes). Ask someone else to run: playbook-operator approve {name} {step} -n {ns}"
+             the operator ignores approvals by the requester (four eyes), and the API \
+             server's admission policy refuses them. Ask someone else to run: playbook-operator approve {name} {step} -n {ns}"
         ));
     }
     let mine = |id: &str, hash: &str| {
@@ -277,6 +287,18 @@ pub fn check(
         return Ok(Verdict::AlreadyApproved);
     }
     Ok(Verdict::Write(missing))
+}
+
+/// Whether every instance about to be decided still shows plan `shown` (the hash the
+/// person saw); otherwise what changed and what to do.
+pub fn still_planned(waiting: &[(String, String)], shown: &str) -> Result<(), String> {
+    match waiting.iter().find(|(_, hash)| hash != shown) {
+        None => Ok(()),
+        Some((id, now)) => Err(format!(
+            "the plan of step '{id}' changed since you looked at it (hash {shown}, now {now}): \
+             read the new plan, then decide again"
+        )),
+    }
 }
 
 /// Why `step` cannot be approved: which steps do wait, or that none does.
@@ -383,6 +405,7 @@ mod tests {
 
     const APPROVE: Decision = Decision::Approve;
     const REJECT: Decision = Decision::Reject;
+    const UP_FRONT: Requester = Requester::RefuseUpFront;
 
     #[test]
     fn a_waiting_step_by_someone_else_is_approved_with_its_plan_hash() {
@@ -394,7 +417,10 @@ mod tests {
             ],
             &[],
         );
-        assert_eq!(check(&e, "b", "bob", APPROVE), write(&[("b", "h-b")]));
+        assert_eq!(
+            check(&e, "b", "bob", APPROVE, UP_FRONT),
+            write(&[("b", "h-b")])
+        );
     }
 
     #[test]
@@ -408,11 +434,11 @@ mod tests {
             &[],
         );
         assert_eq!(
-            check(&e, "r", "bob", APPROVE),
+            check(&e, "r", "bob", APPROVE, UP_FRONT),
             write(&[("r[0]", "h-r[0]"), ("r[1]", "h-r[1]")])
         );
         assert_eq!(
-            check(&e, "r[1]", "bob", APPROVE),
+            check(&e, "r[1]", "bob", APPROVE, UP_FRONT),
             write(&[("r[1]", "h-r[1]")])
         );
     }
@@ -420,7 +446,7 @@ mod tests {
     #[test]
     fn the_requester_is_refused_up_front_but_may_reject() {
         let e = exec("alice", &[("b", StepState::WaitingApproval)], &[]);
-        let err = check(&e, "b", "alice", APPROVE).unwrap_err();
+        let err = check(&e, "b", "alice", APPROVE, UP_FRONT).unwrap_err();
         assert!(
             err.contains("you ('alice') requested Execution 'run-1'"),
             "{err}"
@@ -433,7 +459,15 @@ mod tests {
             err.contains("playbook-operator approve run-1 b -n ops"),
             "{err}"
         );
-        assert_eq!(check(&e, "b", "alice", REJECT), write(&[("b", "h-b")]));
+        assert_eq!(
+            check(&e, "b", "alice", REJECT, UP_FRONT),
+            write(&[("b", "h-b")])
+        );
+        // The page leaves the refusal to the API server, which says it itself.
+        assert_eq!(
+            check(&e, "b", "alice", APPROVE, Requester::LeaveToApiServer),
+            write(&[("b", "h-b")])
+        );
     }
 
     #[test]
@@ -443,13 +477,35 @@ mod tests {
             &[("b", StepState::WaitingApproval)],
             &[("b", "bob", "h-b")],
         );
-        assert_eq!(check(&e, "b", "bob", APPROVE), Ok(Verdict::AlreadyApproved));
+        assert_eq!(
+            check(&e, "b", "bob", APPROVE, UP_FRONT),
+            Ok(Verdict::AlreadyApproved)
+        );
         let e = exec(
             "alice",
             &[("b", StepState::WaitingApproval)],
             &[("b", "bob", "old")],
         );
-        assert_eq!(check(&e, "b", "bob", APPROVE), write(&[("b", "h-b")]));
+        assert_eq!(
+            check(&e, "b", "bob", APPROVE, UP_FRONT),
+            write(&[("b", "h-b")])
+        );
+    }
+
+    #[test]
+    fn a_decision_is_written_only_for_the_plan_the_person_saw() {
+        let one = |id: &str, h: &str| vec![(id.to_string(), h.to_string())];
+        assert_eq!(still_planned(&one("b", "h1"), "h1"), Ok(()));
+        assert_eq!(
+            still_planned(&one("b", "h2"), "h1"),
+            Err(
+                "the plan of step 'b' changed since you looked at it (hash h1, now h2): \
+                 read the new plan, then decide again"
+                    .to_string()
+            )
+        );
+        let two = [one("r[0]", "h1"), one("r[1]", "h2")].concat();
+        assert!(still_planned(&two, "h1").unwrap_err().contains("'r[1]'"));
     }
 
     #[test]
@@ -460,7 +516,7 @@ mod tests {
             &[],
         );
         assert_eq!(
-            check(&e, "a", "bob", REJECT).unwrap_err(),
+            check(&e, "a", "bob", REJECT, UP_FRONT).unwrap_err(),
             "step 'a' of Execution 'run-1' is not waiting for approval; 'b' is: \
              playbook-operator approve run-1 b -n ops"
         );
@@ -470,7 +526,7 @@ mod tests {
         );
         let none = exec("alice", &[("a", StepState::Running)], &[]);
         assert!(
-            check(&none, "a", "bob", APPROVE)
+            check(&none, "a", "bob", APPROVE, UP_FRONT)
                 .unwrap_err()
                 .starts_with("no step of Execution 'run-1' is waiting for approval"),
         );

@@ -6,7 +6,7 @@
 //! Exit codes: 0 success, 1 the input has problems (reported on stderr), 2 usage.
 
 pub mod approve;
-pub(crate) mod cluster;
+pub mod cluster;
 mod convert;
 pub mod crd;
 mod describe;

@@ -280,6 +280,8 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         // Bound first: a taken port is reported before anything else starts.
         let listener = server::bind(args.http_addr).await?;
+        // The config is kept: the page builds clients for signed-in people from its
+        // address and CA (not its credentials); chat approvals impersonate with it.
         let kube_config = kube::Config::infer()
             .await
             .context("connecting to the cluster (in-cluster config or KUBECONFIG)")?;
@@ -347,6 +349,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         // the controller's exist only on the leader.
         let (page_routes, page_task) = page::start(
             client.clone(),
+            cluster,
             page::Config {
                 namespace: args.namespace.clone(),
                 external_url: args.external_url.clone(),

@@ -14,6 +14,9 @@ use crate::api::{Decision, Execution, ExecutionPhase, Phase, StepPlan, StepState
 use crate::engine::context::{phase_name, state_name};
 use crate::engine::plan::human_bytes;
 
+pub mod decision;
+pub mod timeline;
+
 /// Path prefix of every page route.
 pub const PREFIX: &str = "/ui";
 
@@ -253,6 +256,9 @@ pub struct Waiting {
     pub message: Option<String>,
     /// What it will run once approved (`status.steps[].plan`).
     pub plan: Option<PlanView>,
+    /// Approvals of earlier plans of this step, and what changed since (filled in
+    /// by [`decision::since_approved`]).
+    pub changed: Vec<decision::Earlier>,
 }
 
 /// The Job container a waiting step will run: what people approve.
@@ -374,6 +380,8 @@ pub struct Detail {
     pub params: Option<String>,
     pub phases: Vec<PhaseGroup>,
     pub finally: Vec<StepView>,
+    /// The steps on a time axis (waits for approval as spans of their own).
+    pub timeline: timeline::Timeline,
     pub waiting: Vec<Waiting>,
     pub approvals: Vec<Given>,
     pub events: Vec<EventView>,
@@ -418,6 +426,7 @@ pub fn detail(e: &Execution, mut events: Vec<EventView>, now: Timestamp) -> Deta
             since: s.waiting_since.as_ref().map(|t| timestamp(t.0)),
             message: s.message.clone(),
             plan: s.plan.as_ref().map(PlanView::from),
+            changed: Vec::new(),
         })
         .collect();
     let approvals = e
@@ -457,6 +466,7 @@ pub fn detail(e: &Execution, mut events: Vec<EventView>, now: Timestamp) -> Deta
         params: e.spec.params.as_ref().map(pretty),
         phases,
         finally: status.finally.iter().map(view).collect(),
+        timeline: timeline::layout(&status, now),
         waiting,
         approvals,
         events,

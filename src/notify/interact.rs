@@ -20,7 +20,8 @@ use axum::routing::post;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::api::Decision;
-use crate::cli::approve::{Recorded, Writer};
+use crate::cli::approve::{self, Asked, Requester, Written};
+use crate::cli::cluster::Session;
 use crate::engine::alert::signature::{Secrets, verify_slack};
 use crate::engine::notify::config::{Identity, NotifyConfig};
 use crate::engine::notify::slack::{self, Click};
@@ -129,19 +130,6 @@ async fn write(st: &RouteState, click: &Click) -> Result<String, String> {
     let who = st.config.channels.identity(&click.slack_user)?;
     let client = impersonating(&st.config.kube, who)
         .map_err(|e| format!("cannot build a client as {}: {e}", who.user))?;
-    // Who the API server takes the impersonated client for (user and groups as it
-    // authenticates them, system:authenticated included): what the approval record
-    // must say for the admission policy. A 403 here: the chart grants no
-    // `impersonate` on this user or group.
-    let (user, groups) = crate::cli::cluster::identity(&client)
-        .await
-        .map_err(|e| format!("cannot act as {}: {e:#}", who.user))?;
-    let writer = Writer {
-        client: &client,
-        namespace: &t.ns,
-        user: &user,
-        groups: &groups,
-    };
     let reason = match click.decision {
         Decision::Approve => None,
         Decision::Reject => Some(format!("rejected from Slack by {}", click.slack_user_name)),
@@ -150,25 +138,31 @@ async fn write(st: &RouteState, click: &Click) -> Result<String, String> {
         Decision::Approve => "approved",
         Decision::Reject => "rejected",
     };
-    match writer
-        .record(
-            &t.run,
-            &t.step,
-            click.decision,
-            reason.as_deref(),
-            Some(&t.hash),
-        )
-        .await
-    {
-        Ok(Recorded::Written(_)) => Ok(format!(
+    // The one approval write of the CLI and the page, with the impersonating client:
+    // the record names the user the API server authenticates (a 403 there: the chart
+    // grants no `impersonate` on this user or group), and the requester's own click
+    // is refused by the admission policy, as for kubectl.
+    let session = Session {
+        client,
+        namespace: t.ns.clone(),
+    };
+    let asked = Asked {
+        step: &t.step,
+        decision: click.decision,
+        reason: reason.as_deref(),
+        plan: Some(&t.hash),
+        requester: Requester::LeaveToApiServer,
+    };
+    match approve::write(&session, &t.run, &asked).await {
+        Ok(Written::Records { user, .. }) => Ok(format!(
             "{verb} step {} of {}/{} (plan {}) as {}",
             t.step, t.ns, t.run, t.hash, user
         )),
-        Ok(Recorded::AlreadyApproved) => Ok(format!(
+        Ok(Written::AlreadyApproved { user }) => Ok(format!(
             "you ({user}) already approved step {} of {}/{} as it is planned now",
             t.step, t.ns, t.run
         )),
-        Err(e) => Err(format!("not {verb}: {e:#}")),
+        Err(e) => Err(format!("not {verb} as {}: {e:#}", who.user)),
     }
 }
 

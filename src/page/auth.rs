@@ -20,7 +20,8 @@ use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
 use kube::api::PostParams;
-use kube::{Api, Client};
+use kube::config::AuthInfo;
+use kube::{Api, Client, Config};
 use ring::rand::SystemRandom;
 
 use super::session::{self, Limits, Store, Throttle};
@@ -171,6 +172,19 @@ impl Sessions {
         }
     }
 
+    /// A client that acts as the person of session `id`: the operator's cluster
+    /// config (address, CA, timeouts) with its credentials replaced by the session's
+    /// bearer token, so RBAC and the admission policies judge that person's writes
+    /// exactly as `kubectl`'s. Built per request: the token never leaves this process.
+    pub fn client_as(&self, id: &str, cluster: &Config) -> Result<Client, Refused> {
+        let token = lock(&self.store)
+            .get_mut(id, Instant::now())
+            .map(|s| s.token.clone())
+            .ok_or(Refused::NoSession)?;
+        Client::try_from(as_bearer(cluster, token))
+            .map_err(|e| Refused::Unavailable(format!("building a client: {e}")))
+    }
+
     /// Ends session `id` on this replica.
     pub fn sign_out(&self, id: &str) {
         lock(&self.store).remove(id);
@@ -249,6 +263,18 @@ impl Sessions {
     }
 }
 
+/// `cluster` with `token` as its only credential: no client certificate, exec
+/// plugin, token file, impersonation or extra header of the operator's is kept.
+pub fn as_bearer(cluster: &Config, token: String) -> Config {
+    let mut config = cluster.clone();
+    config.auth_info = AuthInfo {
+        token: Some(token.into()),
+        ..AuthInfo::default()
+    };
+    config.headers.clear();
+    config
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding the lock leaves a cache, not an invariant: keep using it.
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -276,9 +302,9 @@ pub fn token_shaped(token: &str) -> bool {
 
 /// `Set-Cookie` for cookie `name` holding `value` (None: delete it). HttpOnly: no
 /// script reads it. SameSite=Strict: a request from another site carries no cookie
-/// of ours, so it can neither use a session nor pass the sign-in form's CSRF check
-/// (Lax would send the session on links from chat, where Strict shows the sign-in
-/// page once; the page is read-only, but Strict costs little). Secure unless the
+/// of ours, so it can neither use a session nor pass a form's CSRF check (Lax would
+/// send the session on links from chat, where Strict shows the sign-in page once; the
+/// approve/reject forms need Strict). Secure unless the
 /// operator is told it is served over plain http.
 pub fn set_cookie(name: &str, value: Option<&str>, secure: bool) -> String {
     let secure = if secure { "; Secure" } else { "" };
@@ -316,6 +342,35 @@ mod tests {
             assert_eq!(cookie(header, COOKIE), want, "{header:?}");
         }
         assert_eq!(cookie("pbo_session=a; pbo_csrf=b", CSRF_COOKIE), Some("b"));
+    }
+
+    #[test]
+    fn a_persons_client_keeps_the_cluster_but_none_of_the_operators_credentials() {
+        use secrecy::ExposeSecret;
+        let mut operator = Config::new("https://10.0.0.1:6443".parse().expect("a URL"));
+        operator.root_cert = Some(vec![b"ca".to_vec()]);
+        operator.auth_info = AuthInfo {
+            token: Some("operator-token".to_string().into()),
+            token_file: Some("/var/run/secrets/token".into()),
+            client_certificate_data: Some("cert".into()),
+            client_key_data: Some("key".to_string().into()),
+            impersonate: Some("system:admin".into()),
+            ..AuthInfo::default()
+        };
+        let person = as_bearer(&operator, "bobs-token".into());
+        assert_eq!(person.cluster_url, operator.cluster_url);
+        assert_eq!(person.root_cert, operator.root_cert);
+        assert_eq!(
+            person
+                .auth_info
+                .token
+                .as_ref()
+                .map(|t| t.expose_secret().to_string()),
+            Some("bobs-token".to_string())
+        );
+        let a = &person.auth_info;
+        assert!(a.token_file.is_none() && a.impersonate.is_none() && a.exec.is_none());
+        assert!(a.client_certificate_data.is_none() && a.client_key_data.is_none());
     }
 
     #[test]

@@ -37,24 +37,31 @@ pub(super) fn sign_in_page(
     error: Option<&str>,
     next: &str,
 ) -> Response {
-    let existing = request_cookie(headers, CSRF_COOKIE)
-        .filter(|v| crate::page::session::well_formed(v))
-        .map(str::to_string);
-    let (csrf, fresh) = match existing {
-        Some(v) => (v, false),
-        None => (shared.sessions.random().unwrap_or_default(), true),
-    };
+    let (csrf, fresh) = csrf_value(shared, headers);
     let mut page = match shared.templates.login(error, next, &csrf) {
         Ok(body) => html(status, body),
         Err(e) => return rendered(Err(e)),
     };
-    if fresh {
-        let cookie = auth::set_cookie(CSRF_COOKIE, Some(&csrf), secure(shared));
-        if let Ok(v) = HeaderValue::from_str(&cookie) {
-            page.headers_mut().append(header::SET_COOKIE, v);
-        }
+    if let Some(cookie) = fresh {
+        set(&mut page, &cookie);
     }
     page
+}
+
+/// The CSRF value a form repeats: the request's `pbo_csrf` cookie, or a new one with
+/// the `Set-Cookie` that gives it to the browser.
+pub(super) fn csrf_value(shared: &Shared, headers: &HeaderMap) -> (String, Option<String>) {
+    let existing = request_cookie(headers, CSRF_COOKIE)
+        .filter(|v| crate::page::session::well_formed(v))
+        .map(str::to_string);
+    match existing {
+        Some(v) => (v, None),
+        None => {
+            let v = shared.sessions.random().unwrap_or_default();
+            let cookie = auth::set_cookie(CSRF_COOKIE, Some(&v), secure(shared));
+            (v, Some(cookie))
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -134,7 +141,7 @@ fn secure(shared: &Shared) -> bool {
     !shared.config.plain_http
 }
 
-fn set(r: &mut Response, cookie: &str) {
+pub(super) fn set(r: &mut Response, cookie: &str) {
     if let Ok(v) = HeaderValue::from_str(cookie) {
         r.headers_mut().append(header::SET_COOKIE, v);
     }

@@ -1,5 +1,6 @@
-//! The execution page under `/ui/`: a read-only view of Executions for people, on the
-//! same HTTP server as the webhooks and metrics (every replica serves it).
+//! The execution page under `/ui/`: a view of Executions for people, with approve /
+//! reject buttons (its one write), on the same HTTP server as the webhooks and
+//! metrics (every replica serves it).
 //!
 //! Rendered from caches, never an API list per request: this module runs its own
 //! reflectors of Executions and of the Events about them, on every replica (the
@@ -11,10 +12,14 @@
 //! Routes: `GET /ui/` (list, filters as query parameters), `GET /ui/login`, `POST
 //! /ui/login`, `POST /ui/logout`, `GET /ui/executions/{ns}/{name}` (detail), `.../live`
 //! (the part that changes, for the refresh script), `.../log?step=ID` (the step's
-//! log through `pods/log`, bounded), `/ui/static/*`. Nothing is written from the page.
+//! log through `pods/log`, bounded), `POST .../decide` (approve or reject a waiting
+//! step with the person's own token: [`decide`], the page's only write),
+//! `/ui/static/*`.
 
 pub mod auth;
+pub mod decide;
 mod login;
+pub mod plans;
 pub mod session;
 
 use std::sync::Arc;
@@ -78,6 +83,8 @@ impl Default for Templates {
             ("detail.html", include_str!("templates/detail.html")),
             ("live.html", include_str!("templates/live.html")),
             ("step.html", include_str!("templates/step.html")),
+            ("timeline.html", include_str!("templates/timeline.html")),
+            ("decide.html", include_str!("templates/decide.html")),
             (
                 "approval_plan.html",
                 include_str!("templates/approval_plan.html"),
@@ -101,19 +108,22 @@ impl Templates {
         self.render("list.html", minijinja::context! { view => v, user })
     }
 
-    /// The detail page, or (`live_only`) the part the refresh script swaps in.
+    /// The detail page, or (`live_only`) the part the refresh script swaps in. Its
+    /// approve/reject forms carry `csrf`; `refused` is a decision just refused.
     pub fn detail(
         &self,
         d: &view::Detail,
         user: &str,
         live_only: bool,
+        csrf: &str,
+        refused: Option<&decide::Refusal>,
     ) -> Result<String, minijinja::Error> {
         let name = if live_only {
             "live.html"
         } else {
             "detail.html"
         };
-        self.render(name, minijinja::context! { d, user })
+        self.render(name, minijinja::context! { d, user, csrf, refused })
     }
 
     fn login(
@@ -130,6 +140,8 @@ impl Templates {
 pub struct Caches {
     pub executions: Store<DeserializeGuard<Execution>>,
     pub events: Store<Event>,
+    /// Plans seen, for what changed since an earlier approval.
+    pub plans: Arc<plans::Memory>,
 }
 
 impl Caches {
@@ -160,7 +172,16 @@ impl Caches {
             .iter()
             .map(|e| event_view(e))
             .collect();
-        Some(view::detail(exec, events, now))
+        let mut d = view::detail(exec, events, now);
+        for w in &mut d.waiting {
+            if let Some(plan) = &w.plan {
+                w.changed =
+                    view::decision::since_approved(&exec.spec.approvals, &w.step, plan, |h| {
+                        self.plans.get(uid, &w.step, h)
+                    });
+            }
+        }
+        Some(d)
     }
 }
 
@@ -185,6 +206,9 @@ fn event_view(e: &Event) -> EventView {
 
 struct Shared {
     client: Client,
+    /// The operator's cluster config: the address and CA for clients that act as a
+    /// signed-in person (its credentials are never used for them).
+    cluster: kube::Config,
     config: Config,
     caches: Caches,
     sessions: Sessions,
@@ -192,29 +216,43 @@ struct Shared {
 }
 
 /// The page's routes and the task that keeps its caches (run it until shutdown).
-pub fn start(client: Client, config: Config) -> (Router, impl Future<Output = ()> + Send) {
+/// `client` is the operator's; `cluster` the config it was built from, whose address
+/// and CA the approvals written as a signed-in person use.
+pub fn start(
+    client: Client,
+    cluster: kube::Config,
+    config: Config,
+) -> (Router, impl Future<Output = ()> + Send) {
     let ns = config.namespace.clone();
     let (executions, exec_writer) = reflector::store::<DeserializeGuard<Execution>>();
     let (events, event_writer) = reflector::store::<Event>();
     let exec_api: Api<DeserializeGuard<Execution>> = api(&client, ns.as_deref());
     let event_api: Api<Event> = api(&client, ns.as_deref());
+    let plans = Arc::new(plans::Memory::default());
+    let seen = plans.clone();
     let shared = Arc::new(Shared {
         sessions: Sessions::new(client.clone(), config.sessions),
         client,
+        cluster,
         config,
-        caches: Caches { executions, events },
+        caches: Caches {
+            executions,
+            events,
+            plans,
+        },
         templates: Templates::default(),
     });
     let exec_watch = reflector::reflector(
         exec_writer,
         watcher(exec_api, watcher::Config::default())
             .default_backoff()
-            .modify(|e| {
+            .modify(move |e| {
                 e.managed_fields_mut().clear();
-                if let Ok(exec) = &mut e.0
-                    && let Some(status) = &mut exec.status
-                {
-                    status.playbook = None;
+                if let Ok(exec) = &mut e.0 {
+                    seen.observe(exec);
+                    if let Some(status) = &mut exec.status {
+                        status.playbook = None;
+                    }
                 }
             }),
     )
@@ -265,6 +303,10 @@ fn routes(shared: Arc<Shared>) -> Router {
         .route("/ui/logout", axum::routing::post(login::logout))
         .route("/ui/executions/{ns}/{name}", get(detail_page))
         .route("/ui/executions/{ns}/{name}/live", get(live_fragment))
+        .route(
+            "/ui/executions/{ns}/{name}/decide",
+            axum::routing::post(decide::decide),
+        )
         .route("/ui/executions/{ns}/{name}/log", get(step_log))
         .route("/ui/static/page.css", get(stylesheet))
         .route("/ui/static/page.js", get(script))
@@ -422,7 +464,7 @@ async fn detail_page(
     headers: HeaderMap,
     Path((ns, name)): Path<(String, String)>,
 ) -> Response {
-    detail_response(&shared, &headers, &ns, &name, false).await
+    detail_response(&shared, &headers, &ns, &name, false, None).await
 }
 
 async fn live_fragment(
@@ -430,7 +472,7 @@ async fn live_fragment(
     headers: HeaderMap,
     Path((ns, name)): Path<(String, String)>,
 ) -> Response {
-    detail_response(&shared, &headers, &ns, &name, true).await
+    detail_response(&shared, &headers, &ns, &name, true, None).await
 }
 
 async fn detail_response(
@@ -439,11 +481,23 @@ async fn detail_response(
     ns: &str,
     name: &str,
     live_only: bool,
+    refused: Option<decide::Refusal>,
 ) -> Response {
-    match visible_detail(shared, headers, ns, name).await {
-        Ok((d, _, user)) => rendered(shared.templates.detail(&d, &user.name, live_only)),
-        Err(answer) => answer,
+    let (d, _, user) = match visible_detail(shared, headers, ns, name).await {
+        Ok(v) => v,
+        Err(answer) => return answer,
+    };
+    let (csrf, fresh) = login::csrf_value(shared, headers);
+    let mut page =
+        rendered(
+            shared
+                .templates
+                .detail(&d, &user.name, live_only, &csrf, refused.as_ref()),
+        );
+    if let Some(cookie) = fresh {
+        login::set(&mut page, &cookie);
     }
+    page
 }
 
 #[derive(Deserialize)]

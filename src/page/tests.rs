@@ -33,7 +33,7 @@ fn outputs_alerts_and_messages_are_escaped() {
     let d = view::detail(&hostile(), vec![], now());
     for live_only in [false, true] {
         let page = Templates::default()
-            .detail(&d, "alice", live_only)
+            .detail(&d, "alice", live_only, "csrf-value", None)
             .expect("renders");
         assert!(!page.contains("<script>alert"), "raw script in:\n{page}");
         assert!(!page.contains("<b>approve"), "raw markup in:\n{page}");
@@ -52,7 +52,7 @@ fn detail_shows_phases_output_waiting_approval_and_refresh_hook() {
     let d = view::detail(&hostile(), vec![], now());
     // minijinja escapes `/` too (`&#x2f;`); browsers read it back.
     let page = Templates::default()
-        .detail(&d, "alice", false)
+        .detail(&d, "alice", false, "csrf-value", None)
         .expect("renders")
         .replace("&#x2f;", "/");
     for want in [
@@ -122,4 +122,49 @@ fn only_our_pages_are_places_to_go_after_signing_in() {
     for (next, want) in cases {
         assert_eq!(safe_next(next), want, "{next:?}");
     }
+}
+
+#[test]
+fn a_waiting_plan_gets_the_decision_form_and_the_run_its_timeline() {
+    let mut e = hostile();
+    if let Some(status) = e.status.as_mut() {
+        status.steps[0].started_at = serde_json::from_value(json!("2026-09-21T12:00:00Z")).ok();
+        status.steps[0].finished_at = serde_json::from_value(json!("2026-09-21T12:00:30Z")).ok();
+        status.steps[1].waiting_since = status.steps[0].finished_at.clone();
+        status.steps[1].plan = Some(crate::api::StepPlan {
+            hash: "1a2b3c".into(),
+            image: "kubectl".into(),
+            ..Default::default()
+        });
+    }
+    let d = view::detail(&e, vec![], now());
+    let refused = decide::Refusal {
+        step: "restart".into(),
+        message: "denied request: <you> requested this Execution".into(),
+    };
+    let page = Templates::default()
+        .detail(&d, "bob", false, "c5rf", Some(&refused))
+        .expect("renders")
+        .replace("&#x2f;", "/");
+    for want in [
+        r#"<form class="decide" id="decide-restart" method="post" action="/ui/executions/prod/r1/decide">"#,
+        r#"name="csrf" value="c5rf""#,
+        r#"name="plan" value="1a2b3c""#,
+        r#"name="decision" value="approve""#,
+        r#"name="decision" value="reject""#,
+        r#"<g class="row" id="tl-info">"#,
+        r#"<rect class="run enrich Succeeded""#,
+        r#"<rect class="wait remediate WaitingApproval""#,
+        "restart: waiting for approval",
+        r#"id="refused">Your decision on step restart was not written: denied request: &lt;you&gt; requested"#,
+    ] {
+        assert!(page.contains(want), "{want} missing in:\n{page}");
+    }
+    // The live fragment has the forms and the timeline, not the refusal (it would
+    // vanish with the next refresh; the full page keeps it).
+    let live = Templates::default()
+        .detail(&d, "bob", true, "c5rf", Some(&refused))
+        .expect("renders");
+    assert!(live.contains("decide-restart") && live.contains("tl-restart"));
+    assert!(!live.contains("id=\"refused\""));
 }

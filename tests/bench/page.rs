@@ -108,7 +108,11 @@ fn main() {
         }
     }
     let after = rss_kib();
-    let caches = Caches { executions, events };
+    let caches = Caches {
+        executions,
+        events,
+        plans: Default::default(),
+    };
     let templates = Templates::default();
     println!(
         "execution page: {n} Executions (one of 50 steps, the others 4), {} Events in the caches",
@@ -130,7 +134,9 @@ fn main() {
         let d = caches
             .detail("ns-0", "run-0", Timestamp::now())
             .expect("run-0 is cached");
-        let page = templates.detail(&d, "alice", false).expect("renders");
+        let page = templates
+            .detail(&d, "alice", false, "csrf", None)
+            .expect("renders");
         times.push(start.elapsed());
         size = page.len();
     }

@@ -24,6 +24,7 @@
 #![allow(dead_code)] // each test target uses a different subset
 
 pub mod alertmanager;
+pub mod browser;
 pub mod catalogue;
 pub mod helm;
 pub mod http;

@@ -290,6 +290,7 @@ fn detail_shows_waiting_and_given_approvals_and_the_alert() {
                 runner: None,
                 service_account: None,
             }),
+            changed: vec![],
         }]
     );
     assert_eq!(
