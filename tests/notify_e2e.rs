@@ -649,7 +649,8 @@ async fn teams_gets_a_card_at_the_start_the_approval_wait_and_the_end_with_the_p
         requester: playbook_operator::cli::approve::Requester::LeaveToApiServer,
     };
     playbook_operator::cli::approve::write(&session, &run, &asked)
-    .expect("bob approves");
+        .await
+        .expect("bob approves");
     assert_eq!(wait_final(&ns, &run).await.phase, ExecutionPhase::Succeeded);
     let cards = fake.wait("/teams/", "the end card", |c| c.len() >= 3).await;
     tokio::time::sleep(Duration::from_secs(1)).await;

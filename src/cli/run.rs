@@ -349,7 +349,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         // the controller's exist only on the leader.
         let (page_routes, page_task) = page::start(
             client.clone(),
-            cluster,
+            kube_config.clone(),
             page::Config {
                 namespace: args.namespace.clone(),
                 external_url: args.external_url.clone(),
