@@ -34,7 +34,7 @@ fn chart_crds_are_the_repository_crds() {
         .into_iter()
         .filter(|n| n != "admission-policies.yaml")
         .collect();
-    assert_eq!(crds.len(), 4, "one CRD file per kind");
+    assert_eq!(crds.len(), 5, "one CRD file per kind");
     assert_eq!(
         yaml_names(&chart_crds),
         crds,

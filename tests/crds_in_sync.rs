@@ -9,7 +9,7 @@ fn checked_in_crds_match_the_types() {
     let generated = playbook_operator::cli::crd::files().expect("CRDs serialize");
     assert_eq!(
         generated.len(),
-        5,
+        6,
         "one CRD per kind, and the admission policies"
     );
     for (name, yaml) in &generated {

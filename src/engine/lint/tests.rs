@@ -474,9 +474,9 @@ spec: {playbookRef: {name: p}, schedule: '*/15 9-17 * * MON-FRI', timeZone: Euro
         .map(|f| f.to_string())
         .collect();
     let want = [
-        "s.yaml: error: spec.schedule: \"0 25 * * *\":",
+        "s.yaml:4: error: spec.schedule: \"0 25 * * *\":",
         "s.yaml:9: error: spec.suspnd: unknown field 'suspnd'",
-        "s.yaml: error: spec.timeZone: unknown time zone \"Europe/Berln\"",
+        "s.yaml:9: error: spec.timeZone: unknown time zone \"Europe/Berln\"",
     ];
     assert_eq!(found.len(), want.len(), "{found:#?}");
     for (f, w) in found.iter().zip(want) {
