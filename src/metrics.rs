@@ -78,65 +78,6 @@ pub const CONTROLLERS: [&str; 4] = ["execution", "playbook", "runner", "schedule
 /// Content type of [`Metrics::render`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ExecutionLabels {
-    playbook: String,
-    result: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct PlaybookLabels {
-    playbook: String,
-}
-
-/// A playbook by namespace and name: bounded by the Playbooks that exist (never a
-/// rendered limit key, whose values are unbounded).
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct NamespacedPlaybookLabels {
-    namespace: String,
-    playbook: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct PlaybookPhaseLabels {
-    playbook: String,
-    phase: &'static str,
-}
-
-/// A chat channel (bounded by the operator's config) and `sent` or `failed`.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct NotifyLabels {
-    channel: String,
-    result: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct PhaseLabels {
-    phase: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ControllerLabels {
-    controller: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ErrorLabels {
-    controller: &'static str,
-    reason: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct SourceLabels {
-    source: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RequestLabels {
-    source: &'static str,
-    code: u16,
-}
-
 /// The `source` label values of the webhook metrics (the four endpoints).
 pub const SOURCES: [&str; 4] = ["alertmanager", "grafana", "pagerduty", "generic"];
 
@@ -600,14 +541,14 @@ impl Metrics {
     }
 }
 
-/// Registers one metric and remembers its family name (prometheus-client exposes
-/// counters with `_total` appended to the sample names, not to the family's).
 /// An error's low-cardinality label for `reconcile_errors_total`. A trait so
 /// that the controllers' error type depends on metrics, not the other way round.
 pub trait Reason {
     fn reason(&self) -> &'static str;
 }
 
+/// Registers one metric and remembers its family name (prometheus-client exposes
+/// counters with `_total` appended to the sample names, not to the family's).
 fn register(
     registry: &mut Registry,
     names: &mut Vec<String>,
@@ -624,129 +565,6 @@ fn register(
 /// controller down.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The last `capacity` keys counted. A reconcile can plan from a cache that does not
-/// show this process's own status write yet (another event woke the Execution within
-/// milliseconds of the write); it then writes the same transition again, and this
-/// keeps that from being counted twice. Such a window is milliseconds long, so
-/// remembering the last few thousand transitions is plenty.
-struct Recent {
-    keys: HashSet<String>,
-    order: VecDeque<String>,
-    capacity: usize,
-}
-
-impl Recent {
-    fn new(capacity: usize) -> Self {
-        Self {
-            keys: HashSet::new(),
-            order: VecDeque::new(),
-            capacity,
-        }
-    }
-
-    /// True the first time `key` is seen (among the last `capacity`).
-    fn first_time(&mut self, key: String) -> bool {
-        if self.keys.contains(&key) {
-            return false;
-        }
-        if self.order.len() >= self.capacity
-            && let Some(old) = self.order.pop_front()
-        {
-            self.keys.remove(&old);
-        }
-        self.keys.insert(key.clone());
-        self.order.push_back(key);
-        true
-    }
-}
-
-/// One step that reached a final state, having run.
-#[derive(Clone, Debug, PartialEq)]
-pub struct StepEnded {
-    pub id: String,
-    pub attempt: u32,
-    pub phase: Phase,
-    pub seconds: f64,
-}
-
-/// What one plan changed that the metrics count.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Transitions {
-    /// The final phase the run reached in this plan (`None`: not final, or it was
-    /// final already).
-    pub finished: Option<ExecutionPhase>,
-    /// True when the run is final after this plan (newly or not).
-    pub is_final: bool,
-    /// Steps that reached a final state in this plan after running (Skipped steps and
-    /// steps cancelled before they started never ran).
-    pub steps_ended: Vec<StepEnded>,
-    /// True when a step left Running (or started another attempt): the controller
-    /// took a container's end in. Its next Job, if this plan creates one, ends a
-    /// hand-off; if not (an approval, a retry's backoff, the end of the run), the
-    /// wait is not the controller's and nothing is observed.
-    pub took_in_end: bool,
-    /// The review of the run, when it finished in this plan.
-    pub review: Option<RunReview>,
-    /// The remediation limit held the run in this plan.
-    pub remediation_held: bool,
-}
-
-/// What changed from `before` to `after` (one plan), for the metrics. `now` is the
-/// end of a step whose status has no `finishedAt`.
-pub fn transitions(
-    before: &ExecutionStatus,
-    after: &ExecutionStatus,
-    now: Timestamp,
-) -> Transitions {
-    let was = |id: &str| before.steps.iter().find(|s| s.id == id);
-    let finished = (after.phase.is_final() && !before.phase.is_final()).then_some(after.phase);
-    let mut t = Transitions {
-        finished,
-        is_final: after.phase.is_final(),
-        review: finished.map(|_| run_review(after, after.started_at.as_ref().map(|t| t.0), now)),
-        remediation_held: held(after) && !held(before),
-        ..Transitions::default()
-    };
-    for step in &after.steps {
-        let old = was(&step.id);
-        if old.is_some_and(|o| {
-            o.state == StepState::Running
-                && (step.state != StepState::Running || step.attempt != o.attempt)
-        }) {
-            t.took_in_end = true;
-        }
-        let newly_final = step.state.is_final() && old.is_none_or(|o| !o.state.is_final());
-        let Some(started) = step.started_at.as_ref().filter(|_| newly_final) else {
-            continue;
-        };
-        let ended = step.finished_at.as_ref().map_or(now, |f| f.0);
-        let seconds = ended.duration_since(started.0).as_secs_f64().max(0.0);
-        t.steps_ended.push(StepEnded {
-            id: step.id.clone(),
-            attempt: step.attempt,
-            phase: step.phase,
-            seconds,
-        });
-    }
-    t
-}
-
-fn held(status: &ExecutionStatus) -> bool {
-    status
-        .remediation
-        .as_ref()
-        .is_some_and(|r| r.held.is_some())
-}
-
-/// How many of `executions` are not final (Pending and WaitingApproval included:
-/// they are runs in progress).
-pub fn running<'a>(executions: impl Iterator<Item = &'a Execution>) -> i64 {
-    let n = executions
-        .filter(|e| !e.status.as_ref().is_some_and(|s| s.phase.is_final()))
-        .count();
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// The `result` label of a final phase.
@@ -768,6 +586,13 @@ fn phase_label(phase: Phase) -> &'static str {
         Phase::Remediate => "Remediate",
     }
 }
+
+mod labels;
+mod recent;
+mod transitions;
+use labels::*;
+use recent::Recent;
+pub use transitions::{StepEnded, Transitions, running, transitions};
 
 #[cfg(test)]
 mod tests;
