@@ -2,7 +2,8 @@
 # `make chart-check`: helm lint and helm template of charts/playbook-operator with the
 # default values, with ci/full-values.yaml (every optional part on) and with
 # ci/multi-tenant-values.yaml, the secure
-# defaults in the rendered Deployment, and values.schema.json rejecting bad values
+# defaults in the rendered Deployment, the chat-approval impersonate rule naming
+# exactly the mapped people, and values.schema.json rejecting bad values
 # with a message that names them. helm is the pinned one tests/cluster/build.sh
 # builds from the Go module proxy (it builds what is missing, then prints its bin dir).
 set -euo pipefail
@@ -52,6 +53,40 @@ for want in 'PLAYBOOK_OPERATOR_WEBHOOK_TOKEN_FILE' 'value: "/var/run/webhook/tok
 done
 ! grep -q 'GENERIC_SECRET_FILE' "$out/full.yaml" || fail "generic's secret file is set though genericKey is empty"
 ! grep -q 'value: "not-a-real' "$out/full.yaml" || fail "a webhook secret's value is in env"
+
+# Chat: nothing of it by default. The full values' inline config becomes a chart-made
+# Secret mounted read-only and passed as --notify-config-file; chat approvals add one
+# ClusterRole whose impersonate rules name exactly the mapped users and groups, and
+# the tokens appear nowhere but (base64) in that Secret.
+! grep -qiE 'notify|impersonate' "$out/default.yaml" || fail "the default render has something of chat notifications"
+for want in '- --notify-config-file=/var/run/notify/notify.yaml' '- --notify-timeout-seconds=5' \
+  'name: notify-config' 'mountPath: /var/run/notify' 'secretName: pbo-notify' \
+  'checksum/notify-secret:' 'name: pbo-chat-approvals'; do
+  grep -qF -- "$want" "$out/full.yaml" || fail "the full render lacks '$want'"
+done
+! grep -q 'not-a-real-s' "$out/full.yaml" || fail "a chat credential is in the render outside its Secret's base64"
+# impersonate_names FILE RESOURCE: the resourceNames of the impersonate rule on RESOURCE.
+impersonate_names() {
+  awk -v res="$2" '$0 ~ "resources: \\[" res "\\]" { on = 1; next }
+    on && /verbs: \[impersonate\]/ { next }
+    on && /resourceNames:/ { sub(/^ *resourceNames: */, ""); print; exit }
+    { on = 0 }' "$1"
+}
+[[ "$(grep -c 'verbs: \[impersonate\]' "$out/full.yaml")" == 2 ]] || fail "the full render has other than one impersonate rule on users and one on groups"
+[[ "$(impersonate_names "$out/full.yaml" users)" == '["bob","carol"]' ]] ||
+  fail "the impersonate rule on users names $(impersonate_names "$out/full.yaml" users), not exactly [bob, carol]"
+[[ "$(impersonate_names "$out/full.yaml" groups)" == '["sre"]' ]] ||
+  fail "the impersonate rule on groups names $(impersonate_names "$out/full.yaml" groups), not exactly [sre]"
+# An existing Secret (whose mapping the chart cannot read): the values' lists, no
+# Secret made, and no groups rule without groups; a ClusterRole even with watchNamespace.
+"$HELM" template pbo "$CHART" --namespace ops --kube-version "$KUBE_VERSION" --set watchNamespace=ops \
+  --set notify.existingSecret=chat --set notify.chatApprovals.enabled=true \
+  --set 'notify.chatApprovals.users={alice}' >"$out/chat.yaml"
+[[ "$(impersonate_names "$out/chat.yaml" users)" == '["alice"]' ]] || fail "with an existing Secret the impersonate rule does not name exactly alice"
+[[ "$(grep -c 'verbs: \[impersonate\]' "$out/chat.yaml")" == 1 ]] || fail "a groups impersonate rule without groups"
+grep -qF 'secretName: chat' "$out/chat.yaml" || fail "the existing notify Secret is not mounted"
+! grep -q 'kind: Secret$' "$out/chat.yaml" || fail "a Secret made though notify.existingSecret names one"
+grep -B3 'name: pbo-playbook-operator-chat-approvals' "$out/chat.yaml" | grep -q 'kind: ClusterRole' || fail "no chat-approvals ClusterRole with watchNamespace"
 
 # The jq sandbox fits inside the pod: `run` gives each filter's process
 # --jq-memory-bytes, or else half the container's memory limit, at most 1 GiB
@@ -107,4 +142,12 @@ reject --set webhook.auth.create=true "webhook.auth.token: set the bearer token"
 reject --set webhook.auth.create=true --set webhook.auth.token=t --set webhook.auth.genericKey=generic "webhook.auth.genericSecret: set generic's signing secret"
 reject --set webhook.auth.pagerdutyKey=../x "at '/webhook/auth/pagerdutyKey'"
 reject --set serviceAccount.create=false "serviceAccount.name: name the existing ServiceAccount"
+reject --set notify.chatApprovals.enabled=true "notify.chatApprovals.enabled: chat approvals need the notify config"
+reject --set notify.existingSecret=chat --set notify.chatApprovals.enabled=true "notify.chatApprovals.users: list the Kubernetes users"
+reject -f "$CHART/ci/full-values.yaml" --set 'notify.chatApprovals.users={bob}' 'notify.chatApprovals.users must be exactly the users of notify.slackApprovals.users: ["bob","carol"]'
+reject -f "$CHART/ci/full-values.yaml" --set notify.chatApprovals.enabled=false "notify.slackApprovals is set but notify.chatApprovals.enabled is false"
+reject --set notify.existingSecret=chat --set notify.chatApprovals.enabled=true --set 'notify.chatApprovals.groups={system:masters}' \
+  --set 'notify.chatApprovals.users={bob}' "notify.chatApprovals.groups: system:masters would let the operator act as cluster-admin"
+reject --set-json 'notify.channels=[{"name":"sre","namespaces":["ops"],"teams":{"url":"teams.example.com"}}]' "at '/notify/channels/0/teams/url'"
+reject --set notify.timeoutSeconds=0 "at '/notify/timeoutSeconds'"
 echo "chart-check: ok"

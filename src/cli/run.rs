@@ -90,7 +90,7 @@ pub struct Args {
     /// A page session ends this many seconds after signing in, however busy.
     #[arg(long, default_value_t = 43200, value_parser = clap::value_parser!(u64).range(1..))]
     pub page_session_max_seconds: u64,
-    /// Chat channels and Slack approvers (YAML, README "Chat notifications and
+    /// Chat channels and Slack approvers (YAML, README "Notifications and chat
     /// approvals"); mount it from a Secret. Read at start.
     #[arg(long, env = "PLAYBOOK_OPERATOR_NOTIFY_CONFIG_FILE")]
     pub notify_config_file: Option<PathBuf>,

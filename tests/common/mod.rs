@@ -33,6 +33,8 @@ pub mod operator;
 pub mod process;
 pub mod rbac;
 pub mod realnode;
+pub mod service_account;
+pub mod slack;
 pub mod webhook;
 
 use std::collections::BTreeMap;

@@ -117,3 +117,12 @@ is denied something), so this list stays the least the operator needs.
   resources: [configmaps]
   verbs: [create, get]
 {{- end }}
+
+{{/* The Secret holding the notify config file, or "" when chat is off. */}}
+{{- define "playbook-operator.notifySecret" -}}
+{{- if .Values.notify.existingSecret }}
+{{- .Values.notify.existingSecret }}
+{{- else if .Values.notify.channels }}
+{{- printf "%s-notify" (include "playbook-operator.fullname" .) }}
+{{- end }}
+{{- end }}
