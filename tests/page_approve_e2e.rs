@@ -95,10 +95,19 @@ async fn bob_approves_alices_step_on_the_page_and_her_own_click_is_refused() {
         .unwrap_or_else(|a| panic!("bob signs in: {} {}", a.status, a.body));
     let decide = format!("/ui/executions/{}/run-ok/decide", ns.name);
     let form = format!("step=restart&decision=approve&plan={hash}");
-    let with_csrf = format!("{session}; pbo_csrf={}", "ab".repeat(32));
+    // bob's own CSRF cookie (his page sets it) with another browser's real value.
+    let page = format!("/ui/executions/{}/run-ok", ns.name);
+    let shown = common::http::request("GET", addr, &page, &[("Cookie", &session)], &[]).await;
+    let mine = shown.cookie("pbo_csrf").expect("bob's page sets pbo_csrf");
+    let theirs = common::http::request("GET", addr, "/ui/login", &[], &[])
+        .await
+        .cookie("pbo_csrf")
+        .expect("another sign-in page sets its own pbo_csrf");
+    assert_ne!(mine, theirs);
+    let with_csrf = format!("{session}; pbo_csrf={mine}");
     for (cookie, body) in [
         (session.clone(), form.clone()),
-        (with_csrf, format!("{form}&csrf={}", "cd".repeat(32))),
+        (with_csrf, format!("{form}&csrf={theirs}")),
     ] {
         let answer = common::http::request(
             "POST",
