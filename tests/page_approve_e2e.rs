@@ -95,10 +95,19 @@ async fn bob_approves_alices_step_on_the_page_and_her_own_click_is_refused() {
         .unwrap_or_else(|a| panic!("bob signs in: {} {}", a.status, a.body));
     let decide = format!("/ui/executions/{}/run-ok/decide", ns.name);
     let form = format!("step=restart&decision=approve&plan={hash}");
-    let with_csrf = format!("{session}; pbo_csrf={}", "ab".repeat(32));
+    // bob's own CSRF cookie (his page sets it) with another browser's real value.
+    let page = format!("/ui/executions/{}/run-ok", ns.name);
+    let shown = common::http::request("GET", addr, &page, &[("Cookie", &session)], &[]).await;
+    let mine = shown.cookie("pbo_csrf").expect("bob's page sets pbo_csrf");
+    let theirs = common::http::request("GET", addr, "/ui/login", &[], &[])
+        .await
+        .cookie("pbo_csrf")
+        .expect("another sign-in page sets its own pbo_csrf");
+    assert_ne!(mine, theirs);
+    let with_csrf = format!("{session}; pbo_csrf={mine}");
     for (cookie, body) in [
         (session.clone(), form.clone()),
-        (with_csrf, format!("{form}&csrf={}", "cd".repeat(32))),
+        (with_csrf, format!("{form}&csrf={theirs}")),
     ] {
         let answer = common::http::request(
             "POST",
@@ -208,6 +217,179 @@ async fn bob_approves_alices_step_on_the_page_and_her_own_click_is_refused() {
     screenshot(&b, "approved.png").await;
 
     b.close().await.expect("closing the browser");
+    controller.abort();
+    page_task.abort();
+    ns.cleanup().await;
+}
+
+/// A form POST as a browser without JavaScript sends it: the detail page's own form
+/// (its hidden CSRF value, which repeats the cookie the page set) with the session.
+async fn post_decision(
+    addr: std::net::SocketAddr,
+    page: &str,
+    session: &str,
+    fields: &str,
+) -> common::http::Answer {
+    let shown = common::http::request("GET", addr, page, &[("Cookie", session)], &[]).await;
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    let csrf = shown.cookie("pbo_csrf").expect("the page sets pbo_csrf");
+    assert!(
+        shown
+            .body
+            .contains(&format!(r#"name="csrf" value="{csrf}""#)),
+        "the form repeats the CSRF cookie: {}",
+        shown.body
+    );
+    let cookie = format!("{session}; pbo_csrf={csrf}");
+    common::http::request(
+        "POST",
+        addr,
+        &format!("{page}/decide"),
+        &[
+            ("Cookie", &cookie),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        format!("{fields}&csrf={csrf}").as_bytes(),
+    )
+    .await
+}
+
+/// Without any script (plain HTTP, as a browser with JavaScript off): bob's form POST
+/// is answered with a redirect back and recorded; once the Runner changes the plan,
+/// the page shows what changed since bob approved, and a form naming the old plan
+/// writes nothing and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_javascript_the_form_decides_and_the_page_shows_what_changed() {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use kube::api::{Patch, PatchParams};
+    use playbook_operator::api::Runner;
+
+    let ns = setup_on_call("page-nojs").await;
+    ns.api::<ServiceAccount>()
+        .create(
+            &PostParams::default(),
+            &from_json(json!({"metadata": {"name": "restarter"}})),
+        )
+        .await
+        .expect("creating ServiceAccount restarter");
+    create::<Runner>(
+        &ns,
+        json!({"apiVersion": "stackpulse.io/v1", "kind": "Runner",
+               "metadata": {"name": "default"}, "spec": {}}),
+    )
+    .await;
+    playbook(
+        &ns,
+        "guarded",
+        json!([
+            {"id": "check", "image": "busybox"},
+            {"id": "restart", "image": "busybox", "approval": {"required": true, "count": 2}}
+        ]),
+    )
+    .await;
+    let (addr, page_task) = serve_page().await;
+    let controller = controller_for(&ns, addr);
+    executions_as("alice", &ns)
+        .await
+        .create(
+            &PostParams::default(),
+            &from_json(execution_json("run-1", None)),
+        )
+        .await
+        .expect("alice starts a run");
+    let before = plan_hash(&ns, "run-1", "restart").await;
+    let page = format!("/ui/executions/{}/run-1", ns.name);
+    let bob = common::http::page_sign_in(addr, &common::user_token("bob"))
+        .await
+        .unwrap_or_else(|a| panic!("bob signs in: {} {}", a.status, a.body));
+
+    // bob's plain form POST: a redirect back to the page, and his record.
+    let fields = format!("step=restart&decision=approve&reason=&plan={before}");
+    let answer = post_decision(addr, &page, &bob, &fields).await;
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    assert!(
+        answer
+            .headers
+            .iter()
+            .any(|(k, v)| k == "location" && *v == page),
+        "{:?}",
+        answer.headers
+    );
+    let exec = executions_as("alice", &ns)
+        .await
+        .get("run-1")
+        .await
+        .expect("run-1");
+    let records: Vec<_> = exec
+        .spec
+        .approvals
+        .iter()
+        .map(|a| (a.user.as_str(), a.plan_hash.as_deref()))
+        .collect();
+    assert_eq!(records, [("bob", Some(before.as_str()))]);
+    wait_status(&ns, "run-1", "counting bob", common::TIMEOUT, |s| {
+        step(s, "restart")
+            .message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("1 of 2 approvals (bob)"))
+    })
+    .await;
+
+    // The Runner's service account changes: another plan, and the page says what
+    // changed since bob approved the first.
+    ns.api::<Runner>()
+        .patch(
+            "default",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"serviceAccountName": "restarter"}})),
+        )
+        .await
+        .expect("patching the Runner");
+    let deadline = Instant::now() + common::TIMEOUT;
+    let shown = loop {
+        let (status, body) = common::http::get_with(addr, &page, &[("Cookie", bob.as_str())]).await;
+        assert_eq!(status, 200, "{body}");
+        if body.contains("changed-restart-1") {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the page never showed what changed since bob's approval:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        shown.contains(&format!(
+            "Changed since bob approved plan <code>{before}</code>:"
+        )),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("<code>serviceAccount</code>") && shown.contains("<ins>restarter</ins>"),
+        "the changed field, old and new: {shown}"
+    );
+
+    // carol decides on the page she loaded before the change: nothing is written.
+    let carol = common::http::page_sign_in(addr, &common::user_token("carol"))
+        .await
+        .unwrap_or_else(|a| panic!("carol signs in: {} {}", a.status, a.body));
+    let answer = post_decision(addr, &page, &carol, &fields).await;
+    assert_eq!(answer.status, 403, "{}", answer.body);
+    assert!(
+        answer.body.contains(r#"id="refused""#)
+            && answer
+                .body
+                .contains(&format!("changed since you looked at it (hash {before}")),
+        "{}",
+        answer.body
+    );
+    let exec = executions_as("alice", &ns)
+        .await
+        .get("run-1")
+        .await
+        .expect("run-1");
+    assert_eq!(exec.spec.approvals.len(), 1, "{:?}", exec.spec.approvals);
+
     controller.abort();
     page_task.abort();
     ns.cleanup().await;

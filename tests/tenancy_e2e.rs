@@ -415,23 +415,26 @@ async fn alerts_reach_their_tenant_and_act_for_the_triggers_writer() {
             "value": [{"step": "restart", "user": "alice"}]}]))
         .expect("a JSON patch"),
     );
-    alice
-        .patch(&name, &PatchParams::default(), &first)
-        .await
-        .expect("alice's own approval is a valid write");
-    let status = wait_status(
-        &ns,
-        &name,
-        "ignoring alice's approval",
-        common::TIMEOUT,
-        |s| {
-            step(s, "restart")
-                .message
-                .as_deref()
-                .is_some_and(|m| m.contains("approval by 'alice' ignored"))
-        },
-    )
+    // The API server's four-eyes policy refuses it: the run acts for alice.
+    match alice.patch(&name, &PatchParams::default(), &first).await {
+        Err(kube::Error::Api(e)) if e.code == 403 => assert!(
+            e.message
+                .contains("you ('alice') requested this Execution, so you cannot approve"),
+            "{}",
+            e.message
+        ),
+        other => panic!("alice's own approval must be refused by the API server: {other:?}"),
+    }
+    let status = wait_status(&ns, &name, "waiting for approval", common::TIMEOUT, |s| {
+        s.phase == ExecutionPhase::WaitingApproval
+    })
     .await;
+    let written = alice.get(&name).await.expect("the run");
+    assert!(
+        written.spec.approvals.is_empty(),
+        "{:?}",
+        written.spec.approvals
+    );
     assert_eq!(status.phase, ExecutionPhase::WaitingApproval);
     assert!(jobs_of_step(&ns, "restart").await.is_empty());
     let hash = step(&status, "restart")
@@ -440,8 +443,8 @@ async fn alerts_reach_their_tenant_and_act_for_the_triggers_writer() {
         .map(|p| p.hash.clone())
         .expect("the waiting step shows its plan");
     let approve = Patch::<()>::Json(
-        serde_json::from_value(json!([{"op": "add", "path": "/spec/approvals/-",
-            "value": {"step": "restart", "user": "bob", "planHash": hash}}]))
+        serde_json::from_value(json!([{"op": "add", "path": "/spec/approvals",
+            "value": [{"step": "restart", "user": "bob", "planHash": hash}]}]))
         .expect("a JSON patch"),
     );
     bob.patch(&name, &PatchParams::default(), &approve)

@@ -22,7 +22,6 @@ use serde::Deserialize;
 use super::auth::{self, CSRF_COOKIE};
 use super::login::request_cookie;
 use super::{Shared, detail_response, signed_in, text};
-use crate::api::Decision;
 use crate::cli::approve::{self, Asked, Requester, Written};
 use crate::cli::cluster;
 use crate::engine::page as view;
@@ -84,16 +83,9 @@ pub(super) async fn decide(
             page
         }
     };
-    let decision = match form.decision.as_str() {
-        "approve" => Decision::Approve,
-        "reject" => Decision::Reject,
-        other => {
-            return refused(
-                StatusCode::BAD_REQUEST,
-                format!("unknown decision {other:?}: use the Approve or Reject button"),
-            )
-            .await;
-        }
+    let decision = match view::decision::parse_decision(&form.decision) {
+        Ok(d) => d,
+        Err(why) => return refused(StatusCode::BAD_REQUEST, why).await,
     };
     let reason = form.reason.trim();
     if let Err(why) = view::decision::reason_given(decision, reason) {

@@ -18,6 +18,7 @@
 
 pub mod auth;
 pub mod decide;
+mod log;
 mod login;
 pub mod plans;
 pub mod session;
@@ -30,19 +31,17 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{ListParams, LogParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use minijinja::Environment;
-use serde::Deserialize;
 
 use crate::api::Execution;
 use crate::engine::page::{self as view, Access, EventView, ListFilter};
-use auth::{GET_EXECUTIONS, GET_POD_LOGS, Sessions, User};
+use auth::{GET_EXECUTIONS, Sessions, User};
 use login::{request_cookie, sign_in_page};
 
 /// Most rows on the list page: the newest; the filters reach older ones.
@@ -307,7 +306,7 @@ fn routes(shared: Arc<Shared>) -> Router {
             "/ui/executions/{ns}/{name}/decide",
             axum::routing::post(decide::decide),
         )
-        .route("/ui/executions/{ns}/{name}/log", get(step_log))
+        .route("/ui/executions/{ns}/{name}/log", get(log::step_log))
         .route("/ui/static/page.css", get(stylesheet))
         .route("/ui/static/page.js", get(script))
         .with_state(shared)
@@ -498,92 +497,6 @@ async fn detail_response(
         login::set(&mut page, &cookie);
     }
     page
-}
-
-#[derive(Deserialize)]
-struct LogQuery {
-    step: String,
-}
-
-/// The log of a step's current attempt, if the user may read pod logs there: its
-/// Job's pod found by the `job-name` label (one API call per click, not per page).
-async fn step_log(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    Path((ns, name)): Path<(String, String)>,
-    Query(q): Query<LogQuery>,
-) -> Response {
-    let (_, session, user) = match visible_detail(&shared, &headers, &ns, &name).await {
-        Ok(v) => v,
-        Err(answer) => return answer,
-    };
-    if !shared
-        .sessions
-        .allowed(&session, &user, GET_POD_LOGS, &ns)
-        .await
-    {
-        return text(
-            StatusCode::FORBIDDEN,
-            format!(
-                "{} may not read pod logs in namespace {ns}: ask for `get pods/log` there",
-                user.name
-            ),
-        );
-    }
-    let job = shared
-        .caches
-        .executions
-        .get(&ObjectRef::new(&name).within(&ns))
-        .and_then(|g| {
-            g.0.as_ref()
-                .ok()
-                .and_then(|e| view::step_job(e, &q.step).map(str::to_string))
-        });
-    let Some(job) = job else {
-        return text(
-            StatusCode::NOT_FOUND,
-            format!(
-                "step {:?} of {ns}/{name} has no Job yet: no log to show",
-                q.step
-            ),
-        );
-    };
-    let pods: Api<Pod> = Api::namespaced(shared.client.clone(), &ns);
-    let listed = pods
-        .list(&ListParams::default().labels(&format!("job-name={job}")))
-        .await;
-    let pod = match listed {
-        Ok(list) => list.items.into_iter().next(),
-        Err(e) => {
-            return text(
-                StatusCode::BAD_GATEWAY,
-                format!("listing the pods of Job {job}: {e}"),
-            );
-        }
-    };
-    let Some(pod) = pod else {
-        return text(
-            StatusCode::NOT_FOUND,
-            format!("Job {job} has no pod any more (deleted with its Job?): no log to show"),
-        );
-    };
-    let container = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.containers.first())
-        .map(|c| c.name.clone());
-    let params = LogParams {
-        container,
-        limit_bytes: Some(shared.config.log_limit_bytes),
-        ..LogParams::default()
-    };
-    match pods.logs(&pod.name_any(), &params).await {
-        Ok(log) => text(StatusCode::OK, log),
-        Err(e) => text(
-            StatusCode::BAD_GATEWAY,
-            format!("reading the log of pod {}: {e}", pod.name_any()),
-        ),
-    }
 }
 
 async fn stylesheet() -> impl IntoResponse {

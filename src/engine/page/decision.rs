@@ -9,6 +9,17 @@ use serde::Serialize;
 use super::{EnvShown, PlanView};
 use crate::api::{ApprovalRecord, Decision};
 
+/// The form's `decision` field: what the Approve and Reject buttons send.
+pub fn parse_decision(field: &str) -> Result<Decision, String> {
+    match field {
+        "approve" => Ok(Decision::Approve),
+        "reject" => Ok(Decision::Reject),
+        other => Err(format!(
+            "unknown decision {other:?}: use the Approve or Reject button"
+        )),
+    }
+}
+
 /// A rejection needs a reason (it becomes the step's failure message); an approval
 /// may have one.
 pub fn reason_given(decision: Decision, reason: &str) -> Result<(), String> {
@@ -198,6 +209,24 @@ mod tests {
             since_approved(&approvals[3..4], "restart", &now, known),
             vec![]
         );
+    }
+
+    #[test]
+    fn only_the_two_buttons_values_are_decisions() {
+        let cases = [
+            ("approve", Some(Decision::Approve)),
+            ("reject", Some(Decision::Reject)),
+            ("Approve", None),
+            ("", None),
+            ("approve ", None),
+        ];
+        for (field, want) in cases {
+            let got = parse_decision(field);
+            assert_eq!(got.clone().ok(), want, "{field:?}");
+            if let Err(why) = got {
+                assert!(why.contains("Approve or Reject button"), "{why}");
+            }
+        }
     }
 
     #[test]

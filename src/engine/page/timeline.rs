@@ -21,6 +21,9 @@ pub const ROW_HEIGHT: f64 = 20.0;
 pub const HEAD: f64 = 18.0;
 /// A span is drawn at least this wide, so a 50 ms step still shows.
 pub const MIN_SPAN: f64 = 2.0;
+/// Room right of the axis for the last tick's label (`1h30m`, written from the
+/// tick's x + 2): without it the SVG clips the label at the run's end.
+pub const TAIL: f64 = 40.0;
 
 /// The whole drawing.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -137,7 +140,7 @@ pub fn layout(status: &ExecutionStatus, now: Timestamp) -> Timeline {
         })
         .collect();
     Timeline {
-        width: LABEL_WIDTH + AXIS_WIDTH + 10.0,
+        width: LABEL_WIDTH + AXIS_WIDTH + TAIL,
         height: HEAD + rows.len() as f64 * ROW_HEIGHT,
         rows,
         ticks,
@@ -319,6 +322,24 @@ mod tests {
         );
         let labels: Vec<&str> = t.ticks.iter().map(|k| k.label.as_str()).collect();
         assert_eq!(labels, ["0s", "15m", "30m", "45m", "1h"]);
+    }
+
+    #[test]
+    fn the_last_ticks_label_fits_in_the_drawing() {
+        // A tick at the run's very end (6 s, 1 h, 1h30m) is written from x + 2; at
+        // about 7 units a character its label must end inside the drawing.
+        for seconds in [6, 60, 3600, 5400, 100_000] {
+            let s = status(Some(seconds), &[]);
+            let t = layout(&s, Timestamp::from_millisecond(T0).expect("now"));
+            let last = t.ticks.last().expect("a tick");
+            let end = last.x + 2.0 + 7.0 * last.label.len() as f64;
+            assert!(
+                end <= t.width,
+                "{seconds} s: {} ends at {end} > {}",
+                last.label,
+                t.width
+            );
+        }
     }
 
     #[test]
