@@ -85,6 +85,7 @@ impl Default for Templates {
             ("step.html", include_str!("templates/step.html")),
             ("timeline.html", include_str!("templates/timeline.html")),
             ("decide.html", include_str!("templates/decide.html")),
+            ("dryrun.html", include_str!("templates/dryrun.html")),
             (
                 "approval_plan.html",
                 include_str!("templates/approval_plan.html"),
