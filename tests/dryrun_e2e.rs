@@ -11,10 +11,11 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use common::catalogue::apply;
+use common::on_call::{executions_as, setup_on_call};
 use common::operator::*;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use playbook_operator::api::{DryRunVerdict, Execution, ExecutionPhase, ExecutionStatus, Playbook};
 use serde_json::{Value, json};
 
@@ -164,7 +165,8 @@ async fn each_catalogue_playbook_dry_runs_with_a_plan_per_step_and_runs_nothing(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_is_skipped_on_known_params_unknown_on_outputs_and_secrets_stay_references() {
-    let ns = setup("dryrun-when").await;
+    // alice, an on-call person, asks for it: the Runner `use` check has a requester.
+    let ns = setup_on_call("dryrun-when").await;
     // The value must never be read: it is not in the Execution, whatever it shows.
     create::<k8s_openapi::api::core::v1::Secret>(
         &ns,
@@ -190,7 +192,18 @@ async fn when_is_skipped_on_known_params_unknown_on_outputs_and_secrets_stay_ref
     )
     .await;
     let operator = Operator::start(&ns);
-    dry_run(&ns, "dry-1", "guarded", json!({"Env": "dev"})).await;
+    executions_as("alice", &ns)
+        .await
+        .create(
+            &PostParams::default(),
+            &from_json(json!({
+                "apiVersion": "stackpulse.io/v1", "kind": "Execution",
+                "metadata": {"name": "dry-1"},
+                "spec": {"playbookRef": {"name": "guarded"}, "params": {"Env": "dev"}, "dryRun": true}
+            })),
+        )
+        .await
+        .expect("alice creates the dry run");
     let status = wait_dry_run(&ns, "dry-1").await;
     let verdicts: Vec<(&str, DryRunVerdict, &str)> = status
         .dry_run

@@ -288,10 +288,10 @@ impl Walk<'_> {
                 message = Some(join(message, why));
                 (None, Vec::new())
             }
+            // A skipped step never starts: what it would fail on does not matter.
+            Err(NoPlan::Fails(_)) if verdict == DryRunVerdict::Skipped => (None, Vec::new()),
             Err(NoPlan::Fails(why)) => {
-                if verdict != DryRunVerdict::Skipped {
-                    verdict = DryRunVerdict::Fails;
-                }
+                verdict = DryRunVerdict::Fails;
                 message = Some(join(Some(why), message.unwrap_or_default()));
                 (None, Vec::new())
             }

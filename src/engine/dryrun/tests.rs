@@ -268,6 +268,10 @@ steps:
         Some("runner 'missing' not found in namespace ops: create it or set the step's runner")
     );
     assert_eq!(steps[1].verdict, DryRunVerdict::Skipped);
+    assert_eq!(
+        steps[1].message.as_deref(),
+        Some("when rendered false: false")
+    );
     assert!(steps[1].plan.is_none());
 }
 
