@@ -87,6 +87,10 @@ impl Default for Templates {
             ("decide.html", include_str!("templates/decide.html")),
             ("dryrun.html", include_str!("templates/dryrun.html")),
             (
+                "plan_fields.html",
+                include_str!("templates/plan_fields.html"),
+            ),
+            (
                 "approval_plan.html",
                 include_str!("templates/approval_plan.html"),
             ),

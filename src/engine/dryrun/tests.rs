@@ -14,18 +14,22 @@ use crate::api::{
 };
 use crate::engine::plan::ExecutionRef;
 
-fn playbook(yaml: &str) -> PlaybookSpec {
-    serde_yaml::from_str(yaml).expect("test playbook parses")
-}
-
-fn run(pb: &PlaybookSpec, params: Value, alert: Option<Value>) -> Result<Vec<DryRunStep>, String> {
-    let execution = ExecutionRef {
+fn execution_ref() -> ExecutionRef {
+    ExecutionRef {
         name: "dry-1".into(),
         namespace: "ops".into(),
         uid: "u-1".into(),
         generation: Some(1),
         url: None,
-    };
+    }
+}
+
+fn playbook(yaml: &str) -> PlaybookSpec {
+    serde_yaml::from_str(yaml).expect("test playbook parses")
+}
+
+fn run(pb: &PlaybookSpec, params: Value, alert: Option<Value>) -> Result<Vec<DryRunStep>, String> {
+    let execution = execution_ref();
     let spec = ExecutionSpec {
         playbook_ref: LocalRef { name: "pb".into() },
         params: Some(params),
@@ -278,13 +282,7 @@ steps:
 #[test]
 fn the_status_is_written_once_and_names_what_to_change() {
     let pb = playbook("params: [{name: Pod, required: true}]\nsteps: [{id: a, image: k:1}]");
-    let execution = ExecutionRef {
-        name: "dry-1".into(),
-        namespace: "ops".into(),
-        uid: "u-1".into(),
-        generation: Some(1),
-        url: None,
-    };
+    let execution = execution_ref();
     let runners = BTreeMap::new();
     let spec = |params: Value| ExecutionSpec {
         playbook_ref: LocalRef { name: "pb".into() },
