@@ -264,6 +264,58 @@ async fn when_is_skipped_on_known_params_unknown_on_outputs_and_secrets_stay_ref
             .contains("spec.dryRun cannot change after create: create a new Execution"),
         "{err}"
     );
+
+    // `start --dry-run` as alice: it creates the dry run and prints its steps,
+    // rendered locally with the hashes the operator then writes.
+    let kubeconfig = common::kubeconfig_path().with_file_name("kubeconfig-alice");
+    assert!(
+        kubeconfig.is_file(),
+        "{}: {}",
+        kubeconfig.display(),
+        common::START_HINT
+    );
+    let args: Vec<String> = ["start", "guarded", "-n", &ns.name, "--dry-run"]
+        .iter()
+        .map(|a| a.to_string())
+        .chain(["--param", "Env=dev", "--name", "dry-cli"].map(String::from))
+        .collect();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_playbook-operator"))
+            .args(&args)
+            .env("KUBECONFIG", kubeconfig)
+            .output()
+            .expect("the binary runs")
+    })
+    .await
+    .expect("the command's thread");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "dry run dry-cli created",
+        "  1. pod",
+        "Skipped",
+        "when depends on step pod's outputs",
+        "dry run, nothing ran: 3 steps: 1 run, 1 skipped, 1 depend on outputs",
+    ] {
+        assert!(stdout.contains(want), "{want} missing in:\n{stdout}");
+    }
+    let printed: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.split(" plan ").nth(1))
+        .map(|rest| rest.split_whitespace().next().unwrap_or(""))
+        .collect();
+    let status = wait_dry_run(&ns, "dry-cli").await;
+    let written: Vec<&str> = status
+        .dry_run
+        .iter()
+        .map(|s| s.plan.as_ref().map_or("-", |p| p.hash.as_str()))
+        .collect();
+    assert_eq!(printed, written, "the printout's hashes are the operator's");
+    nothing_ran(&ns, &[&status]).await;
     operator.stop().await;
     ns.cleanup().await;
 }
