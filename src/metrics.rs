@@ -573,7 +573,11 @@ fn result_label(phase: ExecutionPhase) -> Option<&'static str> {
         ExecutionPhase::Succeeded => Some("Succeeded"),
         ExecutionPhase::Failed => Some("Failed"),
         ExecutionPhase::Cancelled => Some("Cancelled"),
-        ExecutionPhase::Pending | ExecutionPhase::Running | ExecutionPhase::WaitingApproval => None,
+        // A dry run ran nothing: it is no execution result.
+        ExecutionPhase::Pending
+        | ExecutionPhase::Running
+        | ExecutionPhase::WaitingApproval
+        | ExecutionPhase::DryRun => None,
     }
 }
 

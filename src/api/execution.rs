@@ -34,6 +34,7 @@ use super::{LocalRef, Phase, PlaybookSpec, schema};
 #[x_kube(validation = Rule::new("has(self.triggerRef) == has(oldSelf.triggerRef) && (!has(self.triggerRef) || self.triggerRef == oldSelf.triggerRef)").message("spec.triggerRef cannot be set, changed or removed after create: create a new Execution").field_path(".triggerRef").reason(Reason::FieldValueForbidden))]
 #[x_kube(validation = Rule::new("has(self.scheduleRef) == has(oldSelf.scheduleRef) && (!has(self.scheduleRef) || self.scheduleRef == oldSelf.scheduleRef)").message("spec.scheduleRef cannot be set, changed or removed after create: create a new Execution").field_path(".scheduleRef").reason(Reason::FieldValueForbidden))]
 #[x_kube(validation = Rule::new("has(self.requestedBy) == has(oldSelf.requestedBy) && (!has(self.requestedBy) || self.requestedBy == oldSelf.requestedBy)").message("spec.requestedBy cannot be set, changed or removed after create: create a new Execution").field_path(".requestedBy").reason(Reason::FieldValueForbidden))]
+#[x_kube(validation = Rule::new("self.?dryRun.orValue(false) == oldSelf.?dryRun.orValue(false)").message("spec.dryRun cannot change after create: create a new Execution").field_path(".dryRun").reason(Reason::FieldValueForbidden))]
 #[x_kube(validation = Rule::new("has(self.ttlSecondsAfterFinished) == has(oldSelf.ttlSecondsAfterFinished) && (!has(self.ttlSecondsAfterFinished) || self.ttlSecondsAfterFinished == oldSelf.ttlSecondsAfterFinished)").message("spec.ttlSecondsAfterFinished cannot be set, changed or removed after create: create a new Execution").field_path(".ttlSecondsAfterFinished").reason(Reason::FieldValueForbidden))]
 pub struct ExecutionSpec {
     /// The Playbook to run, in the Execution's namespace. Its spec is copied into
@@ -78,6 +79,12 @@ pub struct ExecutionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("format" = "int32"))]
     pub ttl_seconds_after_finished: Option<u32>,
+    /// Render the steps instead of running them: `status.dryRun` lists each step in
+    /// order with its plan and hash and whether its `when` lets it run, and the run
+    /// ends in phase DryRun. No Job or Pod, no approval wait, no remediation count,
+    /// no chat message; `report` leaves it out. Cannot change after create.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// One person's decision on one step: an approval of the plan it shows, or a rejection.
@@ -154,12 +161,17 @@ pub enum ExecutionPhase {
     Failed,
     /// Stopped by `spec.cancel`.
     Cancelled,
+    /// A dry run (`spec.dryRun`) rendered its steps into `status.dryRun`; nothing ran.
+    DryRun,
 }
 
 impl ExecutionPhase {
-    /// True for Succeeded, Failed and Cancelled: nothing changes any more.
+    /// True for Succeeded, Failed, Cancelled and DryRun: nothing changes any more.
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Cancelled | Self::DryRun
+        )
     }
 }
 
@@ -167,7 +179,7 @@ impl ExecutionPhase {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ExecutionStatus {
-    /// Pending, Running, WaitingApproval, Succeeded, Failed or Cancelled.
+    /// Pending, Running, WaitingApproval, Succeeded, Failed, Cancelled or DryRun.
     #[serde(default)]
     pub phase: ExecutionPhase,
     /// Why the run is in this phase, for a person (e.g. the failing step's message).
@@ -209,6 +221,9 @@ pub struct ExecutionStatus {
     /// remediate-phase step is about to start (or is held by the limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remediation: Option<RemediationRecord>,
+    /// A dry run's steps, in the order they would run (`spec.dryRun`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dry_run: Vec<super::DryRunStep>,
     /// What the chat notifier sent about this run (written by it alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<super::NotifyStatus>,

@@ -8,6 +8,7 @@
 //! about schemars' `uint32`, a format Kubernetes does not know.
 
 pub mod admission;
+mod dryrun;
 mod execution;
 mod notify;
 mod playbook;
@@ -16,6 +17,7 @@ mod schedule;
 mod schema;
 mod trigger;
 
+pub use dryrun::*;
 pub use execution::*;
 pub use notify::*;
 pub use playbook::*;

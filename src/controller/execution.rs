@@ -17,7 +17,7 @@ use kube::runtime::controller::Action;
 use tracing::Instrument;
 
 use super::error::error_action;
-use super::{Context, Error, apply, history, observe, spilled};
+use super::{Context, Error, apply, dryrun, history, observe, spilled};
 use crate::api::Execution;
 use crate::engine::plan::{Plan, PlanInput, parser_inputs_to_check, plan, spilled_refs};
 use crate::engine::template;
@@ -77,6 +77,9 @@ async fn reconcile_execution(exec: &Execution, ctx: &Context) -> Result<Action, 
         return Err(Error::CachesNotReady);
     }
     let (mut input, reads) = observe::from_caches(exec, ctx);
+    if exec.spec.dry_run {
+        return dryrun::reconcile(exec, ctx, input).await;
+    }
     if !reads.is_empty() {
         let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &input.execution.namespace);
         observe::read_logs(&pods, &mut input, &reads, ctx.config.log_limit_bytes).await?;

@@ -32,6 +32,7 @@
 
 mod access;
 mod apply;
+mod dryrun;
 mod error;
 mod execution;
 mod history;

@@ -351,6 +351,7 @@ pub fn phase_name(phase: ExecutionPhase) -> &'static str {
         ExecutionPhase::Succeeded => "Succeeded",
         ExecutionPhase::Failed => "Failed",
         ExecutionPhase::Cancelled => "Cancelled",
+        ExecutionPhase::DryRun => "DryRun",
     }
 }
 

@@ -7,6 +7,7 @@ pub mod access;
 pub mod alert;
 pub mod context;
 pub mod convert;
+pub mod dryrun;
 pub mod history;
 pub mod job;
 pub mod ledger;

@@ -15,6 +15,7 @@ use crate::engine::context::{phase_name, state_name};
 use crate::engine::plan::human_bytes;
 
 pub mod decision;
+pub mod dryrun;
 pub mod timeline;
 
 /// Path prefix of every page route.
@@ -87,13 +88,14 @@ impl ListFilter {
 }
 
 /// Every Execution phase, in the order the filter offers them.
-pub const PHASES: [&str; 6] = [
+pub const PHASES: [&str; 7] = [
     "Pending",
     "Running",
     "WaitingApproval",
     "Succeeded",
     "Failed",
     "Cancelled",
+    "DryRun",
 ];
 
 /// One line of the list.
@@ -387,6 +389,8 @@ pub struct Detail {
     pub events: Vec<EventView>,
     /// The chat message's state (`status.notify`), when the run has a channel.
     pub chat: Option<String>,
+    /// A dry run's steps (`spec.dryRun`): what would run; nothing did.
+    pub dry_run: Vec<dryrun::DryRunView>,
 }
 
 /// Most Events shown (the newest).
@@ -456,6 +460,7 @@ pub fn detail(e: &Execution, mut events: Vec<EventView>, now: Timestamp) -> Deta
         done: status.phase.is_final(),
         message: status.message.clone(),
         chat: status.notify.as_ref().map(super::notify::page_line),
+        dry_run: dryrun::views(&status.dry_run),
         severity: status.severity.clone(),
         requested_by: e.spec.requested_by.clone(),
         trigger: e.spec.trigger_ref.as_ref().map(|t| t.name.clone()),

@@ -157,7 +157,8 @@ fn sample(exec: &Execution, now: Timestamp) -> RunReview {
 /// The review of `execs` created from `since` to `now`.
 pub fn build(execs: &[Execution], since: Timestamp, now: Timestamp) -> Report {
     let mut by_playbook: BTreeMap<String, Vec<RunReview>> = BTreeMap::new();
-    for exec in execs {
+    // A dry run ran nothing: it is no incident run.
+    for exec in execs.iter().filter(|e| !e.spec.dry_run) {
         let created = exec.metadata.creation_timestamp.as_ref().map(|t| t.0);
         // `now` may be a window's end in the past (`report --until`).
         if created.is_some_and(|c| c < since || c > now) {

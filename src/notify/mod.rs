@@ -111,7 +111,10 @@ pub async fn run(
     let watch = events.for_each(|event| {
         match event {
             Ok(watcher::Event::Apply(e) | watcher::Event::InitApply(e)) => {
-                if let Ok(exec) = e.0 {
+                // A dry run ran nothing: nobody is told about it.
+                if let Ok(exec) = e.0
+                    && !exec.spec.dry_run
+                {
                     offer(&shared, exec);
                 }
             }

@@ -84,6 +84,11 @@ impl Default for Templates {
             ("step.html", include_str!("templates/step.html")),
             ("timeline.html", include_str!("templates/timeline.html")),
             ("decide.html", include_str!("templates/decide.html")),
+            ("dryrun.html", include_str!("templates/dryrun.html")),
+            (
+                "plan_fields.html",
+                include_str!("templates/plan_fields.html"),
+            ),
             (
                 "approval_plan.html",
                 include_str!("templates/approval_plan.html"),

@@ -168,3 +168,43 @@ fn a_waiting_plan_gets_the_decision_form_and_the_run_its_timeline() {
     assert!(live.contains("decide-restart") && live.contains("tl-restart"));
     assert!(!live.contains("id=\"refused\""));
 }
+
+#[test]
+fn a_dry_run_shows_its_plan_marked_as_such() {
+    let exec: Execution = serde_json::from_value(json!({
+        "metadata": {"name": "d1", "namespace": "prod", "uid": "u2",
+                     "creationTimestamp": "2026-09-21T12:00:00Z"},
+        "spec": {"playbookRef": {"name": "redis"}, "dryRun": true},
+        "status": {
+            "phase": "DryRun", "message": "dry run, nothing ran: 2 steps: 1 run, 1 depend on outputs",
+            "dryRun": [
+                {"id": "info", "phase": "enrich", "verdict": "Runs",
+                 "plan": {"hash": "0123456789ab", "image": "k:1", "args": ["get", "<pod>"],
+                          "env": [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "tok"}}}]}},
+                {"id": "restart", "phase": "remediate", "verdict": "Unknown", "approval": true,
+                 "message": "when depends on step info's outputs",
+                 "plan": {"hash": "ba9876543210", "image": "k:1"}}
+            ]
+        }
+    }))
+    .expect("a valid Execution");
+    let d = view::detail(&exec, vec![], now());
+    let page = Templates::default()
+        .detail(&d, "alice", false, "csrf-value", None)
+        .expect("renders")
+        .replace("&#x2f;", "/")
+        .replace("&#x27;", "'");
+    for want in [
+        "<h2>Dry run: nothing ran</h2>",
+        r#"<span id="phase" class="phase DryRun">DryRun</span>"#,
+        "plan <code>0123456789ab</code>",
+        "plan <code>ba9876543210</code>",
+        r#"<li class="dry-run-step unknown" id="dry-run-restart">"#,
+        "when depends on step info's outputs",
+        "<i>secret s key tok</i>",
+        "&lt;pod&gt;",
+        "needs approval",
+    ] {
+        assert!(page.contains(want), "{want} missing in:\n{page}");
+    }
+}

@@ -123,6 +123,7 @@ fn phase_name(p: ExecutionPhase) -> &'static str {
         ExecutionPhase::Succeeded => "Succeeded",
         ExecutionPhase::Failed => "Failed",
         ExecutionPhase::Cancelled => "Cancelled",
+        ExecutionPhase::DryRun => "DryRun",
     }
 }
 

@@ -382,7 +382,7 @@ impl Planner<'_> {
 }
 
 /// A loop's items: list → (index, item), map → (key, value), range → (index, n).
-fn items_from(fe: &ForEach, ctx: &Value) -> Result<Vec<(Value, Value)>, String> {
+pub(crate) fn items_from(fe: &ForEach, ctx: &Value) -> Result<Vec<(Value, Value)>, String> {
     let indexed = |list: Vec<Value>| {
         list.into_iter()
             .enumerate()

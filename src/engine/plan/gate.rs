@@ -146,7 +146,7 @@ impl Planner<'_> {
 }
 
 /// The approval a step needs before it runs, if any: the one place that says so.
-pub(super) fn needs_approval(step: &Step) -> Option<Approval> {
+pub(crate) fn needs_approval(step: &Step) -> Option<Approval> {
     step.approval.clone().filter(|a| a.required)
 }
 

@@ -12,7 +12,7 @@ use crate::api::PlaybookSpec;
 
 /// Who waits for whom, by position in `spec.steps` (and in each block's `steps`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(super) struct Graph {
+pub(crate) struct Graph {
     /// For each entry of `spec.steps`, the entries it waits for.
     pub deps: Vec<Vec<usize>>,
     /// For each entry, per step of its block (empty for a plain step), the block

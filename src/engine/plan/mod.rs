@@ -73,11 +73,15 @@ use crate::engine::access::RunnerAccess;
 use crate::engine::context::{self, ExecutionMeta, InstanceId};
 use crate::engine::limits::Claim;
 
+pub(crate) use expand::items_from;
+pub(crate) use gate::needs_approval;
+pub(crate) use graph::Graph;
 pub use graph::{finally_problems, validate_graph};
 /// Sizes for people (`900 KiB`), as the planner's own messages say them.
 pub(crate) use output::human as human_bytes;
 pub use parser::input_sha256;
 pub use spill::sha256_hex;
+pub(crate) use step::resolve_runner;
 
 /// The Execution being planned, as its metadata says.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -5,6 +5,8 @@
 //! planner's sweep knows when to look again; Events are emitted only on those
 //! changes, which is what makes them one per real transition.
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
 use super::gate::needs_approval;
@@ -222,48 +224,19 @@ impl Planner<'_> {
         }
     }
 
-    /// The step's Runner and its name. The name may be a template (StackPulse `spd`
-    /// params name one); runners are looked up in the Execution's namespace only, and
-    /// the requester must be allowed to `use` it (`engine::access`).
+    /// The step's Runner and its name ([`resolve_runner`] over this run's Runners).
     pub(super) fn runner_for(
         &self,
         step: &Step,
         ctx: &Value,
     ) -> Result<(String, RunnerSpec), String> {
-        let name = match step.runner.as_deref().map(str::trim) {
-            None | Some("") => access::DEFAULT_RUNNER.to_string(),
-            Some(name) if name.contains("{{") => template::render(name, ctx)
-                .map_err(|e| format!("step '{}': runner: {e}", step.id))?
-                .trim()
-                .to_string(),
-            Some(name) => name.to_string(),
-        };
-        let runner = match self.input.runners.get(&name) {
-            Some(runner) => runner.clone(),
-            // No `default` Runner: the built-in defaults, still under the name's `use`.
-            None if step.runner.is_none() => RunnerSpec::default(),
-            None => {
-                return Err(format!(
-                    "runner '{name}' not found in namespace {}: create it or set the step's runner",
-                    self.input.execution.namespace
-                ));
-            }
-        };
-        if let Some(checked) = &self.input.runner_access {
-            match checked.get(&name) {
-                Some(access::Verdict::Allowed) => {}
-                Some(access::Verdict::Denied(why)) => {
-                    return Err(format!("step '{}': {why}", step.id));
-                }
-                None => {
-                    return Err(format!(
-                        "step '{}': the use of Runner '{name}' was not checked: retry the run",
-                        step.id
-                    ));
-                }
-            }
-        }
-        Ok((name, runner))
+        resolve_runner(
+            step,
+            ctx,
+            &self.input.runners,
+            self.input.runner_access.as_ref(),
+            &self.input.execution.namespace,
+        )
     }
 
     /// The container of the current attempt has ended.
@@ -444,6 +417,52 @@ impl Planner<'_> {
         s.finished_at = Some(time(self.now));
         s.message = Some(message);
     }
+}
+
+/// A step's Runner and its name. The name may be a template (StackPulse `spd`
+/// params name one); runners are looked up in the Execution's namespace only, and
+/// the requester must be allowed to `use` it (`engine::access`; `None`: not checked,
+/// offline). Shared with the dry run, so both resolve a Runner the same way.
+pub(crate) fn resolve_runner(
+    step: &Step,
+    ctx: &Value,
+    runners: &BTreeMap<String, RunnerSpec>,
+    checked: Option<&access::RunnerAccess>,
+    namespace: &str,
+) -> Result<(String, RunnerSpec), String> {
+    let name = match step.runner.as_deref().map(str::trim) {
+        None | Some("") => access::DEFAULT_RUNNER.to_string(),
+        Some(name) if name.contains("{{") => template::render(name, ctx)
+            .map_err(|e| format!("step '{}': runner: {e}", step.id))?
+            .trim()
+            .to_string(),
+        Some(name) => name.to_string(),
+    };
+    let runner = match runners.get(&name) {
+        Some(runner) => runner.clone(),
+        // No `default` Runner: the built-in defaults, still under the name's `use`.
+        None if step.runner.is_none() => RunnerSpec::default(),
+        None => {
+            return Err(format!(
+                "runner '{name}' not found in namespace {namespace}: create it or set the step's runner"
+            ));
+        }
+    };
+    if let Some(checked) = checked {
+        match checked.get(&name) {
+            Some(access::Verdict::Allowed) => {}
+            Some(access::Verdict::Denied(why)) => {
+                return Err(format!("step '{}': {why}", step.id));
+            }
+            None => {
+                return Err(format!(
+                    "step '{}': the use of Runner '{name}' was not checked: retry the run",
+                    step.id
+                ));
+            }
+        }
+    }
+    Ok((name, runner))
 }
 
 #[cfg(test)]

@@ -250,3 +250,19 @@ fn scheduled_runs_are_counted_and_named_apart() {
             .contains("scheduled")
     );
 }
+
+#[test]
+fn a_dry_run_is_no_incident_run() {
+    let mut dry = exec("redis-dry", "redis", 10, ExecutionPhase::DryRun, vec![]);
+    dry.spec.dry_run = true;
+    let real = exec("redis-1", "redis", 20, Succeeded, vec![]);
+    let r = build(
+        &[dry, real],
+        Timestamp::from_second(0).expect("t"),
+        Timestamp::from_second(100).expect("t"),
+    );
+    assert_eq!(
+        (r.total.executions, r.total.succeeded, r.total.running),
+        (1, 1, 0)
+    );
+}
