@@ -47,7 +47,7 @@ fn the_schedule_starts_the_check_hourly_and_its_first_step_is_a_job_on_the_runne
     let runner: Runner = one("rbac.yaml", "Runner");
     assert_eq!(schedule.spec.playbook_ref.name, ENTRY);
     assert_eq!(
-        serde_json::to_value(&schedule.spec.concurrency_policy).expect("JSON"),
+        serde_json::to_value(schedule.spec.concurrency_policy).expect("JSON"),
         "Forbid",
         "a check still running is not doubled"
     );
