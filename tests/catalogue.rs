@@ -36,6 +36,19 @@ fn entries() -> Vec<String> {
     names
 }
 
+/// The entries an alert starts (a `trigger.yaml`), and the scheduled ones (a
+/// `schedule.yaml`: checks that run on their own, read-only).
+fn alert_entries() -> Vec<String> {
+    entries()
+        .into_iter()
+        .filter(|e| root().join(e).join("trigger.yaml").exists())
+        .collect()
+}
+
+fn scheduled(entry: &str) -> bool {
+    root().join(entry).join("schedule.yaml").exists()
+}
+
 fn read(entry: &str, file: &str) -> String {
     let path = root().join(entry).join(file);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -61,7 +74,7 @@ fn steps(pb: &Playbook) -> impl Iterator<Item = &PlaybookStep> {
 
 #[test]
 fn the_catalogue_covers_the_alerts_that_fire_most() {
-    let alerts: Vec<String> = entries()
+    let alerts: Vec<String> = alert_entries()
         .iter()
         .map(|e| {
             one::<Trigger>(e, "trigger.yaml", "Trigger")
@@ -95,7 +108,12 @@ fn the_catalogue_covers_the_alerts_that_fire_most() {
 #[test]
 fn every_file_lints_clean_and_the_kustomization_lists_them() {
     for entry in entries() {
-        for file in ["playbook.yaml", "trigger.yaml", "rbac.yaml"] {
+        let starter = if scheduled(&entry) {
+            "schedule.yaml"
+        } else {
+            "trigger.yaml"
+        };
+        for file in ["playbook.yaml", starter, "rbac.yaml"] {
             let findings = lint_file(&read(&entry, file), &format!("{entry}/{file}"));
             assert!(
                 findings.is_empty(),
@@ -111,7 +129,7 @@ fn every_file_lints_clean_and_the_kustomization_lists_them() {
             serde_yaml::from_str(&read(&entry, "kustomization.yaml")).expect("YAML");
         assert_eq!(
             kustomization["resources"],
-            json!(["rbac.yaml", "playbook.yaml", "trigger.yaml"]),
+            json!(["rbac.yaml", "playbook.yaml", starter]),
             "{entry}"
         );
     }
@@ -139,7 +157,15 @@ fn every_step_uses_the_pinned_image_on_the_entrys_runner_and_remediation_waits_f
             .iter()
             .filter(|s| s.step.phase == Phase::Remediate)
             .collect();
-        assert!(!remediate.is_empty(), "{entry} has no remediate step");
+        // A scheduled check only reads and reports (`catalogue_health` checks it).
+        if scheduled(&entry) {
+            assert!(
+                remediate.is_empty(),
+                "{entry}: a scheduled check changes nothing"
+            );
+        } else {
+            assert!(!remediate.is_empty(), "{entry} has no remediate step");
+        }
         for s in remediate {
             assert!(
                 s.step.approval.as_ref().is_some_and(|a| a.required),
@@ -153,11 +179,13 @@ fn every_step_uses_the_pinned_image_on_the_entrys_runner_and_remediation_waits_f
             );
         }
         assert!(
-            pb.spec
-                .limits
-                .as_ref()
-                .and_then(|l| l.remediations.as_ref())
-                .is_some(),
+            scheduled(&entry)
+                || pb
+                    .spec
+                    .limits
+                    .as_ref()
+                    .and_then(|l| l.remediations.as_ref())
+                    .is_some(),
             "{entry}: no blast-radius limit"
         );
         assert!(
@@ -198,7 +226,7 @@ fn alert_body(alertname: &str, labels: &BTreeMap<String, String>) -> Vec<u8> {
 
 #[test]
 fn each_trigger_starts_its_playbook_and_every_step_renders() {
-    for entry in entries() {
+    for entry in alert_entries() {
         let trigger: Trigger = one(&entry, "trigger.yaml", "Trigger");
         let pb: Playbook = one(&entry, "playbook.yaml", "Playbook");
         let runner: Runner = one(&entry, "rbac.yaml", "Runner");
@@ -299,12 +327,13 @@ fn the_charts_copies_are_the_catalogue() {
     let chart =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/playbook-operator/files/catalogue");
     for entry in entries() {
-        for file in [
-            "playbook.yaml",
-            "trigger.yaml",
-            "rbac.yaml",
-            "kustomization.yaml",
-        ] {
+        let mut files: Vec<String> = std::fs::read_dir(root().join(&entry))
+            .expect("the entry's folder")
+            .filter_map(Result::ok)
+            .map(|f| f.file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        for file in &files {
             let copy = std::fs::read_to_string(chart.join(&entry).join(file)).unwrap_or_default();
             assert!(
                 copy == read(&entry, file),

@@ -261,3 +261,55 @@ async fn a_firing_alert_from_alertmanager_runs_the_crash_loop_entry_to_its_appro
     finish(ns, entry, operator).await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The scheduled cluster health check, installed with its Schedule (which reports
+/// its next hourly tick) and run once on a cluster where one pod crash-loops: the
+/// verdict is Degraded, the finding CrashLooping, and the pod is named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_health_check_finds_the_crash_looping_pod() {
+    let entry = "cluster-health";
+    let ns = setup_entry("cat-health", entry).await;
+    let pod_name = crash_looping_pod(&ns).await;
+    // Crash-looping as the check counts it: backing off, or three restarts lately.
+    wait_pod(&ns, "web", |p| {
+        let c = &p["status"]["containerStatuses"][0];
+        c["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+            || c["restartCount"].as_i64().is_some_and(|r| r >= 3)
+    })
+    .await;
+    let operator = Operator::start(&ns);
+    let schedule = wait_object(&ns, &["schedule", entry], Duration::from_secs(30), |s| {
+        s["status"]["nextScheduleTime"].is_string()
+    })
+    .await;
+    let next = schedule["status"]["nextScheduleTime"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(next.ends_with(":00:00Z"), "hourly: {next}");
+    let status = run(&ns, entry, json!({}), None).await;
+    assert_eq!(verdict(&status), "Degraded", "{status:#?}");
+    let findings = step(&status, "verdict").outputs.clone().unwrap_or_default();
+    assert!(
+        findings["findings"]
+            .as_str()
+            .is_some_and(|f| f.split_whitespace().any(|f| f == "CrashLooping")),
+        "{findings}"
+    );
+    let pods = step(&status, "pods").outputs.clone().unwrap_or_default();
+    assert!(
+        pods["crashLooping"].as_array().is_some_and(|l| l
+            .iter()
+            .any(|p| p["namespace"] == ns.name.as_str() && p["name"] == pod_name.as_str())),
+        "the crash-looping pod is named: {pods}"
+    );
+    let nodes = step(&status, "nodes").outputs.clone().unwrap_or_default();
+    assert!(nodes["total"].as_i64().is_some_and(|n| n >= 2), "{nodes}");
+    let summary = step(&status, "summary").outputs.clone().unwrap_or_default();
+    assert!(
+        summary["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains(&format!("{}/{pod_name}", ns.name))),
+        "{summary}"
+    );
+    finish(ns, entry, operator).await;
+}

@@ -123,6 +123,28 @@ for want in '- --webhook-tenant-label=namespace' '- --webhook-admin-namespaces=m
   grep -qF -- "$want" "$out/tenants.yaml" || fail "the multi-tenant render lacks '$want'"
 done
 
+# The catalogue, on with one entry off: every other entry's objects render in the
+# release namespace (its ClusterRoleBindings' subjects moved there), lint clean.
+echo "helm lint and template with catalogue.enabled=true, catalogue.playbooks.kube-hpa-maxed-out=false"
+cat_args=(--kube-version "$KUBE_VERSION" --set catalogue.enabled=true --set catalogue.playbooks.kube-hpa-maxed-out=false)
+"$HELM" lint --strict "$CHART" "${cat_args[@]}" >"$out/lint" 2>&1 || { cat "$out/lint" >&2; fail "helm lint with the catalogue failed"; }
+"$HELM" template pbo "$CHART" --namespace ops "${cat_args[@]}" >"$out/catalogue.yaml" 2>"$out/err" ||
+  { cat "$out/err" >&2; fail "helm template with the catalogue failed"; }
+for entry in catalogue/*/; do
+  entry="$(basename "$entry")"
+  n="$(grep -cE "^  name: (playbook-catalogue-|catalogue-)?$entry\$" "$out/catalogue.yaml" || true)"
+  if [[ "$entry" == kube-hpa-maxed-out ]]; then
+    ((n == 0)) || fail "catalogue.playbooks.$entry=false still renders $n names of its objects"
+  else
+    # Playbook, Trigger or Schedule, Runner, ServiceAccount, ClusterRole, and the
+    # ClusterRoleBinding (its own name, its roleRef's and its subject's).
+    ((n == 8)) || fail "catalogue entry $entry renders $n names of its objects, not 8"
+  fi
+done
+grep -qF 'kind: Schedule' "$out/catalogue.yaml" || fail "the catalogue render lacks the cluster-health Schedule"
+! grep -q 'namespace: playbook-catalogue' "$out/catalogue.yaml" || fail "a catalogue object kept the kustomization's namespace"
+! grep -qF 'kind: Playbook' "$out/default.yaml" || fail "the default render installs catalogue playbooks"
+
 # reject VALUES... MESSAGE: helm template must fail, saying MESSAGE.
 reject() {
   local msg="${*: -1}" args=("${@:1:$#-1}")
@@ -150,4 +172,5 @@ reject --set notify.existingSecret=chat --set notify.chatApprovals.enabled=true 
   --set 'notify.chatApprovals.users={bob}' "notify.chatApprovals.groups: system:masters would let the operator act as cluster-admin"
 reject --set-json 'notify.channels=[{"name":"sre","namespaces":["ops"],"teams":{"url":"teams.example.com"}}]' "at '/notify/channels/0/teams/url'"
 reject --set notify.timeoutSeconds=0 "at '/notify/timeoutSeconds'"
+reject --set catalogue.enabled=true --set catalogue.playbooks.kube-pod-crashlooping=true "additional properties 'kube-pod-crashlooping' not allowed"
 echo "chart-check: ok"

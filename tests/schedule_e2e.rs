@@ -2,9 +2,10 @@
 //! hook would test something else than what runs): two operator replicas with the
 //! leader SIGKILLed just before a tick start exactly one run per tick over three
 //! minutes; meanwhile, in another namespace, `Forbid` skips a tick while the last run
-//! waits for approval, a suspended Schedule starts nothing, a bad expression is
-//! refused by the API server or reported by `Ready=False`, and the runs act for the
-//! Schedule's writer.
+//! waits for approval and starts it once that run is approved and ends, a suspended
+//! Schedule starts nothing and, resumed, starts one run for the latest tick, a bad
+//! expression is refused by the API server or reported by `Ready=False`, and the
+//! runs act for the Schedule's writer.
 //!
 //! Needs a cluster: `make cluster-up`, then `cargo test --test schedule_e2e` (about
 //! 3.5 minutes: the two tests run side by side).
@@ -13,15 +14,17 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Timelike, Utc};
-use common::on_call::{grant_on_call, invalid, wait_for_policies};
+use chrono::{DateTime, TimeZone, Timelike, Utc};
+use common::on_call::{
+    executions_as, grant_on_call, invalid, json_patch, plan_hash, wait_for_policies,
+};
 use common::operator::{Operator, from_json, playbook, runner, setup, step_log};
 use common::process::OperatorProcess;
 use common::{TestNamespace, user_client};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::ResourceExt;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use playbook_operator::api::{Execution, ExecutionPhase, Schedule};
 use playbook_operator::engine::schedule::{LABEL_SCHEDULE, execution_name, tick_of};
 use serde_json::{Value, json};
@@ -391,6 +394,77 @@ async fn forbid_suspend_and_bad_expressions() {
     assert_eq!(
         (paused.last_schedule_time, paused.next_schedule_time),
         (None, None)
+    );
+
+    // bob approves the waiting run: once it ends, Forbid starts the tick it held back
+    // (no deadline), at once rather than at the next tick.
+    let hash = plan_hash(&ns, &first, "restart").await;
+    executions_as("bob", &ns)
+        .await
+        .patch(
+            &first,
+            &PatchParams::default(),
+            &json_patch(json!([{"op": "add", "path": "/spec/approvals",
+                "value": [{"step": "restart", "user": "bob", "planHash": hash}]}])),
+        )
+        .await
+        .expect("bob approves");
+    let held = execution_name("forbid", second);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !runs_of(&ns, "forbid")
+        .await
+        .iter()
+        .any(|e| e.metadata.name.as_deref() == Some(held.as_str()))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "Forbid did not start the held tick's run {held} within 30 s of the last run's end"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        Utc::now() < second + chrono::Duration::minutes(1),
+        "started before the next tick"
+    );
+
+    // Resumed without a deadline: one run at once, for the latest missed tick.
+    alice
+        .patch(
+            "paused",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"suspend": false}})),
+        )
+        .await
+        .expect("alice resumes the Schedule");
+    let resumed = wait_schedule(&ns, "paused", "resumed", |s| {
+        s.status
+            .as_ref()
+            .is_some_and(|st| st.last_schedule_time.is_some())
+    })
+    .await;
+    // The latest tick before the resume (read back, so a minute turning meanwhile
+    // cannot make the test guess wrong).
+    let latest = resumed
+        .status
+        .as_ref()
+        .and_then(|st| st.last_schedule_time.as_ref())
+        .map(|t| t.0.as_second())
+        .and_then(|s| Utc.timestamp_opt(s, 0).single())
+        .expect("lastScheduleTime");
+    assert!(
+        (Utc::now() - latest) < chrono::Duration::seconds(90),
+        "the latest tick, not an older one: {latest}"
+    );
+    let names: Vec<String> = runs_of(&ns, "paused")
+        .await
+        .into_iter()
+        .filter_map(|e| e.metadata.name)
+        .collect();
+    assert_eq!(
+        names,
+        vec![execution_name("paused", latest)],
+        "one run, for the latest tick: {:?}",
+        resumed.status
     );
     operator.stop().await;
     ns.cleanup().await;

@@ -61,8 +61,13 @@ pub async fn install(ns: &TestNamespace, entry: &str) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("catalogue")
         .join(entry);
+    let kustomization: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(dir.join("kustomization.yaml")).expect("the kustomization"),
+    )
+    .expect("YAML");
     let mut objects = Vec::new();
-    for file in ["rbac.yaml", "playbook.yaml", "trigger.yaml"] {
+    for file in kustomization["resources"].as_array().into_iter().flatten() {
+        let file = file.as_str().expect("a file name");
         let text = std::fs::read_to_string(dir.join(file))
             .expect("the entry's file")
             .replace(PUBLIC_IMAGE, LOCAL_IMAGE);
