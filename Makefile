@@ -8,7 +8,7 @@ CARGO ?= cargo
 E2E_TESTS  := $(basename $(notdir $(wildcard tests/*e2e.rs)))
 UNIT_TESTS := $(filter-out $(E2E_TESTS),$(basename $(notdir $(wildcard tests/*.rs))))
 
-.PHONY: all build test check fmt unit crds catalogue demo bench chaos chart-check
+.PHONY: all build test check fmt unit crds catalogue demo bench bench-stock chaos chart-check
 
 all: build
 
@@ -38,6 +38,7 @@ demo:
 
 ## bench: the execution page's render time with 10,000 Executions cached (no cluster),
 ## then 200 Executions of a 4-step playbook against 200 bare Job chains (the floor),
+## and again with steps as bare Pods against bare Pod chains,
 ## with the API server's writes per step and 20 idle single runs after,
 ## then 10,000 alerts (with duplicates) at the webhook, then the operator's RSS with
 ## 10,000 finished Executions (and per 1,000 more), on the local control plane
@@ -47,6 +48,16 @@ bench:
 	$(CARGO) bench --locked --bench page
 	$(CARGO) bench --locked --bench controller --bench alerts --bench memory --no-run
 	tests/cluster/with-cluster.sh bash -c '$(CARGO) bench --locked --bench controller && $(CARGO) bench --locked --bench alerts && $(CARGO) bench --locked --bench memory'
+	$(MAKE) bench-stock
+
+## bench-stock: the controller bench (steps as Jobs and as bare Pods, each beside its
+## floor) on a cluster of its own at upstream kube-controller-manager's default client
+## limits, where the Job controller caps Job-based runs.
+bench-stock:
+	$(CARGO) bench --locked --bench controller --no-run
+	PLAYBOOK_OPERATOR_CLUSTER_DIR="$${PLAYBOOK_OPERATOR_CLUSTER_DIR:-/tmp/playbook-operator-cluster-$${USER:-$$(id -un)}}-stock" \
+	  KCM_QPS=20 KCM_BURST=30 KCM_CONCURRENT_JOB_SYNCS=5 \
+	  tests/cluster/with-cluster.sh $(CARGO) bench --locked --bench controller
 
 ## chaos: 200 Executions of a 4-step playbook while the operator is SIGKILLed every
 ## 0.1-1 s and the API server and etcd are each restarted once, on the local control

@@ -200,6 +200,46 @@ async fn a_container_past_its_memory_limit_fails_naming_the_limit() {
     ns.cleanup().await;
 }
 
+/// Steps as bare Pods (`workload: Pod`) fail the same way, with the same words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_mode_an_image_that_does_not_pull_fails_after_the_start_timeout() {
+    let ns = setup("fail-pod-pull").await;
+    let runner = json!({"workload": "Pod"});
+    let (status, notes) = run_failing(&ns, runner, json!({"image": "local/nope:1"})).await;
+    assert_failed(
+        &status,
+        &notes,
+        &["image \"local/nope:1\" could not be pulled within 4s"],
+        START - 1..=START + SLACK,
+    );
+    assert!(
+        jobs_of_step(&ns, "work").await.is_empty(),
+        "no Job in Pod mode"
+    );
+    ns.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_mode_a_container_past_its_memory_limit_fails_naming_the_limit() {
+    let ns = setup("fail-pod-oom").await;
+    let work = json!({"image": BUSYBOX,
+                      "command": ["/bin/sh", "-c", "exec dd if=/dev/zero of=/dev/null bs=256M count=1"]});
+    let runner = json!({"workload": "Pod", "resources": {"limits": {"memory": "64Mi"}}});
+    let (status, notes) = run_failing(&ns, runner, work).await;
+    assert_failed(
+        &status,
+        &notes,
+        &["ran out of memory at its limit of 64Mi: raise resources.limits.memory"],
+        0..=SLACK,
+    );
+    assert_eq!(step(&status, "work").exit_code, Some(137));
+    assert!(
+        jobs_of_step(&ns, "work").await.is_empty(),
+        "no Job in Pod mode"
+    );
+    ns.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_no_node_takes_fails_with_the_schedulers_reason() {
     let ns = setup("fail-sched").await;

@@ -71,6 +71,39 @@ pub struct RunnerSpec {
     /// Annotations added to step pods.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    /// What each step attempt runs as: `Job` (default) or `Pod`, a bare Pod owned by
+    /// the Execution. Pod skips the Job controller, whose client limits cap step
+    /// throughput on clusters at the default kube-controller-manager settings; the
+    /// step's `timeoutSeconds` is then the pod's own `activeDeadlineSeconds`.
+    #[serde(default, skip_serializing_if = "Workload::is_job")]
+    pub workload: Workload,
+}
+
+/// What a step attempt runs as.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
+pub enum Workload {
+    /// A `batch/v1` Job (with `backoffLimit: 0`) whose pod runs the step.
+    #[default]
+    Job,
+    /// A bare Pod, owned by the Execution, that runs the step.
+    Pod,
+}
+
+impl Workload {
+    /// True for the default, which the spec leaves out.
+    pub fn is_job(&self) -> bool {
+        *self == Self::Job
+    }
+
+    /// The Kubernetes kind, as messages name it.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Self::Job => "Job",
+            Self::Pod => "Pod",
+        }
+    }
 }
 
 /// What the controller found when it checked the Runner.

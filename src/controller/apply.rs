@@ -7,9 +7,10 @@
 //! 1. status by server-side apply (field manager `playbook-operator`), skipped when
 //!    the planner changed nothing: outputs reach status before the next Job exists,
 //!    so a crash never loses a parsed output;
-//! 2. Job creates: names are deterministic per attempt, so AlreadyExists (409) means
-//!    an earlier reconcile created it, i.e. it is ours;
-//! 3. Job deletes (background propagation: the Pod goes with the Job; NotFound is fine);
+//! 2. Job (or bare Pod: `workload`) creates: names are deterministic per attempt, so
+//!    AlreadyExists (409) means an earlier reconcile created it, i.e. it is ours;
+//! 3. Job (or bare Pod) deletes (background propagation: the Pod goes with the Job;
+//!    NotFound is fine);
 //! 4. Events, one per real transition, named after it (a repeated transition gets
 //!    AlreadyExists, not a second Event). An Event that cannot be written is logged
 //!    and dropped: it must not make the reconcile (and so the status) go round again.
@@ -25,7 +26,7 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -33,9 +34,10 @@ use serde_json::json;
 use std::fmt::Debug;
 use std::time::Instant;
 
+use super::workload::{Created, create_planned, delete_attempt};
 use super::{Context, Error, FIELD_MANAGER};
 use crate::api::{Execution, ExecutionStatus};
-use crate::engine::job::{ANNOTATION_STEP_ID, short_hash};
+use crate::engine::job::short_hash;
 use crate::engine::message::cut;
 use crate::engine::plan::{EventType, Intent, Plan, input_sha256};
 use crate::metrics::transitions;
@@ -78,7 +80,6 @@ pub async fn apply(
             metrics.remediation_held(&ns, &exec.spec.playbook_ref.name, &uid);
         }
     }
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
     let mut first_created = None;
     let mut refused = false;
     for intent in &plan.intents {
@@ -88,7 +89,7 @@ pub async fn apply(
             Intent::CreateJob(job) if mounts_any(job, &foreign) => {
                 tracing::warn!(job = %job.name_any(), config_maps = ?foreign, "parser Job not created: its input ConfigMap is not the operator's");
             }
-            Intent::CreateJob(job) => match create_job(&jobs, job).await? {
+            Intent::CreateJob(job) => match create_planned(&ctx.client, &ns, job).await? {
                 Created::Now => {
                     metrics.job_created();
                     first_created.get_or_insert_with(Instant::now);
@@ -99,7 +100,7 @@ pub async fn apply(
                     refused = true;
                 }
             },
-            Intent::DeleteJob { name } => delete_job(&jobs, name).await?,
+            Intent::DeleteJob { name } => delete_attempt(&ctx.client, &ctx.pods, &ns, name).await?,
             Intent::CreateConfigMap(_) | Intent::Event { .. } => {}
         }
     }
@@ -170,65 +171,6 @@ where
     Ok(())
 }
 
-/// What became of a Job create.
-enum Created {
-    Now,
-    /// It existed: an earlier reconcile created it (the name is ours).
-    Before,
-    /// The API server refused it for good: why, for the step's message.
-    Refused(String),
-}
-
-/// Creates `job`. A 4xx other than 409 (exists: ours) and 429 (slow down) is the API
-/// server saying no to this Job whatever the timing (422 invalid, 403 a quota or Pod
-/// Security, 400): the same create would be refused again, so the step fails with the
-/// reason instead. 5xx, 429 and transport errors are retried.
-async fn create_job(api: &Api<Job>, job: &Job) -> Result<Created, Error> {
-    let name = job.name_any();
-    let step = job
-        .annotations()
-        .get(ANNOTATION_STEP_ID)
-        .cloned()
-        .unwrap_or_default();
-    let params = PostParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    };
-    match api.create(&params, job).await {
-        Ok(_) => {
-            tracing::info!(step = %step, job = %name, "Job created");
-            Ok(Created::Now)
-        }
-        Err(kube::Error::Api(s)) if s.code == 409 => {
-            tracing::debug!(step = %step, job = %name, "Job exists already: ours");
-            Ok(Created::Before)
-        }
-        Err(kube::Error::Api(s)) if is_refusal(s.code) => {
-            tracing::warn!(step = %step, job = %name, code = s.code, reason = %s.reason, message = %s.message, "Job refused");
-            Ok(Created::Refused(refusal_message(
-                &name, s.code, &s.reason, &s.message,
-            )))
-        }
-        Err(source) => Err(Error::CreateJob { name, source }),
-    }
-}
-
-/// True for the status codes that refuse a create for good.
-fn is_refusal(code: u16) -> bool {
-    (400..500).contains(&code) && code != 409 && code != 429
-}
-
-/// The step's message for a Job the API server refused.
-fn refusal_message(job: &str, code: u16, reason: &str, message: &str) -> String {
-    let fix = match code {
-        403 => {
-            "raise the namespace's ResourceQuota or its Pod Security level, or change the step or its Runner to fit them"
-        }
-        _ => "fix the step or its Runner",
-    };
-    format!("the API server refused to create Job {job} ({code} {reason}): {message}: {fix}")
-}
-
 /// Job creates the API server refused, by namespace and Job name, until the next
 /// plan of their Execution reads them (`observe`). Only in memory: after a restart
 /// the create is tried again, refused again and recorded again.
@@ -290,20 +232,6 @@ fn mounts_any(job: &Job, names: &[String]) -> bool {
             .as_ref()
             .is_some_and(|c| names.contains(&c.name))
     })
-}
-
-async fn delete_job(api: &Api<Job>, name: &str) -> Result<(), Error> {
-    match api.delete(name, &DeleteParams::background()).await {
-        Ok(_) => tracing::info!(job = %name, "Job deleted"),
-        Err(kube::Error::Api(s)) if s.code == 404 => {}
-        Err(source) => {
-            return Err(Error::DeleteJob {
-                name: name.to_string(),
-                source,
-            });
-        }
-    }
-    Ok(())
 }
 
 /// The Kubernetes Event (events.k8s.io/v1) of an `Intent::Event` about `exec` (an

@@ -58,13 +58,13 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
-    #[error("creating Job {name}: {source}")]
+    #[error("creating {name}: {source}")]
     CreateJob {
         name: String,
         #[source]
         source: kube::Error,
     },
-    #[error("deleting Job {name}: {source}")]
+    #[error("deleting {name}: {source}")]
     DeleteJob {
         name: String,
         #[source]

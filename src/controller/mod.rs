@@ -44,6 +44,7 @@ mod runner;
 mod schedule;
 mod spilled;
 mod wake;
+mod workload;
 
 /// How long the Runner `use` check reuses an answer of the API server.
 pub use access::TTL as ACCESS_TTL;
@@ -373,7 +374,8 @@ fn note_step_end(pod: &Pod, cached: &Store<Pod>, metrics: &Metrics) {
     }
 }
 
-/// The Execution a step Pod belongs to: through its Job (the Pod's controller owner)
+/// The Execution a step Pod belongs to: its controller owner for a bare Pod; through
+/// its Job (the Pod's controller owner)
 /// and that Job's owner Execution; when the Job is not cached yet, through the uid
 /// label and the Execution cache.
 fn execution_of_pod(
@@ -382,10 +384,16 @@ fn execution_of_pod(
     execs: &Store<DeserializeGuard<Execution>>,
 ) -> Option<ObjectRef<DeserializeGuard<Execution>>> {
     let ns = pod.namespace()?;
-    let via_job = pod
+    let controller = pod
         .owner_references()
         .iter()
-        .find(|o| o.kind == "Job" && o.controller == Some(true))
+        .find(|o| o.controller == Some(true));
+    // A bare step Pod (`workload`) is the Execution's own.
+    if let Some(o) = controller.filter(|o| o.kind == "Execution") {
+        return Some(ObjectRef::new(&o.name).within(&ns));
+    }
+    let via_job = controller
+        .filter(|o| o.kind == "Job")
         .and_then(|o| jobs.get(&ObjectRef::new(&o.name).within(&ns)))
         .and_then(|job| {
             job.owner_references()

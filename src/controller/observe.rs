@@ -6,18 +6,20 @@
 //! API call: one bounded `pods/log` read per step container that ended while its
 //! step still waits for the output (`engine::plan::awaiting_output`).
 //!
-//! Job-specific knowledge stays here and in the Job builder (the design keeps the
-//! door open for steps as bare Pods): which Pod is a Job's, which container is the
-//! step's, and what a Job's `Failed` condition means.
+//! Job-specific knowledge stays here and in the Job builder: which Pod is a Job's,
+//! which container is the step's, and what a Job's `Failed` condition means. A step
+//! attempt run as a bare Pod (`workload`) is observed by [`observe_bare_pod`] into
+//! the same `ObservedJob`, so the planner never knows which ran.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use futures::AsyncReadExt;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus, Pod, PodSpec};
 use kube::ResourceExt;
 use kube::api::{Api, LogParams};
 
+use super::workload::Workload;
 use super::{Context, Error};
 use crate::api::{Execution, PlaybookSpec, RunnerSpec};
 use crate::engine::job::LABEL_EXECUTION_UID;
@@ -25,6 +27,7 @@ use crate::engine::plan::{
     ExecutionRef, JobFailure, Limits, ObservedJob, PlanInput, StepLog, Terminated, awaiting_output,
 };
 use crate::engine::wake::{self, Wake};
+use crate::engine::workload::{self as engine_workload, SeenPod};
 
 /// Where to read the log of one ended step container.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,21 +54,15 @@ pub fn plan_input(exec: &Execution, cached: &Cached, limits: &Limits) -> (PlanIn
     let awaiting = awaiting_output(&status);
     let mut jobs = BTreeMap::new();
     let mut reads = Vec::new();
-    for job in cached.jobs {
-        let name = job.name_any();
-        let (observed, container) = observe_job(job, cached.pods);
-        if awaiting.contains(name.as_str())
-            && observed.terminated.is_some()
-            && let Some((pod, container)) = container
-        {
-            reads.push(LogRead {
-                job: name.clone(),
-                pod,
-                container,
-            });
-        }
-        jobs.insert(name, observed);
-    }
+    // Step attempts run as Jobs or as bare Pods (`workload`); both are observed alike.
+    let bare: Vec<&Pod> = cached
+        .pods
+        .iter()
+        .filter(|p| engine_workload::is_bare(p.owner_references()))
+        .copied()
+        .collect();
+    observe_attempts(cached.jobs, cached.pods, &awaiting, &mut jobs, &mut reads);
+    observe_attempts(&bare, cached.pods, &awaiting, &mut jobs, &mut reads);
     let input = PlanInput {
         execution: ExecutionRef {
             name: exec.name_any(),
@@ -97,6 +94,32 @@ pub fn plan_input(exec: &Execution, cached: &Cached, limits: &Limits) -> (PlanIn
     (input, reads)
 }
 
+/// Observes each of `attempts` (Jobs, or bare Pods) into `jobs`, and notes the logs
+/// to read of those whose step container ended while status awaits their output.
+fn observe_attempts<W: Workload>(
+    attempts: &[&W],
+    pods: &[&Pod],
+    awaiting: &BTreeSet<&str>,
+    jobs: &mut BTreeMap<String, ObservedJob>,
+    reads: &mut Vec<LogRead>,
+) {
+    for attempt in attempts {
+        let name = attempt.name_any();
+        let (observed, container) = attempt.observe(pods);
+        if awaiting.contains(name.as_str())
+            && observed.terminated.is_some()
+            && let Some((pod, container)) = container
+        {
+            reads.push(LogRead {
+                job: name.clone(),
+                pod,
+                container,
+            });
+        }
+        jobs.insert(name, observed);
+    }
+}
+
 /// What one Job and its Pod show, and where its step container's log is (pod,
 /// container) once that container has terminated.
 pub fn observe_job(job: &Job, pods: &[&Pod]) -> (ObservedJob, Option<(String, String)>) {
@@ -114,21 +137,9 @@ pub fn observe_job(job: &Job, pods: &[&Pod]) -> (ObservedJob, Option<(String, St
         .collect();
     // A Job with backoffLimit 0 has one Pod, but a Pod deleted from under it is
     // replaced: the one whose step container ended is the one that counts.
-    let mut terminated = None;
-    for pod in &owned {
-        if let Some((cs, t)) = terminated_container(pod, container.as_deref()) {
-            terminated = Some((
-                Terminated {
-                    exit_code: t.exit_code,
-                    reason: t.reason.clone(),
-                    message: t.message.clone(),
-                    finished_at: t.finished_at.as_ref().map(|f| f.0),
-                },
-                (pod.name_any(), cs.name.clone()),
-            ));
-            break;
-        }
-    }
+    let terminated = owned
+        .iter()
+        .find_map(|pod| ended(pod, container.as_deref()));
     let (terminated, log_at) = terminated.unzip();
     let pod = terminated
         .is_none()
@@ -146,6 +157,33 @@ pub fn observe_job(job: &Job, pods: &[&Pod]) -> (ObservedJob, Option<(String, St
         log: StepLog::NotRead,
     };
     (observed, log_at)
+}
+
+/// How `pod`'s container `container` ended and where its log is (pod, container),
+/// once it has terminated.
+fn ended(pod: &Pod, container: Option<&str>) -> Option<(Terminated, (String, String))> {
+    let (cs, t) = terminated_container(pod, container)?;
+    let terminated = Terminated {
+        exit_code: t.exit_code,
+        reason: t.reason.clone(),
+        message: t.message.clone(),
+        finished_at: t.finished_at.as_ref().map(|f| f.0),
+    };
+    Some((terminated, (pod.name_any(), cs.name.clone())))
+}
+
+/// What a bare step Pod (`Runner.spec.workload: Pod`) shows, as `engine::workload`
+/// makes it look like a Job and its pod; where its step container's log is once ended.
+pub fn observe_bare_pod(pod: &Pod) -> (ObservedJob, Option<(String, String)>) {
+    let container = pod_step_container(pod);
+    let (terminated, log_at) = ended(pod, container).unzip();
+    let seen = SeenPod {
+        uid: pod.uid(),
+        terminated,
+        facts: pod::facts(pod, container),
+        memory_limit: pod.spec.as_ref().and_then(spec_memory_limit),
+    };
+    (engine_workload::observe_bare_pod(seen), log_at)
 }
 
 /// The Job's `Failed` condition, when it is True.
@@ -173,9 +211,16 @@ pub fn job_wake(job: &Job) -> Wake {
 
 /// What of a step's Pod its Execution's plan acts on (`engine::wake`): the same facts
 /// `observe_job` gives the planner, of the pod's first container (the step's).
+///
+/// A bare Pod is a step attempt of its own, so its first sighting wakes, as a Job's
+/// does: the planner records its uid (a Pod deleted later fails its step instead of
+/// running again).
 pub fn pod_wake(pod: &Pod) -> Wake {
     let facts = pod::facts(pod, pod_step_container(pod));
-    wake::pod(step_container_terminated(pod), &facts)
+    Wake {
+        attempt: engine_workload::is_bare(pod.owner_references()),
+        ..wake::pod(step_container_terminated(pod), &facts)
+    }
 }
 
 /// The name of `pod`'s step container: its first, as in the Job's pod template.
@@ -188,7 +233,11 @@ fn pod_step_container(pod: &Pod) -> Option<&str> {
 
 /// The step container's memory limit, as the Job's pod template asks for it.
 fn memory_limit(job: &Job) -> Option<String> {
-    let pod = job.spec.as_ref()?.template.spec.as_ref()?;
+    spec_memory_limit(job.spec.as_ref()?.template.spec.as_ref()?)
+}
+
+/// The memory limit of the step container (the first) of a pod spec.
+fn spec_memory_limit(pod: &PodSpec) -> Option<String> {
     let limits = pod
         .containers
         .first()?

@@ -54,6 +54,15 @@ fn a_pod_wakes_the_execution_that_owns_its_job() {
     let via_label = execution_of_pod(&pod(Some("unknown"), "b-uid"), &jobs, &execs);
     assert_eq!(via_label, Some(ObjectRef::new("run-b").within("ns")));
     assert_eq!(execution_of_pod(&pod(None, "nobody"), &jobs, &execs), None);
+    // A bare step Pod (`Runner.spec.workload: Pod`) is its Execution's own.
+    let bare: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "run-c-1-x", "namespace": "ns", "ownerReferences": [
+            {"apiVersion": "stackpulse.io/v1", "kind": "Execution", "name": "run-c",
+             "uid": "c-uid", "controller": true}]},
+    }))
+    .expect("a Pod");
+    let direct = execution_of_pod(&bare, &jobs, &execs);
+    assert_eq!(direct, Some(ObjectRef::new("run-c").within("ns")));
 }
 
 #[test]

@@ -317,7 +317,10 @@ fn build(input: &JobInput, role: &Role) -> Result<Job, JobError> {
             name: Some(name),
             namespace: Some(input.namespace.to_string()),
             labels: Some(job_labels),
-            annotations: Some(step_annotation),
+            annotations: Some(crate::engine::workload::annotate(
+                step_annotation,
+                runner.workload,
+            )),
             owner_references: Some(vec![owner(input)]),
             ..Default::default()
         },

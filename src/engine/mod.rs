@@ -22,3 +22,4 @@ pub mod report;
 pub mod schedule;
 pub mod template;
 pub mod wake;
+pub mod workload;

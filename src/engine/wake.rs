@@ -24,6 +24,9 @@ pub struct Wake {
     /// What `health::judge` or the Job failure handling would act on, in a few words
     /// (`None`: on its way).
     pub trouble: Option<String>,
+    /// The object is a step attempt of its own (a bare Pod, `engine::workload`): its
+    /// first sighting wakes, as a Job's does, because the planner records its uid.
+    pub attempt: bool,
 }
 
 /// The Wake of a step's Pod: `ended` when its step container has terminated, else
@@ -47,7 +50,11 @@ pub fn pod(ended: bool, facts: &PodFacts) -> Wake {
     } else {
         facts.unschedulable.as_ref().map(|_| "unschedulable".into())
     };
-    Wake { ended, trouble }
+    Wake {
+        ended,
+        trouble,
+        attempt: false,
+    }
 }
 
 /// The Wake of a step's Job: its `Failed` condition (a deadline, a backoff limit) or
@@ -60,6 +67,7 @@ pub fn job(failed: Option<&JobFailure>, deleting: bool) -> Wake {
     Wake {
         ended: false,
         trouble,
+        attempt: false,
     }
 }
 

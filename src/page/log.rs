@@ -23,7 +23,8 @@ pub(super) struct LogQuery {
 }
 
 /// The log of a step's current attempt, if the user may read pod logs there: its
-/// Job's pod found by the `job-name` label (one API call per click, not per page).
+/// Job's pod found by the `job-name` label, or the bare Pod of that name (one or two
+/// API calls per click, not per page).
 pub(super) async fn step_log(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
@@ -70,6 +71,8 @@ pub(super) async fn step_log(
         .list(&ListParams::default().labels(&format!("job-name={job}")))
         .await;
     let pod = match listed {
+        // A step run as a bare Pod (`Runner.spec.workload: Pod`) is named like its Job.
+        Ok(list) if list.items.is_empty() => pods.get_opt(&job).await.ok().flatten(),
         Ok(list) => list.items.into_iter().next(),
         Err(e) => {
             return text(

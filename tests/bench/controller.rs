@@ -21,13 +21,20 @@
 //! so the operator's extra cost is the difference. After the storm the same operator
 //! runs 20 single Executions one after another ([`idle`]): created → Succeeded.
 //!
-//! Env: `BENCH_EXECUTIONS` (default 200). Needs a cluster: `make bench` starts one.
+//! Both halves run once per workload (`Runner.spec.workload`): the operator with
+//! steps as Jobs beside bare Job chains, then with steps as bare Pods beside bare
+//! Pod chains (the same chains, each link a Pod the bench creates itself).
+//!
+//! Env: `BENCH_EXECUTIONS` (default 200), `BENCH_WORKLOADS` (default `Job,Pod`).
+//! Needs a cluster: `make bench` starts one (and a second at upstream's
+//! kube-controller-manager defaults, `make bench-stock`).
 
 mod apiserver;
 #[path = "../common/mod.rs"]
 mod common;
 mod idle;
 mod process;
+mod report;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -41,7 +48,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use playbook_operator::api::{Execution, ExecutionPhase, Playbook};
+use playbook_operator::api::{Execution, ExecutionPhase, Playbook, Runner, Workload};
 use serde_json::json;
 
 const STEPS: usize = 4;
@@ -65,14 +72,29 @@ fn main() -> anyhow::Result<()> {
         .block_on(bench(n))
 }
 
+/// The workloads to bench, from `BENCH_WORKLOADS` (`Job,Pod` by default).
+fn workloads() -> anyhow::Result<Vec<Workload>> {
+    let list = std::env::var("BENCH_WORKLOADS").unwrap_or_else(|_| "Job,Pod".into());
+    list.split(',')
+        .map(|w| match w.trim() {
+            "Job" => Ok(Workload::Job),
+            "Pod" => Ok(Workload::Pod),
+            other => bail!("BENCH_WORKLOADS: {other:?} is neither Job nor Pod"),
+        })
+        .collect()
+}
+
 async fn bench(n: usize) -> anyhow::Result<()> {
     let client = common::client().await;
     common::install_crds(&client).await;
-    eprintln!("[bench] floor: {n} bare chains of {STEPS} Jobs");
-    let floor = bare_chains(&client, n).await?;
-    eprintln!("[bench] operator: {n} Executions of a {STEPS}-step Playbook");
-    let operator = operator_run(&client, n).await?;
-    report(n, &floor, &operator);
+    for workload in workloads()? {
+        let kind = workload.kind();
+        eprintln!("[bench] floor: {n} bare chains of {STEPS} {kind}s");
+        let floor = bare_chains(&client, n, workload).await?;
+        eprintln!("[bench] operator: {n} Executions of a {STEPS}-step Playbook, steps as {kind}s");
+        let operator = operator_run(&client, n, workload).await?;
+        report::report(n, workload, &floor, &operator);
+    }
     Ok(())
 }
 
@@ -121,6 +143,40 @@ fn chain_job(chain: usize, step: usize) -> Job {
     .expect("a valid Job")
 }
 
+/// Creates link `step` of chain `chain`: a Job, or the bare Pod a Job would make.
+async fn create_link(
+    client: &kube::Client,
+    ns: &str,
+    workload: Workload,
+    chain: usize,
+    step: usize,
+) -> Result<(), kube::Error> {
+    let job = chain_job(chain, step);
+    match workload {
+        Workload::Job => {
+            Api::<Job>::namespaced(client.clone(), ns)
+                .create(&PostParams::default(), &job)
+                .await?
+        }
+        Workload::Pod => {
+            let spec = job.spec.unwrap_or_default().template;
+            let pod = Pod {
+                metadata: kube::api::ObjectMeta {
+                    name: job.metadata.name,
+                    ..spec.metadata.unwrap_or_default()
+                },
+                spec: spec.spec,
+                status: None,
+            };
+            Api::<Pod>::namespaced(client.clone(), ns)
+                .create(&PostParams::default(), &pod)
+                .await?;
+            return Ok(());
+        }
+    };
+    Ok(())
+}
+
 /// (chain, step) of a pod whose container terminated with exit code 0.
 fn finished_step(pod: &Pod) -> Option<(usize, usize)> {
     let labels = pod.metadata.labels.as_ref()?;
@@ -136,9 +192,9 @@ fn finished_step(pod: &Pod) -> Option<(usize, usize)> {
     (done && !statuses.is_empty()).then_some((chain, step))
 }
 
-async fn bare_chains(client: &kube::Client, n: usize) -> anyhow::Result<Run> {
+async fn bare_chains(client: &kube::Client, n: usize, workload: Workload) -> anyhow::Result<Run> {
     let ns = TestNamespace::with_client(client.clone(), "bench-floor").await;
-    let jobs: Api<Job> = ns.api();
+    let name = ns.name.clone();
     let pods: Api<Pod> = ns.api();
     let (tx, mut ended) = tokio::sync::mpsc::unbounded_channel::<(usize, usize, Instant)>();
     let watch = tokio::spawn(async move {
@@ -163,13 +219,13 @@ async fn bare_chains(client: &kube::Client, n: usize) -> anyhow::Result<Run> {
     let start = Instant::now();
     futures::stream::iter(0..n)
         .map(|c| {
-            let jobs = jobs.clone();
-            async move { jobs.create(&PostParams::default(), &chain_job(c, 0)).await }
+            let name = name.clone();
+            async move { create_link(client, &name, workload, c, 0).await }
         })
         .buffer_unordered(CREATE_CONCURRENCY)
         .try_collect::<Vec<_>>()
         .await
-        .context("creating the first Jobs")?;
+        .context("creating the first links")?;
     let (mut done, mut last_end) = (0, start);
     let deadline = start + RUN_TIMEOUT;
     while done < n {
@@ -183,12 +239,9 @@ async fn bare_chains(client: &kube::Client, n: usize) -> anyhow::Result<Run> {
             last_end = last_end.max(seen_at);
             continue;
         }
-        let (jobs, handoffs) = (jobs.clone(), Arc::clone(&handoffs));
+        let (client, name, handoffs) = (client.clone(), name.clone(), Arc::clone(&handoffs));
         tokio::spawn(async move {
-            match jobs
-                .create(&PostParams::default(), &chain_job(chain, step + 1))
-                .await
-            {
+            match create_link(&client, &name, workload, chain, step + 1).await {
                 Ok(_) => handoffs
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -229,8 +282,18 @@ fn quantile(sorted: &[Duration], q: f64) -> Duration {
 // ---------------------------------------------------------------------------
 // The operator.
 
-async fn operator_run(client: &kube::Client, n: usize) -> anyhow::Result<Run> {
+async fn operator_run(client: &kube::Client, n: usize, workload: Workload) -> anyhow::Result<Run> {
     let ns = TestNamespace::with_client(client.clone(), "bench-operator").await;
+    // Steps without `runner` run on the Runner `default`: this one picks the workload.
+    let runner: Runner = serde_json::from_value(json!({
+        "apiVersion": "stackpulse.io/v1", "kind": "Runner",
+        "metadata": {"name": "default"},
+        "spec": {"workload": workload.kind()}
+    }))?;
+    ns.api::<Runner>()
+        .create(&PostParams::default(), &runner)
+        .await
+        .context("creating the Runner")?;
     // Every step prints the same JSON; the default parser takes it as the output.
     ns.set_default_log("{\"n\": 1, \"ok\": true}\n").await;
     let steps: Vec<_> = (1..=STEPS)
@@ -449,100 +512,4 @@ fn cpu_delta(
         .iter()
         .filter_map(|(k, a)| Some((k.clone(), a - before.get(k)?)))
         .collect()
-}
-
-// ---------------------------------------------------------------------------
-
-fn report(n: usize, floor: &Run, operator: &Run) {
-    let env = common::local_cluster_env().unwrap_or_default();
-    let limit = |k: &str| env.get(k).cloned().unwrap_or_else(|| "?".into());
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, m)| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
-    println!();
-    println!(
-        "{n} executions x {STEPS} steps; Kubernetes {} + kwok; {cores} cores ({cpu}); \
-         kube-controller-manager --kube-api-qps={} --kube-api-burst={} --concurrent-job-syncs={}",
-        common::pinned_kubernetes_version(),
-        limit("KCM_QPS"),
-        limit("KCM_BURST"),
-        limit("KCM_CONCURRENT_JOB_SYNCS"),
-    );
-    println!();
-    println!("| | floor (bare Job chains) | operator | operator / floor |");
-    println!("|---|---|---|---|");
-    println!(
-        "| wall time | {:.1} s | {:.1} s | {:.2} |",
-        floor.wall.as_secs_f64(),
-        operator.wall.as_secs_f64(),
-        operator.wall.as_secs_f64() / floor.wall.as_secs_f64()
-    );
-    println!(
-        "| executions/min | {:.0} | {:.0} | {:.2} |",
-        floor.per_minute(n),
-        operator.per_minute(n),
-        operator.per_minute(n) / floor.per_minute(n)
-    );
-    for (label, f, o) in [
-        ("hand-off p50", floor.handoff.0, operator.handoff.0),
-        ("hand-off p99", floor.handoff.1, operator.handoff.1),
-    ] {
-        println!(
-            "| {label} | {} | {} | {:.1} |",
-            ms(f),
-            ms(o),
-            o.as_secs_f64() / f.as_secs_f64().max(1e-9)
-        );
-    }
-    println!(
-        "| hand-offs measured | {} | {} | |",
-        floor.handoffs, operator.handoffs
-    );
-    println!(
-        "| Execution reconciles | | {} ({:.1} per step) | |",
-        operator.reconciles.map_or("?".into(), |r| r.to_string()),
-        operator.reconciles.unwrap_or(0) as f64 / (n * STEPS) as f64
-    );
-    println!(
-        "| idle {STEPS}-step run, created → Succeeded, p50 / max of {} | | {} / {} | |",
-        operator.idle.len(),
-        operator
-            .idle
-            .get(operator.idle.len() / 2)
-            .map_or("?".into(), |d| ms(*d)),
-        operator.idle.last().map_or("?".into(), |d| ms(*d)),
-    );
-    println!(
-        "| operator peak RSS | | {} | |",
-        operator
-            .peak_rss_kib
-            .map_or("?".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
-    );
-    let procs: std::collections::BTreeSet<&String> =
-        floor.cpu.keys().chain(operator.cpu.keys()).collect();
-    for p in procs {
-        let f = floor.cpu.get(p).copied();
-        let o = operator.cpu.get(p).copied();
-        let show = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.1} s"));
-        let ratio = match (f, o) {
-            (Some(f), Some(o)) if f > 0.0 => format!("{:.1}", o / f),
-            _ => String::new(),
-        };
-        println!("| CPU {p} | {} | {} | {ratio} |", show(f), show(o));
-    }
-    apiserver::print_writes(n * STEPS, &floor.requests, &operator.requests);
-    if !operator.errors.is_empty() {
-        println!("\nfailed reconciles (retried):");
-        for line in &operator.errors {
-            println!("  {line}");
-        }
-    }
 }

@@ -92,9 +92,11 @@ is denied something), so this list stays the least the operator needs.
   resources: [jobs]
   verbs: [list, watch, create, delete]
 # Step Pods: watched to see a step container end before the Job controller does.
+# A Runner with `workload: Pod` runs each attempt as a bare Pod, created and deleted
+# as Jobs are (get: the execution page finds its log by name).
 - apiGroups: [""]
   resources: [pods]
-  verbs: [list, watch]
+  verbs: [list, watch, get, create, delete]
 # The step's output is the end of its log (one bounded read per ended step).
 - apiGroups: [""]
   resources: [pods/log]

@@ -201,15 +201,6 @@ async fn a_create_refused_for_good_is_recorded_for_the_step_and_the_rest_goes_on
 }
 
 #[test]
-fn only_client_errors_but_conflicts_and_throttling_refuse_a_job_for_good() {
-    let refusals: Vec<u16> = [400, 403, 404, 409, 422, 429, 500, 503]
-        .into_iter()
-        .filter(|&c| super::is_refusal(c))
-        .collect();
-    assert_eq!(refusals, [400, 403, 404, 422]);
-}
-
-#[test]
 fn the_status_patch_names_the_kind_and_carries_the_whole_status() {
     let status = ExecutionStatus {
         phase: ExecutionPhase::Running,

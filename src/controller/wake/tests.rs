@@ -21,6 +21,7 @@ fn wake(cm: &ConfigMap) -> Wake {
     Wake {
         ended: false,
         trouble: cm.labels().get("trouble").cloned(),
+        attempt: cm.labels().contains_key("attempt"),
     }
 }
 
@@ -58,6 +59,22 @@ fn jobs_wake_when_first_seen() {
         vec![Event::Apply(obj("j", None)), Event::Apply(obj("j", None))],
     );
     assert_eq!(got, ["j"]);
+}
+
+#[test]
+fn a_bare_pod_wakes_when_first_seen_as_a_job_does() {
+    let mut bare = obj("p", None);
+    bare.labels_mut().insert("attempt".into(), String::new());
+    let mut wakes = Wakes::pods();
+    let got = woken(
+        &mut wakes,
+        vec![
+            Event::Apply(bare.clone()), // first seen, quiet: the planner records its uid
+            Event::Apply(bare.clone()), // nothing new
+            Event::Apply(obj("q", None)), // a Job's pod, quiet: nothing
+        ],
+    );
+    assert_eq!(got, ["p"]);
 }
 
 #[test]

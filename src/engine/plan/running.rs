@@ -8,6 +8,7 @@
 
 use super::health::{self, Health};
 use super::{Planner, seconds};
+use crate::engine::workload;
 
 impl Planner<'_> {
     /// Looks at a Running instance's Job.
@@ -61,7 +62,8 @@ impl Planner<'_> {
         let Some(job) = job else {
             if recorded.is_some() {
                 // It was seen, so it was created: someone (or a TTL) deleted it.
-                self.attempt_failed(i, deleted_message(&name), None, self.now);
+                let message = deleted_message(self.kind_of(i), &name);
+                self.attempt_failed(i, message, None, self.now);
                 return true;
             }
             // Status says Running but the Job was never seen: the controller stopped
@@ -85,7 +87,8 @@ impl Planner<'_> {
         };
         let replaced = recorded.is_some() && job.uid.is_some() && recorded != job.uid;
         if job.deleting || replaced {
-            self.attempt_failed(i, deleted_message(&name), None, self.now);
+            let message = deleted_message(self.kind_of(i), &name);
+            self.attempt_failed(i, message, None, self.now);
             return true;
         }
         if recorded.is_none() {
@@ -113,7 +116,17 @@ impl Planner<'_> {
     }
 }
 
-/// Why an attempt failed whose Job disappeared while it ran.
-fn deleted_message(job: &str) -> String {
-    format!("Job {job} was deleted while the step ran")
+impl Planner<'_> {
+    /// What instance `i`'s current attempt runs as (`Job` or `Pod`), for messages: the
+    /// Runner decides it through the Job builder (`engine::workload`), not the planner.
+    fn kind_of(&self, i: usize) -> &'static str {
+        let attempt = self.st.steps[i].attempt.max(1);
+        self.job_for(&self.ids[i], attempt)
+            .map_or("Job", |(job, _)| workload::of(&job).kind())
+    }
+}
+
+/// Why an attempt failed whose Job (or bare Pod) disappeared while it ran.
+fn deleted_message(kind: &str, name: &str) -> String {
+    format!("{kind} {name} was deleted while the step ran")
 }
