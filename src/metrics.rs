@@ -24,16 +24,14 @@
 //! Execution's end again, and the running gauge is computed at scrape time from the
 //! controller's Execution cache, so it is right after a restart too.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::jiff::Timestamp;
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::Store;
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -41,8 +39,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
-use crate::api::{Execution, ExecutionPhase, ExecutionStatus, Phase, StepState};
-use crate::engine::report::{RunReview, run_review};
+use crate::api::{Execution, ExecutionPhase, Phase};
+use crate::engine::report::RunReview;
 
 /// Hand-off latency: the controller's own reaction time, 1 ms to 10 s.
 const HANDOFF_BUCKETS: [f64; 13] = [

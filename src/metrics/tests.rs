@@ -3,7 +3,8 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::*;
-use crate::api::StepStatus;
+use crate::api::{ExecutionStatus, StepState, StepStatus};
+use k8s_openapi::jiff::Timestamp;
 
 fn at(second: i64) -> Time {
     Time(Timestamp::from_second(second).expect("a valid second"))
