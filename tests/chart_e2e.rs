@@ -52,11 +52,6 @@ const NOT_YET_USED: &[(&str, &str, &str)] = &[
     ("get", "stackpulse.io", "triggers"),
     // Schedules: this run makes none (tests/schedule_e2e.rs does, as admin).
     ("patch", "stackpulse.io", "schedules/status"),
-    // Bare-Pod steps: this run's Runners run Jobs (tests/workload_e2e.rs runs a
-    // `workload: Pod` Runner's steps as Pods, as admin).
-    ("create", "", "pods"),
-    ("delete", "", "pods"),
-    ("get", "", "pods"),
     // Never a request: the admission policy asks the authorizer whether the writer of
     // an Execution that acts for a Trigger's writer may `delegate`
     // (tests/tenancy_e2e.rs shows a user without it refused).

@@ -51,8 +51,8 @@ async fn crds_install_and_explain_shows_our_docs() {
     let names = common::install_crds(&client).await;
     assert_eq!(
         names.len(),
-        4,
-        "playbooks, executions, triggers and runners: {names:?}"
+        5,
+        "playbooks, executions, triggers, runners and schedules: {names:?}"
     );
     let explain = kubectl_explain("playbook.spec.steps").await;
     for text in [

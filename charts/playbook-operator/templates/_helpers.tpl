@@ -92,11 +92,12 @@ is denied something), so this list stays the least the operator needs.
   resources: [jobs]
   verbs: [list, watch, create, delete]
 # Step Pods: watched to see a step container end before the Job controller does.
-# A Runner with `workload: Pod` runs each attempt as a bare Pod, created and deleted
-# as Jobs are (get: the execution page finds its log by name).
+# With rbac.podWorkloads, a Runner with `workload: Pod` runs each attempt as a bare
+# Pod, created and deleted as Jobs are (get: the page finds its log by name). Off by
+# default: creating Pods is a strong right, and Job Runners never need it.
 - apiGroups: [""]
   resources: [pods]
-  verbs: [list, watch, get, create, delete]
+  verbs: [list, watch{{ if .Values.rbac.podWorkloads }}, get, create, delete{{ end }}]
 # The step's output is the end of its log (one bounded read per ended step).
 - apiGroups: [""]
   resources: [pods/log]
