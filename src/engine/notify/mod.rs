@@ -18,7 +18,8 @@ use kube::ResourceExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::api::{Decision, Execution, ExecutionPhase, NotifyStatus, StepState};
+use crate::api::{Decision, Execution, NotifyStatus, StepState};
+use crate::engine::context::phase_name;
 use config::Kind;
 
 /// A finished run the notifier first sees this long after its end (an operator that
@@ -112,18 +113,6 @@ pub fn view(exec: &Execution, external_url: Option<&str>) -> RunView {
         message: status.message.clone(),
         is_final: status.phase.is_final(),
         finished_at: status.finished_at.as_ref().map(|t| t.0),
-    }
-}
-
-fn phase_name(p: ExecutionPhase) -> &'static str {
-    match p {
-        ExecutionPhase::Pending => "Pending",
-        ExecutionPhase::Running => "Running",
-        ExecutionPhase::WaitingApproval => "WaitingApproval",
-        ExecutionPhase::Succeeded => "Succeeded",
-        ExecutionPhase::Failed => "Failed",
-        ExecutionPhase::Cancelled => "Cancelled",
-        ExecutionPhase::DryRun => "DryRun",
     }
 }
 
