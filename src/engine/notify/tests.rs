@@ -6,7 +6,8 @@ use serde_json::json;
 use super::config::{Kind, NotifyConfig};
 use super::*;
 use crate::api::{
-    ApprovalRecord, ExecutionPhase, ExecutionSpec, ExecutionStatus, LocalRef, NotifyStatus, StepPlan, StepStatus,
+    ApprovalRecord, ExecutionPhase, ExecutionSpec, ExecutionStatus, LocalRef, NotifyStatus,
+    StepPlan, StepStatus,
 };
 use crate::engine::alert::signature::{Secrets, SignatureError, verify_slack};
 
