@@ -5,7 +5,10 @@
 //! Succeeded, exactly one Job per step attempt (every Job ADDED seen by a watch that
 //! runs the whole time: no Job name with two uids, none missing, none extra), and no
 //! output lost (each step's output is distinct per run and step, is in status, and
-//! reached the next step's env). Prints the counts.
+//! reached the next step's env). A step pod that ended before the harness could place
+//! its log fixture (the API server was down) printed the namespace's default log;
+//! its step must record exactly that, and it is counted apart as late. Prints the
+//! counts.
 //!
 //! The operator runs with `--leader-elect` under a fixed identity (a Deployment's pod
 //! keeps its name across container restarts), so a killed leader's successor takes
@@ -114,14 +117,18 @@ fn record_jobs(
 struct PodLogs {
     fixture_at: BTreeMap<String, Instant>,
     terminated_at: BTreeMap<String, Instant>,
+    /// `<execution>/<step>` of each pod.
+    step_of: BTreeMap<String, String>,
 }
 
 impl PodLogs {
-    fn late(&self) -> usize {
+    /// The `<execution>/<step>`s whose pod ended before its fixture was in place.
+    fn late(&self) -> BTreeSet<String> {
         self.terminated_at
             .iter()
             .filter(|(pod, ended)| self.fixture_at.get(*pod).is_none_or(|at| at > *ended))
-            .count()
+            .filter_map(|(pod, _)| self.step_of.get(pod).cloned())
+            .collect()
     }
 }
 
@@ -161,6 +168,9 @@ fn serve_pod_logs(ns: &TestNamespace) -> (Shared<PodLogs>, tokio::task::JoinHand
                 labels.get(LABEL_EXECUTION).cloned().unwrap_or_default(),
                 labels.get(LABEL_STEP).cloned().unwrap_or_default(),
             );
+            lock(&sink)
+                .step_of
+                .insert(name.clone(), format!("{exec}/{step}"));
             let text = step_log(
                 &format!("{exec} {step} working"),
                 json!({"out": output_of(&exec, &step)}),
@@ -450,8 +460,9 @@ async fn operator_survives_sigkills_and_control_plane_restarts() {
     );
     drop(operator);
 
-    let report = verify(&ns, &names, &jobs, runs).await;
     let late = lock(&pod_logs).late();
+    let report = verify(&ns, &names, &jobs, &late, runs).await;
+    let late = late.len();
     println!(
         "\nchaos ({runs} runs x {} steps, kills 0.1-{:.1} s apart, seed {seed}):\n\
          | runs | finished | Succeeded | Jobs created | expected Jobs | duplicate Job names | \
@@ -501,7 +512,7 @@ async fn operator_survives_sigkills_and_control_plane_restarts() {
     );
     assert!(
         report.lost.is_empty(),
-        "outputs lost ({late} pod log fixtures were late): {:?}",
+        "outputs lost: {:?}",
         &report.lost[..report.lost.len().min(20)]
     );
     assert!(
@@ -532,6 +543,7 @@ async fn verify(
     ns: &TestNamespace,
     names: &[String],
     jobs: &Shared<BTreeMap<String, JobSeen>>,
+    late: &BTreeSet<String>,
     runs: usize,
 ) -> Report {
     let api: Api<Execution> = ns.api();
@@ -595,7 +607,13 @@ async fn verify(
                 report.lost.push(format!("{name}/{id}: no step in status"));
                 continue;
             };
-            let want = json!({"out": output_of(name, id)});
+            // A pod that ended before the harness placed its fixture printed the
+            // namespace's default log: recording that is faithful, not a loss.
+            let want = if late.contains(&format!("{name}/{id}")) {
+                json!({"out": "none"})
+            } else {
+                json!({"out": output_of(name, id)})
+            };
             if s.outputs.as_ref() != Some(&want) {
                 report
                     .lost
@@ -603,7 +621,16 @@ async fn verify(
             }
             let job = s.job_name.as_ref().and_then(|j| seen.get(j));
             if i > 0 {
-                let want = output_of(name, STEPS[i - 1]);
+                // The step before's recorded output, checked just above, is this
+                // step's input.
+                let want = status
+                    .steps
+                    .iter()
+                    .find(|p| p.id == STEPS[i - 1])
+                    .and_then(|p| p.outputs.as_ref())
+                    .and_then(|o| o["out"].as_str())
+                    .unwrap_or("(no output)")
+                    .to_string();
                 let got = job.and_then(|j| j.input.clone());
                 if got.as_deref() != Some(want.as_str()) {
                     report
