@@ -155,6 +155,27 @@ fn render_puts_secrets_in_refs_and_escapes_alert_references() {
 }
 
 #[test]
+fn render_prints_the_bare_pod_a_pod_runner_creates() {
+    let out = run(&[
+        "render",
+        "tests/fixtures/secret-playbook.yaml",
+        "--param",
+        "Instance=redis.prod",
+        "--runner",
+        "tests/fixtures/pod-runner.yaml",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let pod: serde_json::Value =
+        serde_yaml::from_str(text(&out.stdout).trim_start_matches("---\n")).expect("one object");
+    assert_eq!(pod["kind"], "Pod", "{pod}");
+    assert_eq!(pod["spec"]["restartPolicy"], "Never");
+    assert_eq!(
+        pod["metadata"]["ownerReferences"][0]["kind"], "Execution",
+        "a bare Pod is owned by its run, as the Job would be: {pod}"
+    );
+}
+
+#[test]
 fn render_names_a_bad_param_flag() {
     let out = run(&[
         "render",

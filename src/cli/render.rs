@@ -1,5 +1,6 @@
-//! `playbook-operator render PLAYBOOK`: the Jobs an Execution's first steps would
-//! create, offline, through the same planner the controller runs.
+//! `playbook-operator render PLAYBOOK`: the Jobs (or, for a `workload: Pod` Runner,
+//! the bare Pods) an Execution's first steps would create, offline, through the same
+//! planner the controller runs.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,8 +10,10 @@ use anyhow::{Context, anyhow, bail};
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Map, Value};
 
-use crate::api::{ExecutionSpec, LocalRef, Playbook, PlaybookSpec, Runner, RunnerSpec, StepState};
-use crate::engine::convert;
+use crate::api::{
+    ExecutionSpec, LocalRef, Playbook, PlaybookSpec, Runner, RunnerSpec, StepState, Workload,
+};
+use crate::engine::{convert, workload};
 use crate::engine::plan::{ExecutionRef, Intent, PlanInput, plan};
 
 /// Arguments of `render`.
@@ -58,7 +61,14 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let planned = plan(&input, Timestamp::now());
     for intent in &planned.intents {
         if let Intent::CreateJob(job) = intent {
-            print!("---\n{}", serde_yaml::to_string(job)?);
+            // What the controller would create: the Job, or the bare Pod made of it.
+            let yaml = match workload::of(job) {
+                Workload::Job => serde_yaml::to_string(job)?,
+                Workload::Pod => serde_yaml::to_string(
+                    &workload::bare_pod(job).context("the planned Job has no spec")?,
+                )?,
+            };
+            print!("---\n{yaml}");
         }
     }
     // What did not become a Job, and why: a skipped `when`, an approval, an error.

@@ -162,7 +162,7 @@ async fn write(st: &RouteState, click: &Click) -> Result<String, String> {
             "you ({user}) already approved step {} of {}/{} as it is planned now",
             t.step, t.ns, t.run
         )),
-        Err(e) => Err(format!("not {verb} as {}: {e:#}", who.user)),
+        Err(e) => Err(slack::refusal(verb, &who.user, &format!("{e:#}"))),
     }
 }
 

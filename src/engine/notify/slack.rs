@@ -203,3 +203,17 @@ pub fn click(payload: &str) -> Result<Option<Click>, String> {
 pub fn ephemeral(text: &str) -> Value {
     json!({"response_type": "ephemeral", "replace_original": false, "text": text})
 }
+
+/// The reply to a click whose approval write failed. A refused impersonation is the
+/// installation's gap, not the person's: it says where the grant comes from.
+pub fn refusal(verb: &str, user: &str, error: &str) -> String {
+    let mut text = format!("not {verb} as {user}: {error}");
+    if error.contains("cannot impersonate") {
+        text.push_str(&format!(
+            "; the operator may impersonate only the users and groups listed in the \
+             Helm values notify.chatApprovals.users and notify.chatApprovals.groups: \
+             an admin adds {user} (and its groups) there, as in the chat mapping"
+        ));
+    }
+    text
+}

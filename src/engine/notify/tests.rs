@@ -420,3 +420,19 @@ fn the_digest_follows_the_content() {
     assert_eq!(digest(&json!({"a": 1})), digest(&json!({"a": 1})));
     assert_ne!(digest(&json!({"a": 1})), digest(&json!({"a": 2})));
 }
+
+#[test]
+fn a_refused_impersonation_tells_the_admin_where_the_grant_comes_from() {
+    let forbidden = "users \"alice\" is forbidden: User \"system:serviceaccount:po:po\" \
+                     cannot impersonate resource \"users\" in API group \"\" at the cluster scope";
+    let text = slack::refusal("approved", "alice", forbidden);
+    assert!(text.starts_with("not approved as alice: users \"alice\" is forbidden"));
+    assert!(text.contains("notify.chatApprovals.users"), "{text}");
+    // Any other refusal (the requester's own click, RBAC on executions) is the
+    // API server's word alone.
+    let own = "admission: the requester cannot approve their own run";
+    assert_eq!(
+        slack::refusal("rejected", "bob", own),
+        format!("not rejected as bob: {own}")
+    );
+}
