@@ -89,25 +89,31 @@ async fn bob_approves_alices_step_on_the_page_and_her_own_click_is_refused() {
     plan_hash(&ns, "run-no", "restart").await;
     let url = |name: &str| format!("http://{addr}/ui/executions/{}/{name}", ns.name);
 
-    // Without the form's CSRF value (or with another one), a signed-in POST is refused.
+    // Without the form's token, with another session's, or with a value planted as
+    // a cookie and repeated (double submit, which a sibling host could forge), a
+    // signed-in POST is refused: only this session's own form token passes.
     let session = common::http::page_sign_in(addr, &common::user_token("bob"))
         .await
         .unwrap_or_else(|a| panic!("bob signs in: {} {}", a.status, a.body));
+    let other = common::http::page_sign_in(addr, &common::user_token("bob"))
+        .await
+        .unwrap_or_else(|a| panic!("bob signs in again: {} {}", a.status, a.body));
     let decide = format!("/ui/executions/{}/run-ok/decide", ns.name);
     let form = format!("step=restart&decision=approve&plan={hash}");
-    // bob's own CSRF cookie (his page sets it) with another browser's real value.
     let page = format!("/ui/executions/{}/run-ok", ns.name);
-    let shown = common::http::request("GET", addr, &page, &[("Cookie", &session)], &[]).await;
-    let mine = shown.cookie("pbo_csrf").expect("bob's page sets pbo_csrf");
-    let theirs = common::http::request("GET", addr, "/ui/login", &[], &[])
-        .await
-        .cookie("pbo_csrf")
-        .expect("another sign-in page sets its own pbo_csrf");
-    assert_ne!(mine, theirs);
-    let with_csrf = format!("{session}; pbo_csrf={mine}");
+    let mut tokens = Vec::new();
+    for s in [&session, &other] {
+        let shown = common::http::request("GET", addr, &page, &[("Cookie", s)], &[]).await;
+        tokens.push(form_token(&shown.body).expect("the detail page carries a form token"));
+    }
+    let (mine, theirs) = (&tokens[0], &tokens[1]);
+    assert_ne!(mine, theirs, "each session has a form token of its own");
+    let planted = "A".repeat(mine.len());
+    let with_planted = format!("{session}; pbo_csrf={planted}");
     for (cookie, body) in [
         (session.clone(), form.clone()),
-        (with_csrf, format!("{form}&csrf={theirs}")),
+        (session.clone(), format!("{form}&csrf={theirs}")),
+        (with_planted, format!("{form}&csrf={planted}")),
     ] {
         let answer = common::http::request(
             "POST",
@@ -223,7 +229,7 @@ async fn bob_approves_alices_step_on_the_page_and_her_own_click_is_refused() {
 }
 
 /// A form POST as a browser without JavaScript sends it: the detail page's own form
-/// (its hidden CSRF value, which repeats the cookie the page set) with the session.
+/// (its hidden token, the session's) with the session.
 async fn post_decision(
     addr: std::net::SocketAddr,
     page: &str,
@@ -232,26 +238,25 @@ async fn post_decision(
 ) -> common::http::Answer {
     let shown = common::http::request("GET", addr, page, &[("Cookie", session)], &[]).await;
     assert_eq!(shown.status, 200, "{}", shown.body);
-    let csrf = shown.cookie("pbo_csrf").expect("the page sets pbo_csrf");
-    assert!(
-        shown
-            .body
-            .contains(&format!(r#"name="csrf" value="{csrf}""#)),
-        "the form repeats the CSRF cookie: {}",
-        shown.body
-    );
-    let cookie = format!("{session}; pbo_csrf={csrf}");
+    let csrf = form_token(&shown.body).expect("the page's form carries the session's token");
     common::http::request(
         "POST",
         addr,
         &format!("{page}/decide"),
         &[
-            ("Cookie", &cookie),
+            ("Cookie", session),
             ("Content-Type", "application/x-www-form-urlencoded"),
         ],
         format!("{fields}&csrf={csrf}").as_bytes(),
     )
     .await
+}
+
+/// The hidden `csrf` value of a page's approve/reject form.
+fn form_token(body: &str) -> Option<String> {
+    let start = body.find(r#"name="csrf" value=""#)? + r#"name="csrf" value=""#.len();
+    let len = body[start..].find('"')?;
+    Some(body[start..start + len].to_string()).filter(|t| !t.is_empty())
 }
 
 /// Without any script (plain HTTP, as a browser with JavaScript off): bob's form POST

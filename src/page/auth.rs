@@ -67,6 +67,10 @@ pub const GET_POD_LOGS: Permission = Permission {
 struct Session {
     /// The bearer token, for the TokenReview every [`TTL`]; never leaves this process.
     token: String,
+    /// The value the approve/reject forms of this session repeat (a synchronizer
+    /// token): bound to the session, so a cookie planted by a sibling host cannot
+    /// forge it, as it could a double-submit cookie.
+    csrf: String,
     user: User,
     checked: Instant,
     /// Access answers: (permission, namespace; "" = all namespaces) → (allowed, when).
@@ -130,9 +134,13 @@ impl Sessions {
         let id = self
             .random()
             .ok_or_else(|| Refused::Unavailable("no randomness for a session id".into()))?;
+        let csrf = self
+            .random()
+            .ok_or_else(|| Refused::Unavailable("no randomness for a form token".into()))?;
         let now = Instant::now();
         let session = Session {
             token: token.to_string(),
+            csrf,
             user: user.clone(),
             checked: now,
             answers: HashMap::new(),
@@ -183,6 +191,13 @@ impl Sessions {
             .ok_or(Refused::NoSession)?;
         Client::try_from(as_bearer(cluster, token))
             .map_err(|e| Refused::Unavailable(format!("building a client: {e}")))
+    }
+
+    /// The form token of session `id` (see [`Session`]'s `csrf`).
+    pub fn form_token(&self, id: &str) -> Option<String> {
+        lock(&self.store)
+            .get_mut(id, Instant::now())
+            .map(|s| s.csrf.clone())
     }
 
     /// Ends session `id` on this replica.
@@ -314,10 +329,11 @@ pub fn set_cookie(name: &str, value: Option<&str>, secure: bool) -> String {
     }
 }
 
-/// Whether the form's CSRF value equals the cookie's (constant time).
-pub fn csrf_matches(cookie: Option<&str>, form: &str) -> bool {
+/// Whether the form's CSRF value equals the expected one (the sign-in cookie's, or
+/// the session's form token), in constant time.
+pub fn csrf_matches(expected: Option<&str>, form: &str) -> bool {
     use subtle::ConstantTimeEq;
-    match cookie {
+    match expected {
         Some(c) if session::well_formed(c) && c.len() == form.len() => {
             bool::from(c.as_bytes().ct_eq(form.as_bytes()))
         }

@@ -6,9 +6,9 @@
 //! credentials), through the same function as `playbook-operator approve`. RBAC and
 //! the admission policies therefore judge the person, never the operator's
 //! ServiceAccount: the requester's own approval is refused by the API server, and the
-//! page shows its message. The form repeats the `pbo_csrf` cookie (double submit, as
-//! the sign-in form) and the session cookie is SameSite=Strict, so another site can
-//! neither post it nor ride the session. It names the plan hash the person saw: if
+//! page shows its message. The form repeats its session's form token (kept with the
+//! session on the server, so a planted cookie cannot forge it) and the session cookie
+//! is SameSite=Strict, so another site can neither post it nor ride the session. It names the plan hash the person saw: if
 //! the plan changed since, nothing is written. A plain form POST answered with a
 //! redirect back, so it works without JavaScript.
 
@@ -19,8 +19,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::auth::{self, CSRF_COOKIE};
-use super::login::request_cookie;
+use super::auth;
 use super::{Shared, detail_response, signed_in, text};
 use crate::cli::approve::{self, Asked, Requester, Written};
 use crate::cli::cluster;
@@ -59,7 +58,8 @@ pub(super) async fn decide(
         Ok(u) => u,
         Err(page) => return page,
     };
-    if !auth::csrf_matches(request_cookie(&headers, CSRF_COOKIE), &form.csrf) {
+    let expected = shared.sessions.form_token(&session);
+    if !auth::csrf_matches(expected.as_deref(), &form.csrf) {
         return text(
             StatusCode::FORBIDDEN,
             "this form is not from this page (or it expired): open the run's page again and decide there"

@@ -487,21 +487,18 @@ async fn detail_response(
     live_only: bool,
     refused: Option<decide::Refusal>,
 ) -> Response {
-    let (d, _, user) = match visible_detail(shared, headers, ns, name).await {
+    let (d, session, user) = match visible_detail(shared, headers, ns, name).await {
         Ok(v) => v,
         Err(answer) => return answer,
     };
-    let (csrf, fresh) = login::csrf_value(shared, headers);
-    let mut page =
-        rendered(
-            shared
-                .templates
-                .detail(&d, &user.name, live_only, &csrf, refused.as_ref()),
-        );
-    if let Some(cookie) = fresh {
-        login::set(&mut page, &cookie);
-    }
-    page
+    // The session's own form token: a session that ended meanwhile gets an empty one,
+    // which no decision matches.
+    let csrf = shared.sessions.form_token(&session).unwrap_or_default();
+    rendered(
+        shared
+            .templates
+            .detail(&d, &user.name, live_only, &csrf, refused.as_ref()),
+    )
 }
 
 async fn stylesheet() -> impl IntoResponse {
