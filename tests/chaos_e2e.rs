@@ -5,10 +5,11 @@
 //! Succeeded, exactly one Job per step attempt (every Job ADDED seen by a watch that
 //! runs the whole time: no Job name with two uids, none missing, none extra), and no
 //! output lost (each step's output is distinct per run and step, is in status, and
-//! reached the next step's env). A step pod that ended before the harness could place
-//! its log fixture (the API server was down) printed the namespace's default log;
-//! its step must record exactly that, and it is counted apart as late. Prints the
-//! counts.
+//! reached the next step's env). A step pod that ended before kwok served its log
+//! fixture (the API server was down, or kwok's watch of fixtures had not caught up
+//! after a restart) printed the namespace's default log; its step must record exactly
+//! that, its successor must get it as input, and it is counted apart as late. Prints
+//! the counts.
 //!
 //! The operator runs with `--leader-elect` under a fixed identity (a Deployment's pod
 //! keeps its name across container restarts), so a killed leader's successor takes
@@ -35,7 +36,7 @@ use common::process::OperatorProcess;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, LogParams, PostParams};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::{WatchStreamExt, watcher};
 use playbook_operator::api::{Execution, ExecutionPhase, StepState};
@@ -110,8 +111,8 @@ fn record_jobs(
     (seen, task)
 }
 
-/// When each pod's log fixture was in place and when its container was first seen
-/// terminated: a fixture placed after that is the harness's lateness, not the
+/// When kwok first served each pod's log fixture and when its container was first
+/// seen terminated: a fixture placed after that is the harness's lateness, not the
 /// operator's loss, and is reported apart.
 #[derive(Default)]
 struct PodLogs {
@@ -146,7 +147,7 @@ fn serve_pod_logs(ns: &TestNamespace) -> (Shared<PodLogs>, tokio::task::JoinHand
     let dir = common::log_fixtures_dir().join(&ns.name);
     let sink = Arc::clone(&state);
     let task = tokio::spawn(async move {
-        let stream = watcher(pods, watcher::Config::default().labels(LABEL_STEP))
+        let stream = watcher(pods.clone(), watcher::Config::default().labels(LABEL_STEP))
             .default_backoff()
             .applied_objects();
         futures::pin_mut!(stream);
@@ -177,7 +178,8 @@ fn serve_pod_logs(ns: &TestNamespace) -> (Shared<PodLogs>, tokio::task::JoinHand
             );
             let file = dir.join(format!("pod.{name}.log"));
             common::write_log_fixture(&file, &text);
-            let (logs, sink) = (logs.clone(), Arc::clone(&sink));
+            let (logs, sink, pods) = (logs.clone(), Arc::clone(&sink), pods.clone());
+            let want = output_of(&exec, &step);
             tokio::spawn(async move {
                 let obj: DynamicObject = from_json(json!({
                     "apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "Logs",
@@ -192,7 +194,18 @@ fn serve_pod_logs(ns: &TestNamespace) -> (Shared<PodLogs>, tokio::task::JoinHand
                         Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                     }
                 }
-                lock(&sink).fixture_at.insert(name, Instant::now());
+                // In place means kwok serves it: after a restart kwok's own watch of
+                // Logs objects may lag, and until it catches up the pod prints the
+                // default log. Read back through `pods/log` as the operator does.
+                let give_up = Instant::now() + Duration::from_secs(120);
+                while Instant::now() < give_up {
+                    let served = pods.logs(&name, &LogParams::default()).await;
+                    if served.is_ok_and(|text| text.contains(&want)) {
+                        lock(&sink).fixture_at.insert(name, Instant::now());
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
             });
         }
     });
@@ -607,14 +620,14 @@ async fn verify(
                 report.lost.push(format!("{name}/{id}: no step in status"));
                 continue;
             };
-            // A pod that ended before the harness placed its fixture printed the
-            // namespace's default log: recording that is faithful, not a loss.
-            let want = if late.contains(&format!("{name}/{id}")) {
-                json!({"out": "none"})
-            } else {
-                json!({"out": output_of(name, id)})
-            };
-            if s.outputs.as_ref() != Some(&want) {
+            // A pod that ended before the harness saw kwok serve its fixture may
+            // have printed the namespace's default log: recording that is faithful,
+            // not a loss (the harness's read-back can be later than kwok's serving).
+            let want = json!({"out": output_of(name, id)});
+            let default = json!({"out": "none"});
+            let faithful = s.outputs.as_ref() == Some(&want)
+                || (late.contains(&format!("{name}/{id}")) && s.outputs.as_ref() == Some(&default));
+            if !faithful {
                 report
                     .lost
                     .push(format!("{name}/{id}: outputs {:?}", s.outputs));
