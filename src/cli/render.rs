@@ -13,8 +13,8 @@ use serde_json::{Map, Value};
 use crate::api::{
     ExecutionSpec, LocalRef, Playbook, PlaybookSpec, Runner, RunnerSpec, StepState, Workload,
 };
-use crate::engine::{convert, workload};
 use crate::engine::plan::{ExecutionRef, Intent, PlanInput, plan};
+use crate::engine::{convert, workload};
 
 /// Arguments of `render`.
 #[derive(clap::Args, Debug)]
