@@ -150,3 +150,117 @@ pub fn applied(
         })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::reflector::store::Writer;
+    use serde_json::json;
+
+    use super::*;
+
+    fn run(name: &str, phase: &str) -> Cached {
+        let mut exec: Execution = serde_json::from_value(json!({
+            "apiVersion": "stackpulse.io/v1", "kind": "Execution",
+            "metadata": {"name": name, "namespace": "ns"},
+            "spec": {"playbookRef": {"name": "pb"}},
+            "status": {"phase": phase, "steps": [{"id": "a", "outputs": {"x": 1}}]}
+        }))
+        .expect("an Execution");
+        slim(&mut exec);
+        DeserializeGuard(Ok(exec))
+    }
+
+    /// The cache with `writer` as its watch: each event applied, then published.
+    fn cache() -> (Executions, Writer<Cached>) {
+        let (store, writer) = reflector::store::<Cached>();
+        let cache = Executions {
+            store,
+            subscribers: Arc::default(),
+        };
+        (cache, writer)
+    }
+
+    fn watch(cache: &Executions, writer: &mut Writer<Cached>, event: watcher::Event<Cached>) {
+        writer.apply_watcher_event(&event);
+        cache.publish(event);
+    }
+
+    fn names(changes: Vec<Change>) -> Vec<String> {
+        changes
+            .into_iter()
+            .map(|c| match c {
+                Change::Applied(e) => format!("applied {}", e.name_any()),
+                Change::Deleted(e) => format!("deleted {}", e.name_any()),
+            })
+            .collect()
+    }
+
+    fn drain(rx: &mut UnboundedReceiver<Change>) -> Vec<Change> {
+        let mut out = Vec::new();
+        while let Ok(c) = rx.try_recv() {
+            out.push(c);
+        }
+        out
+    }
+
+    #[test]
+    fn a_subscriber_gets_what_is_cached_then_each_change_as_the_stored_object() {
+        let (cache, mut w) = cache();
+        let mut early = cache.subscribe();
+        watch(&cache, &mut w, watcher::Event::Init);
+        watch(
+            &cache,
+            &mut w,
+            watcher::Event::InitApply(run("a", "Succeeded")),
+        );
+        watch(
+            &cache,
+            &mut w,
+            watcher::Event::InitApply(run("b", "Running")),
+        );
+        assert!(
+            drain(&mut early).is_empty(),
+            "nothing before the list is stored"
+        );
+        watch(&cache, &mut w, watcher::Event::InitDone);
+        let mut listed = names(drain(&mut early));
+        listed.sort();
+        assert_eq!(listed, ["applied a", "applied b"]);
+
+        // The controller of a replica that becomes the leader later.
+        let mut late = cache.subscribe();
+        let mut cached = names(drain(&mut late));
+        cached.sort();
+        assert_eq!(cached, ["applied a", "applied b"]);
+
+        watch(&cache, &mut w, watcher::Event::Apply(run("b", "Failed")));
+        watch(
+            &cache,
+            &mut w,
+            watcher::Event::Delete(run("a", "Succeeded")),
+        );
+        for rx in [&mut early, &mut late] {
+            let changes = drain(rx);
+            let stored = cache.store.get(&ObjectRef::new("b").within("ns"));
+            let Some(Change::Applied(sent)) = changes.first() else {
+                panic!("b's change first");
+            };
+            assert!(
+                stored.is_some_and(|stored| Arc::ptr_eq(sent, &stored)),
+                "the stored object, not a copy"
+            );
+            assert_eq!(names(changes), ["applied b", "deleted a"]);
+        }
+    }
+
+    #[test]
+    fn a_subscriber_that_stopped_reading_is_dropped() {
+        let (cache, mut w) = cache();
+        let gone = cache.subscribe();
+        let mut kept = cache.subscribe();
+        drop(gone);
+        watch(&cache, &mut w, watcher::Event::Apply(run("a", "Running")));
+        assert_eq!(lock(&cache.subscribers).len(), 1);
+        assert_eq!(names(drain(&mut kept)), ["applied a"]);
+    }
+}
