@@ -4,8 +4,8 @@
 //! ([`super::observe`]), calls it with the current time, and hands the result to
 //! [`super::apply`]. A finished run, which the cache keeps slimmed, is planned only
 //! from the whole object read from the API server (`engine::slim::Full`), and only
-//! when its plan can change something. Errors go to [`error_policy`]: a malformed Execution waits for
-//! its next change, transient errors back off per Execution.
+//! when its plan can change something. Errors go to [`error_policy`]: a malformed
+//! Execution waits for its next change, transient errors back off per Execution.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -22,8 +22,8 @@
 //!
 //! Watches: Executions (the main resource: the process's one cache, `crate::cache`,
 //! shared with the execution page and the notifier; it keeps finished runs slimmed,
-//! and [`execution`] plans one only from the whole object), the Jobs and Pods labelled with an
-//! Execution's uid (a Pod event triggers its Execution as soon as the step container
+//! and [`execution`] plans one only from the whole object), the Jobs and Pods
+//! labelled with an Execution's uid (a Pod event triggers its Execution as soon as the step container
 //! terminates: the Job controller's own status update is not waited for; [`wake`]
 //! lets through only the Pod and Job changes the plan acts on), and
 //! Playbooks and Runners (caches for the planner; a Playbook event wakes the

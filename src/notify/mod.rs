@@ -1,6 +1,6 @@
 //! Chat notifications, the shell: follows the process's Execution cache
-//! (`crate::cache`), asks `engine::notify` what a
-//! run's message should be and whether to post, update or skip, sends it, and records
+//! (`crate::cache`), asks `engine::notify` what a run's message should be and
+//! whether to post, update or skip, sends it, and records
 //! what was sent in the Execution's `status.notify` (its own field manager). Also the
 //! Slack interaction route ([`interact`]) that turns a button click into an approval
 //! written as the clicking person.
