@@ -8,6 +8,7 @@
 //! `jq_sandbox` (output parsers' jq filters in a child process), and `cli`.
 
 pub mod api;
+pub mod cache;
 pub mod cli;
 pub mod controller;
 pub mod engine;

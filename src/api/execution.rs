@@ -334,7 +334,9 @@ pub struct StepStatus {
     /// its hash, which approvals name. Once approved, every later attempt (a retry, a
     /// Job re-created after a restart) must render the same hash or wait again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub plan: Option<StepPlan>,
+    // Boxed: a rendered pod is ~2 KiB of struct even when unset, per step, in every
+    // Execution the operator caches.
+    pub plan: Option<Box<StepPlan>>,
     /// The image parser run of the current attempt, when the step's `outputParser` is
     /// an image: set once the step container ended, kept after the step ends so the
     /// raw output can be found.

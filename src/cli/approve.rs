@@ -382,9 +382,11 @@ mod tests {
                 .map(|(id, state)| StepStatus {
                     id: id.to_string(),
                     state: *state,
-                    plan: (*state == StepState::WaitingApproval).then(|| StepPlan {
-                        hash: format!("h-{id}"),
-                        ..StepPlan::default()
+                    plan: (*state == StepState::WaitingApproval).then(|| {
+                        Box::new(StepPlan {
+                            hash: format!("h-{id}"),
+                            ..StepPlan::default()
+                        })
                     }),
                     ..StepStatus::default()
                 })

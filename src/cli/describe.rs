@@ -200,7 +200,7 @@ mod tests {
             0,
             "1 of 2 approvals (bob); waiting for one more",
         );
-        restart.plan = Some(StepPlan {
+        restart.plan = Some(Box::new(StepPlan {
             hash: "abc123def456".into(),
             image: "example.com/restart:1".into(),
             command: vec!["sh".into(), "-c".into()],
@@ -231,7 +231,7 @@ mod tests {
                 }))
                 .expect("a pod template"),
             ),
-        });
+        }));
         let mut e = Execution::new(
             "run-1",
             ExecutionSpec {

@@ -345,9 +345,12 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             requested_by,
             "serving alert webhooks on /webhooks/{{source}}"
         );
-        // The page's caches run on every replica, like the webhooks' Trigger cache:
-        // the controller's exist only on the leader.
-        let (page_routes, page_task) = page::start(
+        // One Execution watch and cache per process, on every replica: the page's
+        // (like the webhooks' Trigger cache), and the controller's and the notifier's
+        // once this replica leads. The page's task runs the watch.
+        let (executions, execution_watch) =
+            crate::cache::Executions::start(client.clone(), args.namespace.as_deref());
+        let (page_routes, page_task) = page::start_with(
             client.clone(),
             kube_config.clone(),
             page::Config {
@@ -361,7 +364,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                     ..page::session::Limits::default()
                 },
             },
+            &executions,
         );
+        let page_task = async {
+            futures::join!(page_task, execution_watch);
+        };
         let page_task = futures::future::select(Box::pin(page_task), stop.clone()).map(|_| ());
         tracing::info!("serving the execution page on /ui/");
         let notify_timeout = Duration::from_secs(args.notify_timeout_seconds);
@@ -397,16 +404,26 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             let result = match &election {
                 None => {
                     futures::join!(
-                        controller::run(client.clone(), config, shutdown.clone()),
-                        crate::notify::run(client.clone(), notifier, shutdown)
+                        controller::run_with(
+                            client.clone(),
+                            config,
+                            executions.clone(),
+                            shutdown.clone()
+                        ),
+                        crate::notify::run_with(client.clone(), notifier, &executions, shutdown)
                     );
                     Ok(())
                 }
                 Some(election) => {
                     let run = |stop: leader::Stop| async {
                         futures::join!(
-                            controller::run(client.clone(), config, stop.clone()),
-                            crate::notify::run(client.clone(), notifier, stop)
+                            controller::run_with(
+                                client.clone(),
+                                config,
+                                executions.clone(),
+                                stop.clone()
+                            ),
+                            crate::notify::run_with(client.clone(), notifier, &executions, stop)
                         );
                     };
                     leader::run_elected(client.clone(), election, &metrics, shutdown, run).await

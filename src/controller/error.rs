@@ -95,6 +95,14 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// A finished run to plan is read whole from the API server (the cache keeps it
+    /// slimmed): retried.
+    #[error("reading Execution {name}: {source}")]
+    ReadExecution {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
     /// The planning thread did not return (a panic in the engine): retried.
     #[error("planning {name} failed inside the operator: {message}")]
     Plan { name: String, message: String },
@@ -114,6 +122,7 @@ impl Error {
             Self::CreateJob { .. } => "create_job",
             Self::DeleteJob { .. } => "delete_job",
             Self::DeleteExecution { .. } => "delete_execution",
+            Self::ReadExecution { .. } => "read_execution",
             Self::CreateExecution { .. } => "create_execution",
             Self::CancelExecution { .. } => "cancel_execution",
             Self::Plan { .. } => "plan",

@@ -2,8 +2,10 @@
 //!
 //! Decisions live in `engine::plan` (pure); this file only gathers its input
 //! ([`super::observe`]), calls it with the current time, and hands the result to
-//! [`super::apply`]. Errors go to [`error_policy`]: a malformed Execution waits for
-//! its next change, transient errors back off per Execution.
+//! [`super::apply`]. A finished run, which the cache keeps slimmed, is planned only
+//! from the whole object read from the API server (`engine::slim::Full`), and only
+//! when its plan can change something. Errors go to [`error_policy`]: a malformed
+//! Execution waits for its next change, transient errors back off per Execution.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +22,7 @@ use super::error::error_action;
 use super::{Context, Error, apply, dryrun, history, observe, spilled};
 use crate::api::Execution;
 use crate::engine::plan::{Plan, PlanInput, parser_inputs_to_check, plan, spilled_refs};
+use crate::engine::slim::{Full, needs_plan};
 use crate::engine::template;
 
 /// How long a reconcile waits for the caches' first list before giving up (and
@@ -76,9 +79,32 @@ async fn reconcile_execution(exec: &Execution, ctx: &Context) -> Result<Action, 
     {
         return Err(Error::CachesNotReady);
     }
+    // The cache keeps finished runs slimmed (`engine::slim`): one is planned only from
+    // the whole object, read from the API server, and only when its plan can change
+    // something; otherwise only its TTL and history limit apply.
+    let fetched;
+    let exec = match Full::of(exec) {
+        Some(full) => full,
+        None if exec.spec.dry_run || !needs_plan(exec, &observe::attempts(exec, ctx)) => {
+            let status = exec.status.clone().unwrap_or_default();
+            let ttl = history::enforce(ctx, exec, &status).await?;
+            return Ok(ttl.map_or_else(Action::await_change, Action::requeue));
+        }
+        None => {
+            let Some(whole) = read_whole(ctx, exec).await? else {
+                return Ok(Action::await_change());
+            };
+            fetched = whole;
+            // An object from the API server is never marked slim.
+            let Some(full) = Full::of(&fetched) else {
+                return Ok(Action::await_change());
+            };
+            full
+        }
+    };
     let (mut input, reads) = observe::from_caches(exec, ctx);
     if exec.spec.dry_run {
-        return dryrun::reconcile(exec, ctx, input).await;
+        return dryrun::reconcile(&exec, ctx, input).await;
     }
     if !reads.is_empty() {
         let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &input.execution.namespace);
@@ -106,9 +132,9 @@ async fn reconcile_execution(exec: &Execution, ctx: &Context) -> Result<Action, 
     if let Some(turn) = turn.as_mut() {
         turn.note(&input, &plan);
     }
-    let refused = apply::apply(ctx, exec, &input.status, &plan).await?;
+    let refused = apply::apply(ctx, &exec, &input.status, &plan).await?;
     drop(turn);
-    let ttl = history::enforce(ctx, exec, &plan.status).await?;
+    let ttl = history::enforce(ctx, &exec, &plan.status).await?;
     // A refused Job fails its step in the next plan, which reads the refusal.
     let again = refused.then_some(REPLAN);
     Ok(
@@ -118,6 +144,18 @@ async fn reconcile_execution(exec: &Execution, ctx: &Context) -> Result<Action, 
             None => Action::await_change(),
         },
     )
+}
+
+/// `exec` as the API server has it now (`None`: deleted meanwhile).
+async fn read_whole(ctx: &Context, exec: &Execution) -> Result<Option<Execution>, Error> {
+    let ns = exec.namespace().unwrap_or_default();
+    let api: Api<Execution> = Api::namespaced(ctx.client.clone(), &ns);
+    api.get_opt(&exec.name_any())
+        .await
+        .map_err(|source| Error::ReadExecution {
+            name: format!("{ns}/{}", exec.name_any()),
+            source,
+        })
 }
 
 /// Plans on a blocking thread: the templates `plan` renders are user code, and a

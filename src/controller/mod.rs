@@ -20,8 +20,10 @@
 //! it (kube-runtime 5's `DelayedInit` holds one waker), so a second controller
 //! waiting on the same store could stall the first one's reconciles.
 //!
-//! Watches: Executions (the main resource), the Jobs and Pods labelled with an
-//! Execution's uid (a Pod event triggers its Execution as soon as the step container
+//! Watches: Executions (the main resource: the process's one cache, `crate::cache`,
+//! shared with the execution page and the notifier; it keeps finished runs slimmed,
+//! and [`execution`] plans one only from the whole object), the Jobs and Pods
+//! labelled with an Execution's uid (a Pod event triggers its Execution as soon as the step container
 //! terminates: the Job controller's own status update is not waited for; [`wake`]
 //! lets through only the Pod and Job changes the plan acts on), and
 //! Playbooks and Runners (caches for the planner; a Playbook event wakes the
@@ -64,6 +66,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::watch;
 
 use crate::api::{Execution, Playbook, Runner, StepState};
+use crate::cache::{self, Executions};
 use crate::engine::job::LABEL_EXECUTION_UID;
 use crate::engine::plan::Limits;
 use crate::metrics::Metrics;
@@ -184,10 +187,26 @@ where
 /// Runs the controllers (Executions, Playbooks, Runners, Schedules) until `shutdown` completes
 /// (then in-flight reconciles finish) or the watches end. Scoped to
 /// `config.namespace` when set, so a test can run one controller per namespace side
-/// by side.
+/// by side. Watches Executions itself: [`run_with`] shares a process's cache.
 pub async fn run(
     client: Client,
     config: Config,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (executions, watch) = Executions::start(client.clone(), config.namespace.as_deref());
+    // The watch never ends by itself: the controller's end (shutdown) ends it.
+    futures::pin_mut!(watch);
+    let controller = run_with(client, config, executions, shutdown);
+    futures::pin_mut!(controller);
+    futures::future::select(controller, watch).await;
+}
+
+/// [`run`] on the process's Execution cache (`crate::cache`), whose watch the caller
+/// runs.
+pub async fn run_with(
+    client: Client,
+    config: Config,
+    executions: Executions,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let ns = config.namespace.as_deref();
@@ -266,20 +285,13 @@ pub async fn run(
     })
     .touched_objects();
 
-    // As `Controller::new` does, with managedFields dropped before the cache (as for
-    // Jobs and Pods): with a status written by server-side apply they are a good part
-    // of a finished run's size, and nothing reads them.
-    let (exec_store, exec_writer) = reflector::store::<DeserializeGuard<Execution>>();
-    let exec_watch = watcher(
-        api::<DeserializeGuard<Execution>>(&client, ns),
-        watcher::Config::default(),
-    )
-    .modify(|e| e.managed_fields_mut().clear());
-    let controller = Controller::for_stream(
-        reflector::reflector(exec_writer, exec_watch).applied_objects(),
-        exec_store.clone(),
-    )
-    .with_config(controller::Config::default().concurrency(MAX_RECONCILES));
+    // The process's one Execution cache: subscribed now, so every run cached so far
+    // is reconciled once, then every change (slimmed finished runs included: the
+    // reconciler reads the whole object when one needs a plan).
+    let exec_store = executions.store();
+    let controller =
+        Controller::for_shared_stream(cache::applied(executions.subscribe()), exec_store.clone())
+            .with_config(controller::Config::default().concurrency(MAX_RECONCILES));
     let caches_ready = caches_ready(&jobs, &pods, &playbooks, &runners);
     config
         .metrics
@@ -410,6 +422,7 @@ fn execution_of_pod(
 
 /// Executions in the Playbook's namespace that reference it and have not taken their
 /// snapshot yet: they wait for it (and are woken here instead of at their next poll).
+/// A finished run waits for nothing (it may have ended without a snapshot).
 fn waiting_for(
     pb: &DeserializeGuard<Playbook>,
     execs: &Store<DeserializeGuard<Execution>>,
@@ -419,7 +432,10 @@ fn waiting_for(
         let Ok(exec) = &e.0 else { return false };
         exec.namespace() == ns
             && exec.spec.playbook_ref.name == name
-            && exec.status.as_ref().is_none_or(|s| s.playbook.is_none())
+            && exec
+                .status
+                .as_ref()
+                .is_none_or(|s| s.playbook.is_none() && !s.phase.is_final())
     });
     waiting
         .iter()

@@ -12,6 +12,7 @@
 //! the same `ObservedJob`, so the planner never knows which ran.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use futures::AsyncReadExt;
 use k8s_openapi::api::batch::v1::Job;
@@ -26,6 +27,7 @@ use crate::engine::job::LABEL_EXECUTION_UID;
 use crate::engine::plan::{
     ExecutionRef, JobFailure, Limits, ObservedJob, PlanInput, StepLog, Terminated, awaiting_output,
 };
+use crate::engine::slim::Full;
 use crate::engine::wake::{self, Wake};
 use crate::engine::workload::{self as engine_workload, SeenPod};
 
@@ -49,20 +51,12 @@ pub struct Cached<'a> {
 }
 
 /// The planner's input for `exec`, and the logs still to read before planning.
-pub fn plan_input(exec: &Execution, cached: &Cached, limits: &Limits) -> (PlanInput, Vec<LogRead>) {
+/// Only from a [`Full`] Execution: a status planned from a slimmed one would erase
+/// what it lacks when applied.
+pub fn plan_input(exec: Full<'_>, cached: &Cached, limits: &Limits) -> (PlanInput, Vec<LogRead>) {
     let status = exec.status.clone().unwrap_or_default();
     let awaiting = awaiting_output(&status);
-    let mut jobs = BTreeMap::new();
-    let mut reads = Vec::new();
-    // Step attempts run as Jobs or as bare Pods (`workload`); both are observed alike.
-    let bare: Vec<&Pod> = cached
-        .pods
-        .iter()
-        .filter(|p| engine_workload::is_bare(p.owner_references()))
-        .copied()
-        .collect();
-    observe_attempts(cached.jobs, cached.pods, &awaiting, &mut jobs, &mut reads);
-    observe_attempts(&bare, cached.pods, &awaiting, &mut jobs, &mut reads);
+    let (jobs, reads) = observe_all(cached.jobs, cached.pods, &awaiting);
     let input = PlanInput {
         execution: ExecutionRef {
             name: exec.name_any(),
@@ -92,6 +86,26 @@ pub fn plan_input(exec: &Execution, cached: &Cached, limits: &Limits) -> (PlanIn
         parser_inputs: BTreeMap::new(),
     };
     (input, reads)
+}
+
+/// Observes the step attempts among `jobs` and `pods`, and notes the logs to read of
+/// those whose step container ended while status awaits their output (`awaiting`).
+fn observe_all(
+    jobs: &[&Job],
+    pods: &[&Pod],
+    awaiting: &BTreeSet<&str>,
+) -> (BTreeMap<String, ObservedJob>, Vec<LogRead>) {
+    let mut observed = BTreeMap::new();
+    let mut reads = Vec::new();
+    // Step attempts run as Jobs or as bare Pods (`workload`); both are observed alike.
+    let bare: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| engine_workload::is_bare(p.owner_references()))
+        .copied()
+        .collect();
+    observe_attempts(jobs, pods, awaiting, &mut observed, &mut reads);
+    observe_attempts(&bare, pods, awaiting, &mut observed, &mut reads);
+    (observed, reads)
 }
 
 /// Observes each of `attempts` (Jobs, or bare Pods) into `jobs`, and notes the logs
@@ -290,18 +304,9 @@ fn find_container<'a>(
 }
 
 /// The cached objects of `exec`, then [`plan_input`].
-pub fn from_caches(exec: &Execution, ctx: &Context) -> (PlanInput, Vec<LogRead>) {
+pub fn from_caches(exec: Full<'_>, ctx: &Context) -> (PlanInput, Vec<LogRead>) {
     let ns = exec.namespace().unwrap_or_default();
-    let uid = exec.uid().unwrap_or_default();
-    let ours = |labels: &BTreeMap<String, String>| {
-        labels.get(LABEL_EXECUTION_UID).map(String::as_str) == Some(uid.as_str())
-    };
-    let jobs = ctx
-        .jobs
-        .state_filter(|j| j.namespace().as_deref() == Some(&ns) && ours(j.labels()));
-    let pods = ctx
-        .pods
-        .state_filter(|p| p.namespace().as_deref() == Some(&ns) && ours(p.labels()));
+    let (jobs, pods) = attempts_of(&exec, ctx);
     let playbook_ref =
         kube::runtime::reflector::ObjectRef::new(&exec.spec.playbook_ref.name).within(&ns);
     let playbook = ctx.playbooks.get(&playbook_ref);
@@ -439,5 +444,31 @@ async fn read_log(api: &Api<Pod>, read: &LogRead, limit_bytes: i64) -> Result<St
 }
 
 mod pod;
+
+/// The cached Jobs and Pods labelled with `exec`'s uid.
+fn attempts_of(exec: &Execution, ctx: &Context) -> (Vec<Arc<Job>>, Vec<Arc<Pod>>) {
+    let ns = exec.namespace().unwrap_or_default();
+    let uid = exec.uid().unwrap_or_default();
+    let ours = |labels: &BTreeMap<String, String>| {
+        labels.get(LABEL_EXECUTION_UID).map(String::as_str) == Some(uid.as_str())
+    };
+    let jobs = ctx
+        .jobs
+        .state_filter(|j| j.namespace().as_deref() == Some(&ns) && ours(j.labels()));
+    let pods = ctx
+        .pods
+        .state_filter(|p| p.namespace().as_deref() == Some(&ns) && ours(p.labels()));
+    (jobs, pods)
+}
+
+/// The step attempts of a run, as the caches show them: for a finished run, whether
+/// one is left running (`engine::slim::needs_plan`).
+pub fn attempts(exec: &Execution, ctx: &Context) -> BTreeMap<String, ObservedJob> {
+    let (jobs, pods) = attempts_of(exec, ctx);
+    let jobs: Vec<&Job> = jobs.iter().map(AsRef::as_ref).collect();
+    let pods: Vec<&Pod> = pods.iter().map(AsRef::as_ref).collect();
+    observe_all(&jobs, &pods, &BTreeSet::new()).0
+}
+
 #[cfg(test)]
 mod tests;

@@ -67,10 +67,19 @@ fn a_pod_wakes_the_execution_that_owns_its_job() {
 
 #[test]
 fn a_playbook_wakes_only_the_executions_waiting_for_it() {
+    // A run that failed before its snapshot (the Playbook was invalid) waits for nothing.
+    let mut failed = execution("failed", "4", "pb", false);
+    if let Ok(e) = &mut failed.0 {
+        e.status = Some(crate::api::ExecutionStatus {
+            phase: crate::api::ExecutionPhase::Failed,
+            ..Default::default()
+        });
+    }
     let execs = store_of(vec![
         execution("waiting", "1", "pb", false),
         execution("started", "2", "pb", true),
         execution("other", "3", "other-pb", false),
+        failed,
     ]);
     let pb: DeserializeGuard<Playbook> = DeserializeGuard(Ok(serde_json::from_value(json!({
         "apiVersion": "stackpulse.io/v1", "kind": "Playbook",

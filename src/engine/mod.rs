@@ -20,6 +20,7 @@ pub mod parse;
 pub mod plan;
 pub mod report;
 pub mod schedule;
+pub mod slim;
 pub mod template;
 pub mod wake;
 pub mod workload;

@@ -429,7 +429,7 @@ pub fn detail(e: &Execution, mut events: Vec<EventView>, now: Timestamp) -> Deta
             step: s.id.clone(),
             since: s.waiting_since.as_ref().map(|t| timestamp(t.0)),
             message: s.message.clone(),
-            plan: s.plan.as_ref().map(PlanView::from),
+            plan: s.plan.as_deref().map(PlanView::from),
             changed: Vec::new(),
         })
         .collect();

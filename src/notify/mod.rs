@@ -1,5 +1,6 @@
-//! Chat notifications, the shell: watches Executions, asks `engine::notify` what a
-//! run's message should be and whether to post, update or skip, sends it, and records
+//! Chat notifications, the shell: follows the process's Execution cache
+//! (`crate::cache`), asks `engine::notify` what a run's message should be and
+//! whether to post, update or skip, sends it, and records
 //! what was sent in the Execution's `status.notify` (its own field manager). Also the
 //! Slack interaction route ([`interact`]) that turns a button click into an approval
 //! written as the clicking person.
@@ -24,13 +25,12 @@ use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
-use kube::core::DeserializeGuard;
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use tokio::sync::Semaphore;
 
 use crate::api::{Execution, NotifyStatus, Trigger};
+use crate::cache::{Cached, Change, Executions};
 use crate::engine::notify::config::{Channel, NotifyConfig};
 use crate::engine::notify::{self as decide, Send, slack, teams};
 use crate::metrics::Metrics;
@@ -70,7 +70,8 @@ type Key = (String, String);
 
 /// A run's place in the queue.
 struct Slot {
-    latest: Execution,
+    /// As the process's cache holds it (shared, not a copy; a finished run slimmed).
+    latest: Arc<Cached>,
     /// A newer state (or a retry) waits to be looked at.
     dirty: bool,
     /// A task is working on this run: at most one, so a run's messages stay in order.
@@ -88,6 +89,7 @@ struct Shared {
 }
 
 /// Runs the notifier until `shutdown` (only on the leader: one poster per run).
+/// Watches Executions itself: [`run_with`] shares a process's cache.
 pub async fn run(
     client: Client,
     config: Config,
@@ -96,10 +98,24 @@ pub async fn run(
     if config.channels.channels.is_empty() {
         return;
     }
-    let api: Api<DeserializeGuard<Execution>> = match &config.namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
+    let (executions, watch) = Executions::start(client.clone(), config.namespace.as_deref());
+    tokio::select! {
+        () = watch => {}
+        () = run_with(client, config, &executions, shutdown) => {}
+    }
+}
+
+/// [`run`] on the process's Execution cache (`crate::cache`), whose watch the caller
+/// runs.
+pub async fn run_with(
+    client: Client,
+    config: Config,
+    executions: &Executions,
+    shutdown: impl Future<Output = ()> + std::marker::Send,
+) {
+    if config.channels.channels.is_empty() {
+        return;
+    }
     let shared = Arc::new(Shared {
         http: send::client(config.timeout),
         client,
@@ -107,24 +123,19 @@ pub async fn run(
         slots: Mutex::default(),
         in_flight: Semaphore::new(CONCURRENCY),
     });
-    let events = watcher(api, watcher::Config::default()).default_backoff();
-    let watch = events.for_each(|event| {
-        match event {
-            Ok(watcher::Event::Apply(e) | watcher::Event::InitApply(e)) => {
+    let watch = executions.subscribe().for_each(|change| {
+        match change {
+            Change::Applied(cached) => {
                 // A dry run ran nothing: nobody is told about it.
-                if let Ok(exec) = e.0
-                    && !exec.spec.dry_run
-                {
-                    offer(&shared, exec);
+                if cached.0.as_ref().is_ok_and(|e| !e.spec.dry_run) {
+                    offer(&shared, cached);
                 }
             }
-            Ok(watcher::Event::Delete(e)) => {
-                if let Ok(exec) = e.0 {
-                    lock(&shared.slots).remove(&key(&exec));
+            Change::Deleted(cached) => {
+                if let Ok(exec) = &cached.0 {
+                    lock(&shared.slots).remove(&key(exec));
                 }
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "notifier: watching Executions"),
         }
         futures::future::ready(())
     });
@@ -144,16 +155,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Puts the run's latest state in its slot; starts a task for it unless one runs.
-fn offer(shared: &Arc<Shared>, exec: Execution) {
-    let k = key(&exec);
+/// `cached` holds an Execution (the caller checked).
+fn offer(shared: &Arc<Shared>, cached: Arc<Cached>) {
+    let Ok(exec) = &cached.0 else { return };
+    let k = key(exec);
     let mut slots = lock(&shared.slots);
     let slot = slots.entry(k.clone()).or_insert_with(|| Slot {
         record: exec.status.as_ref().and_then(|s| s.notify.clone()),
-        latest: exec.clone(),
+        latest: cached.clone(),
         dirty: false,
         running: false,
     });
-    slot.latest = exec;
+    slot.latest = cached.clone();
     slot.dirty = true;
     if !slot.running {
         slot.running = true;
@@ -189,7 +202,8 @@ async fn work(shared: Arc<Shared>, k: Key) {
             let Ok(_permit) = shared.in_flight.acquire().await else {
                 return;
             };
-            look(&shared, &exec, record).await
+            let Ok(exec) = &exec.0 else { continue };
+            look(&shared, exec, record).await
         };
         let retry = match outcome {
             Outcome::Idle => None,

@@ -2,11 +2,12 @@
 //! reject buttons (its one write), on the same HTTP server as the webhooks and
 //! metrics (every replica serves it).
 //!
-//! Rendered from caches, never an API list per request: this module runs its own
-//! reflectors of Executions and of the Events about them, on every replica (the
-//! controller's cache exists only on the leader). They drop what the page never shows
-//! (managedFields, the playbook snapshot in status), so the copy costs less than the
-//! controller's. The views are decided in `engine::page`; here: who is asking
+//! Rendered from caches, never an API list per request: the process's one Execution
+//! cache (`crate::cache`, kept on every replica, shared with the controller and the
+//! notifier) and the page's own reflector of the Events about Executions. The cache
+//! keeps a finished run without its outputs, plans and snapshot (`engine::slim`): the
+//! detail view of one reads it from the API server, one GET per view. The views
+//! are decided in `engine::page`; here: who is asking
 //! ([`auth`]), the templates (minijinja, autoescaped), and the routes.
 //!
 //! Routes: `GET /ui/` (list, filters as query parameters), `GET /ui/login`, `POST
@@ -40,7 +41,9 @@ use kube::{Api, Client, ResourceExt};
 use minijinja::Environment;
 
 use crate::api::Execution;
+use crate::cache::{Change, Executions};
 use crate::engine::page::{self as view, Access, EventView, ListFilter};
+use crate::engine::slim::is_slim;
 use auth::{GET_EXECUTIONS, Sessions, User};
 use login::{request_cookie, sign_in_page};
 
@@ -165,10 +168,17 @@ impl Caches {
         view::list(&execs, access, filter, now, LIST_CAP)
     }
 
-    /// The detail view of `ns/name`, if cached.
+    /// The detail view of `ns/name` as cached (a finished run is cached slimmed: see
+    /// [`Self::detail_of`]).
     pub fn detail(&self, ns: &str, name: &str, now: Timestamp) -> Option<view::Detail> {
         let guard = self.executions.get(&ObjectRef::new(name).within(ns))?;
-        let exec = guard.0.as_ref().ok()?;
+        self.detail_of(guard.0.as_ref().ok()?, now)
+    }
+
+    /// The detail view of `exec`, which must be whole: the cache keeps a finished run
+    /// without its outputs, plans and snapshot (`engine::slim`), so the page reads
+    /// such a run from the API server ([`whole`]).
+    pub fn detail_of(&self, exec: &Execution, now: Timestamp) -> Option<view::Detail> {
         let uid = exec.metadata.uid.as_deref()?;
         let events = self
             .events
@@ -221,16 +231,30 @@ struct Shared {
 
 /// The page's routes and the task that keeps its caches (run it until shutdown).
 /// `client` is the operator's; `cluster` the config it was built from, whose address
-/// and CA the approvals written as a signed-in person use.
+/// and CA the approvals written as a signed-in person use. Watches Executions itself:
+/// [`start_with`] shares a process's cache.
 pub fn start(
     client: Client,
     cluster: kube::Config,
     config: Config,
 ) -> (Router, impl Future<Output = ()> + Send) {
+    let (executions, watch) = Executions::start(client.clone(), config.namespace.as_deref());
+    let (routes, task) = start_with(client, cluster, config, &executions);
+    (routes, async move {
+        futures::join!(watch, task);
+    })
+}
+
+/// [`start`] on the process's Execution cache (`crate::cache`), whose watch the
+/// caller runs. The page keeps its own cache of Events.
+pub fn start_with(
+    client: Client,
+    cluster: kube::Config,
+    config: Config,
+    executions: &Executions,
+) -> (Router, impl Future<Output = ()> + Send + use<>) {
     let ns = config.namespace.clone();
-    let (executions, exec_writer) = reflector::store::<DeserializeGuard<Execution>>();
     let (events, event_writer) = reflector::store::<Event>();
-    let exec_api: Api<DeserializeGuard<Execution>> = api(&client, ns.as_deref());
     let event_api: Api<Event> = api(&client, ns.as_deref());
     let plans = Arc::new(plans::Memory::default());
     let seen = plans.clone();
@@ -240,27 +264,21 @@ pub fn start(
         cluster,
         config,
         caches: Caches {
-            executions,
+            executions: executions.store(),
             events,
             plans,
         },
         templates: Templates::default(),
     });
-    let exec_watch = reflector::reflector(
-        exec_writer,
-        watcher(exec_api, watcher::Config::default())
-            .default_backoff()
-            .modify(move |e| {
-                e.managed_fields_mut().clear();
-                if let Ok(exec) = &mut e.0 {
-                    seen.observe(exec);
-                    if let Some(status) = &mut exec.status {
-                        status.playbook = None;
-                    }
-                }
-            }),
-    )
-    .for_each(|e| log_watch_error("Execution", e));
+    // Plans are remembered as they are shown: a run is cached whole while it runs.
+    let plans_seen = executions.subscribe().for_each(move |change| {
+        if let Change::Applied(cached) = change
+            && let Ok(exec) = &cached.0
+        {
+            seen.observe(exec);
+        }
+        futures::future::ready(())
+    });
     // Only Events about Executions (the controller records one per transition).
     let event_watch = reflector::reflector(
         event_writer,
@@ -273,9 +291,15 @@ pub fn start(
     )
     .for_each(|e| log_watch_error("Event", e));
     let task = async move {
-        futures::join!(exec_watch, event_watch);
+        futures::join!(plans_seen, event_watch);
     };
     (routes(shared), task)
+}
+
+/// `ns/name` as the API server has it (`None`: not there).
+async fn whole(shared: &Shared, ns: &str, name: &str) -> Result<Option<Execution>, kube::Error> {
+    let api: Api<Execution> = Api::namespaced(shared.client.clone(), ns);
+    api.get_opt(name).await
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -457,7 +481,34 @@ async fn visible_detail(
     {
         return Err(not_found());
     }
-    match shared.caches.detail(ns, name, Timestamp::now()) {
+    let Some(cached) = shared
+        .caches
+        .executions
+        .get(&ObjectRef::new(name).within(ns))
+    else {
+        return Err(not_found());
+    };
+    let Ok(exec) = &cached.0 else {
+        return Err(not_found());
+    };
+    // A finished run is cached slimmed: the page shows it whole, one GET per view.
+    let read;
+    let exec = if is_slim(exec) {
+        read = match whole(shared, ns, name).await {
+            Ok(Some(e)) => e,
+            Ok(None) => return Err(not_found()),
+            Err(e) => {
+                return Err(text(
+                    StatusCode::BAD_GATEWAY,
+                    format!("reading Execution {ns}/{name} from the API server: {e}"),
+                ));
+            }
+        };
+        &read
+    } else {
+        exec
+    };
+    match shared.caches.detail_of(exec, Timestamp::now()) {
         Some(d) => Ok((d, session, user)),
         None => Err(not_found()),
     }

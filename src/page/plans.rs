@@ -34,7 +34,7 @@ impl Memory {
             if plans.contains_key(&key) {
                 continue;
             }
-            plans.insert(key.clone(), PlanView::from(plan));
+            plans.insert(key.clone(), PlanView::from(&**plan));
             order.push_back(key);
             while order.len() > CAP {
                 if let Some(old) = order.pop_front() {

@@ -131,11 +131,11 @@ fn a_waiting_plan_gets_the_decision_form_and_the_run_its_timeline() {
         status.steps[0].started_at = serde_json::from_value(json!("2026-09-21T12:00:00Z")).ok();
         status.steps[0].finished_at = serde_json::from_value(json!("2026-09-21T12:00:30Z")).ok();
         status.steps[1].waiting_since = status.steps[0].finished_at.clone();
-        status.steps[1].plan = Some(crate::api::StepPlan {
+        status.steps[1].plan = Some(Box::new(crate::api::StepPlan {
             hash: "1a2b3c".into(),
             image: "kubectl".into(),
             ..Default::default()
-        });
+        }));
     }
     let d = view::detail(&e, vec![], now());
     let refused = decide::Refusal {

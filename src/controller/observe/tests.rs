@@ -107,7 +107,11 @@ fn logs_are_read_only_for_the_current_job_of_a_running_step() {
         jobs: &[&current, &old],
         pods: &[&p1, &p2],
     };
-    let (input, reads) = plan_input(&execution("j"), &cached, &Limits::default());
+    let (input, reads) = plan_input(
+        Full::of(&execution("j")).expect("not slimmed"),
+        &cached,
+        &Limits::default(),
+    );
     assert_eq!(
         reads,
         [LogRead {
@@ -132,13 +136,21 @@ fn the_live_playbook_is_passed_only_before_the_snapshot() {
     };
     let mut fresh = execution("j");
     fresh.status = None;
-    let (input, _) = plan_input(&fresh, &cached, &Limits::default());
+    let (input, _) = plan_input(
+        Full::of(&fresh).expect("not slimmed"),
+        &cached,
+        &Limits::default(),
+    );
     assert!(input.playbook.is_some());
     let mut started = execution("j");
     if let Some(s) = started.status.as_mut() {
         s.playbook = Some(PlaybookSpec::default());
     }
-    let (input, _) = plan_input(&started, &cached, &Limits::default());
+    let (input, _) = plan_input(
+        Full::of(&started).expect("not slimmed"),
+        &cached,
+        &Limits::default(),
+    );
     assert!(input.playbook.is_none());
 }
 

@@ -45,10 +45,10 @@ fn exec(phase: ExecutionPhase, finished_at: Option<i64>) -> Execution {
             } else {
                 StepState::Succeeded
             },
-            plan: Some(StepPlan {
+            plan: Some(Box::new(StepPlan {
                 hash: "h1".into(),
                 ..StepPlan::default()
-            }),
+            })),
             ..StepStatus::default()
         }],
         ..ExecutionStatus::default()

@@ -91,7 +91,7 @@ impl Planner<'_> {
             s.state = StepState::WaitingApproval;
             s.waiting_since = Some(time(self.now));
         }
-        let mut changed = first || s.plan.as_ref() != Some(&plan);
+        let mut changed = first || s.plan.as_deref() != Some(&plan);
         let since = s.waiting_since.as_ref().map_or(self.now, seconds);
         let spec = &self.input.spec;
         let verdict = approval::decide(&approval::Wait {
@@ -104,7 +104,7 @@ impl Planner<'_> {
             since,
             now: self.now,
         });
-        self.st.steps[i].plan = Some(plan);
+        self.st.steps[i].plan = Some(Box::new(plan));
         match verdict {
             Verdict::Granted(note) => self.launch(i, attempt, Some(note)),
             Verdict::Rejected(message) | Verdict::TimedOut(OnTimeout::Reject, message) => {

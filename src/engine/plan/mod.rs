@@ -317,6 +317,12 @@ pub fn spilled_refs(status: &ExecutionStatus) -> Vec<&OutputsRef> {
         .collect()
 }
 
+/// A Job (or bare Pod) that exists, runs and is not being deleted: deleted unless it
+/// is a Running step's current attempt or parser.
+pub fn left_running(job: &ObservedJob) -> bool {
+    !job.deleting && job.terminated.is_none() && job.failed.is_none() && job.refused.is_none()
+}
+
 /// The Job each Running step waits for: its parser Job while parsing, else its own.
 fn current_jobs(status: &ExecutionStatus) -> BTreeSet<&str> {
     let running = status
@@ -495,13 +501,11 @@ impl<'a> Planner<'a> {
         // A Job that is still running but is no Running step's current attempt or
         // parser (timed out, cancelled, or left over from a crash) is deleted.
         let current = current_jobs(&self.st);
-        let deletes = self.input.jobs.iter().filter(|(name, job)| {
-            !current.contains(name.as_str())
-                && !job.deleting
-                && job.terminated.is_none()
-                && job.failed.is_none()
-                && job.refused.is_none()
-        });
+        let deletes = self
+            .input
+            .jobs
+            .iter()
+            .filter(|(name, job)| !current.contains(name.as_str()) && left_running(job));
         let deletes: Vec<Intent> = deletes
             .map(|(name, _)| Intent::DeleteJob { name: name.clone() })
             .collect();
