@@ -3,10 +3,10 @@
 //! metrics (every replica serves it).
 //!
 //! Rendered from caches, never an API list per request: this module runs its own
-//! reflectors of Executions and of the Events about them, on every replica (the
-//! controller's cache exists only on the leader). They drop what the page never shows
-//! (managedFields, the playbook snapshot in status), so the copy costs less than the
-//! controller's. The views are decided in `engine::page`; here: who is asking
+//! reflector of Executions and a cache of the Events about them ([`events`]: the
+//! newest few per Execution), on every replica (the controller's cache exists only on
+//! the leader). They drop what the page never shows (managedFields, the playbook
+//! snapshot in status), so the copy costs less than the controller's. The views are decided in `engine::page`; here: who is asking
 //! ([`auth`]), the templates (minijinja, autoescaped), and the routes.
 //!
 //! Routes: `GET /ui/` (list, filters as query parameters), `GET /ui/login`, `POST
@@ -18,6 +18,7 @@
 
 pub mod auth;
 pub mod decide;
+pub mod events;
 mod log;
 mod login;
 pub mod plans;
@@ -40,7 +41,7 @@ use kube::{Api, Client, ResourceExt};
 use minijinja::Environment;
 
 use crate::api::Execution;
-use crate::engine::page::{self as view, Access, EventView, ListFilter};
+use crate::engine::page::{self as view, Access, ListFilter};
 use auth::{GET_EXECUTIONS, Sessions, User};
 use login::{request_cookie, sign_in_page};
 
@@ -143,7 +144,8 @@ impl Templates {
 /// What the page reads: the caches and the sessions.
 pub struct Caches {
     pub executions: Store<DeserializeGuard<Execution>>,
-    pub events: Store<Event>,
+    /// The newest Events about each Execution ([`events`]).
+    pub events: Arc<events::EventCache>,
     /// Plans seen, for what changed since an earlier approval.
     pub plans: Arc<plans::Memory>,
 }
@@ -170,12 +172,7 @@ impl Caches {
         let guard = self.executions.get(&ObjectRef::new(name).within(ns))?;
         let exec = guard.0.as_ref().ok()?;
         let uid = exec.metadata.uid.as_deref()?;
-        let events = self
-            .events
-            .state_filter(|e| e.involved_object.uid.as_deref() == Some(uid))
-            .iter()
-            .map(|e| event_view(e))
-            .collect();
+        let events = self.events.about(ns, uid);
         let mut d = view::detail(exec, events, now);
         for w in &mut d.waiting {
             if let Some(plan) = &w.plan {
@@ -186,25 +183,6 @@ impl Caches {
             }
         }
         Some(d)
-    }
-}
-
-fn event_view(e: &Event) -> EventView {
-    // eventTime (microseconds, set by events.k8s.io writers like ours) orders Events of
-    // one second; lastTimestamp is what older writers set.
-    let at = e
-        .event_time
-        .as_ref()
-        .map(|t| t.0)
-        .or_else(|| e.last_timestamp.as_ref().map(|t| t.0))
-        .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| t.0));
-    EventView {
-        at: at.map(view::timestamp),
-        order: at.map_or(0, |t| t.as_millisecond()),
-        kind: e.type_.clone().unwrap_or_default(),
-        reason: e.reason.clone().unwrap_or_default(),
-        message: e.message.clone().unwrap_or_default(),
-        count: e.count.unwrap_or(1),
     }
 }
 
@@ -229,7 +207,7 @@ pub fn start(
 ) -> (Router, impl Future<Output = ()> + Send) {
     let ns = config.namespace.clone();
     let (executions, exec_writer) = reflector::store::<DeserializeGuard<Execution>>();
-    let (events, event_writer) = reflector::store::<Event>();
+    let events = Arc::new(events::EventCache::default());
     let exec_api: Api<DeserializeGuard<Execution>> = api(&client, ns.as_deref());
     let event_api: Api<Event> = api(&client, ns.as_deref());
     let plans = Arc::new(plans::Memory::default());
@@ -241,7 +219,7 @@ pub fn start(
         config,
         caches: Caches {
             executions,
-            events,
+            events: events.clone(),
             plans,
         },
         templates: Templates::default(),
@@ -261,17 +239,20 @@ pub fn start(
             }),
     )
     .for_each(|e| log_watch_error("Execution", e));
-    // Only Events about Executions (the controller records one per transition).
-    let event_watch = reflector::reflector(
-        event_writer,
-        watcher(
-            event_api,
-            watcher::Config::default().fields("involvedObject.kind=Execution"),
-        )
-        .default_backoff()
-        .modify(|e| e.managed_fields_mut().clear()),
+    // Only Events about Executions (the controller records one per transition), kept
+    // bounded per Execution by the cache.
+    let event_watch = watcher(
+        event_api,
+        watcher::Config::default().fields("involvedObject.kind=Execution"),
     )
-    .for_each(|e| log_watch_error("Event", e));
+    .default_backoff()
+    .for_each(move |e| {
+        match e {
+            Ok(e) => events.apply(e),
+            Err(e) => tracing::warn!(error = %e, "page: Event watch"),
+        }
+        futures::future::ready(())
+    });
     let task = async move {
         futures::join!(exec_watch, event_watch);
     };
