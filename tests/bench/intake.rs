@@ -151,6 +151,11 @@ pub async fn webhook(
     crate::create_trigger(&ns.api()).await?;
     let token_path = token_file.display().to_string();
     let mut args = vec!["--webhook-token-file", &token_path];
+    // `BENCH_WEBHOOK_CONCURRENCY`: the operator's creates in flight (its default unset).
+    let concurrency = std::env::var("BENCH_WEBHOOK_CONCURRENCY").ok();
+    if let Some(c) = &concurrency {
+        args.extend(["--webhook-concurrency", c]);
+    }
     if let Mode::Standby = mode {
         hold_lease(&ns).await?;
         args.extend([
