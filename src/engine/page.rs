@@ -16,6 +16,7 @@ use crate::engine::plan::human_bytes;
 
 pub mod decision;
 pub mod dryrun;
+pub mod events;
 pub mod timeline;
 
 /// Path prefix of every page route.

@@ -4,10 +4,10 @@
 //!
 //! Rendered from caches, never an API list per request: the process's one Execution
 //! cache (`crate::cache`, kept on every replica, shared with the controller and the
-//! notifier) and the page's own reflector of the Events about Executions. The cache
-//! keeps a finished run without its outputs, plans and snapshot (`engine::slim`): the
-//! detail view of one reads it from the API server, one GET per view. The views
-//! are decided in `engine::page`; here: who is asking
+//! notifier) and the page's own cache of the Events about Executions ([`events`]: the
+//! newest few per Execution). The cache keeps a finished run without its outputs,
+//! plans and snapshot (`engine::slim`): the detail view of one reads it from the API
+//! server, one GET per view. The views are decided in `engine::page`; here: who is asking
 //! ([`auth`]), the templates (minijinja, autoescaped), and the routes.
 //!
 //! Routes: `GET /ui/` (list, filters as query parameters), `GET /ui/login`, `POST
@@ -19,6 +19,7 @@
 
 pub mod auth;
 pub mod decide;
+pub mod events;
 mod log;
 mod login;
 pub mod plans;
@@ -35,14 +36,14 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::jiff::Timestamp;
 use kube::core::DeserializeGuard;
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 use minijinja::Environment;
 
 use crate::api::Execution;
 use crate::cache::{Change, Executions};
-use crate::engine::page::{self as view, Access, EventView, ListFilter};
+use crate::engine::page::{self as view, Access, ListFilter};
 use crate::engine::slim::is_slim;
 use auth::{GET_EXECUTIONS, Sessions, User};
 use login::{request_cookie, sign_in_page};
@@ -146,7 +147,8 @@ impl Templates {
 /// What the page reads: the caches and the sessions.
 pub struct Caches {
     pub executions: Store<DeserializeGuard<Execution>>,
-    pub events: Store<Event>,
+    /// The newest Events about each Execution ([`events`]).
+    pub events: Arc<events::EventCache>,
     /// Plans seen, for what changed since an earlier approval.
     pub plans: Arc<plans::Memory>,
 }
@@ -180,12 +182,8 @@ impl Caches {
     /// such a run from the API server ([`whole`]).
     pub fn detail_of(&self, exec: &Execution, now: Timestamp) -> Option<view::Detail> {
         let uid = exec.metadata.uid.as_deref()?;
-        let events = self
-            .events
-            .state_filter(|e| e.involved_object.uid.as_deref() == Some(uid))
-            .iter()
-            .map(|e| event_view(e))
-            .collect();
+        let ns = exec.metadata.namespace.as_deref()?;
+        let events = self.events.about(ns, uid);
         let mut d = view::detail(exec, events, now);
         for w in &mut d.waiting {
             if let Some(plan) = &w.plan {
@@ -196,25 +194,6 @@ impl Caches {
             }
         }
         Some(d)
-    }
-}
-
-fn event_view(e: &Event) -> EventView {
-    // eventTime (microseconds, set by events.k8s.io writers like ours) orders Events of
-    // one second; lastTimestamp is what older writers set.
-    let at = e
-        .event_time
-        .as_ref()
-        .map(|t| t.0)
-        .or_else(|| e.last_timestamp.as_ref().map(|t| t.0))
-        .or_else(|| e.metadata.creation_timestamp.as_ref().map(|t| t.0));
-    EventView {
-        at: at.map(view::timestamp),
-        order: at.map_or(0, |t| t.as_millisecond()),
-        kind: e.type_.clone().unwrap_or_default(),
-        reason: e.reason.clone().unwrap_or_default(),
-        message: e.message.clone().unwrap_or_default(),
-        count: e.count.unwrap_or(1),
     }
 }
 
@@ -254,7 +233,7 @@ pub fn start_with(
     executions: &Executions,
 ) -> (Router, impl Future<Output = ()> + Send + use<>) {
     let ns = config.namespace.clone();
-    let (events, event_writer) = reflector::store::<Event>();
+    let events = Arc::new(events::EventCache::default());
     let event_api: Api<Event> = api(&client, ns.as_deref());
     let plans = Arc::new(plans::Memory::default());
     let seen = plans.clone();
@@ -265,7 +244,7 @@ pub fn start_with(
         config,
         caches: Caches {
             executions: executions.store(),
-            events,
+            events: events.clone(),
             plans,
         },
         templates: Templates::default(),
@@ -279,17 +258,20 @@ pub fn start_with(
         }
         futures::future::ready(())
     });
-    // Only Events about Executions (the controller records one per transition).
-    let event_watch = reflector::reflector(
-        event_writer,
-        watcher(
-            event_api,
-            watcher::Config::default().fields("involvedObject.kind=Execution"),
-        )
-        .default_backoff()
-        .modify(|e| e.managed_fields_mut().clear()),
+    // Only Events about Executions (the controller records one per transition), kept
+    // bounded per Execution by the cache.
+    let event_watch = watcher(
+        event_api,
+        watcher::Config::default().fields("involvedObject.kind=Execution"),
     )
-    .for_each(|e| log_watch_error("Event", e));
+    .default_backoff()
+    .for_each(move |e| {
+        match e {
+            Ok(e) => events.apply(e),
+            Err(e) => tracing::warn!(error = %e, "page: Event watch"),
+        }
+        futures::future::ready(())
+    });
     let task = async move {
         futures::join!(plans_seen, event_watch);
     };
@@ -311,16 +293,6 @@ where
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     }
-}
-
-fn log_watch_error<T>(
-    kind: &'static str,
-    event: Result<T, watcher::Error>,
-) -> futures::future::Ready<()> {
-    if let Err(e) = event {
-        tracing::warn!(error = %e, "page: {kind} watch");
-    }
-    futures::future::ready(())
 }
 
 fn routes(shared: Arc<Shared>) -> Router {

@@ -85,15 +85,15 @@ pub fn writes(requests: &Requests) -> f64 {
         .sum()
 }
 
-/// Prints the writes of both halves per step, by verb and resource (reads and watches
-/// are left out: the operator's are mostly its watches' and log reads').
-pub fn print_writes(steps: usize, floor: &Requests, operator: &Requests) {
-    let per_step =
-        |r: &Requests, k: &(String, String)| r.get(k).copied().unwrap_or(0.0) / steps as f64;
+/// Prints the writes of both halves per `unit` (`n` of them: steps, alerts), by verb
+/// and resource (reads and watches are left out: the operator's are mostly its
+/// watches' and log reads'). `label` names the second half's column.
+pub fn print_writes(unit: &str, n: usize, floor: &Requests, label: &str, operator: &Requests) {
+    let per = |r: &Requests, k: &(String, String)| r.get(k).copied().unwrap_or(0.0) / n as f64;
     println!();
-    println!("API server writes per step (`apiserver_request_total` deltas, every client):");
+    println!("API server writes per {unit} (`apiserver_request_total` deltas, every client):");
     println!();
-    println!("| verb resource | floor | operator | operator − floor |");
+    println!("| verb resource | floor | {label} | {label} − floor |");
     println!("|---|---|---|---|");
     let keys: std::collections::BTreeSet<&(String, String)> = floor
         .keys()
@@ -101,15 +101,12 @@ pub fn print_writes(steps: usize, floor: &Requests, operator: &Requests) {
         .filter(|(verb, _)| WRITES.contains(&verb.as_str()))
         .collect();
     for k in keys {
-        let (f, o) = (per_step(floor, k), per_step(operator, k));
+        let (f, o) = (per(floor, k), per(operator, k));
         if f < 0.005 && o < 0.005 {
             continue;
         }
         println!("| {} {} | {f:.2} | {o:.2} | {:+.2} |", k.0, k.1, o - f);
     }
-    let (f, o) = (
-        writes(floor) / steps as f64,
-        writes(operator) / steps as f64,
-    );
+    let (f, o) = (writes(floor) / n as f64, writes(operator) / n as f64);
     println!("| **all writes** | {f:.2} | {o:.2} | {:+.2} |", o - f);
 }

@@ -16,6 +16,7 @@ use kube::runtime::reflector;
 use kube::runtime::watcher;
 use playbook_operator::api::Execution;
 use playbook_operator::engine::page::{Access, ListFilter};
+use playbook_operator::page::events::EventCache;
 use playbook_operator::page::{Caches, Templates};
 use serde_json::{Value, json};
 
@@ -58,7 +59,8 @@ fn execution(i: usize, steps: usize) -> Execution {
 fn event(i: usize, n: usize) -> Event {
     serde_json::from_value(json!({
         "metadata": {"name": format!("run-{i}.{n}"), "namespace": format!("ns-{}", i % 20)},
-        "involvedObject": {"kind": "Execution", "name": format!("run-{i}"), "uid": format!("uid-{i}")},
+        "involvedObject": {"kind": "Execution", "name": format!("run-{i}"), "uid": format!("uid-{i}"),
+                           "namespace": format!("ns-{}", i % 20)},
         "reason": "StepSucceeded", "message": format!("step 'step-{n}' succeeded"), "type": "Normal",
         "eventTime": "2026-11-25T10:00:03.000000Z"
     }))
@@ -94,7 +96,7 @@ fn main() {
     let n = env_number("BENCH_PAGE_EXECUTIONS", 10_000).max(1);
     let before = rss_kib();
     let (executions, mut exec_writer) = reflector::store::<DeserializeGuard<Execution>>();
-    let (events, mut event_writer) = reflector::store::<Event>();
+    let events = std::sync::Arc::new(EventCache::default());
     for i in 0..n {
         let steps = if i == 0 { 50 } else { 4 };
         exec_writer.apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(execution(
@@ -104,7 +106,7 @@ fn main() {
     let with_executions = rss_kib();
     for i in 0..n {
         for e in 0..3 {
-            event_writer.apply_watcher_event(&watcher::Event::Apply(event(i, e)));
+            events.apply(watcher::Event::Apply(event(i, e)));
         }
     }
     let after = rss_kib();
@@ -145,6 +147,10 @@ fn main() {
         .detail("ns-0", "run-0", Timestamp::now())
         .map(|d| d.phases.iter().map(|g| g.steps.len()).sum::<usize>());
     assert_eq!(shown, Some(50), "the detail page shows all 50 steps");
+    let events = caches
+        .detail("ns-0", "run-0", Timestamp::now())
+        .map(|d| d.events.len());
+    assert_eq!(events, Some(3), "the detail page shows the run's 3 Events");
 
     for (what, access) in [
         (

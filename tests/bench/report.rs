@@ -95,7 +95,13 @@ pub fn report(n: usize, workload: Workload, floor: &Run, operator: &Run) {
         };
         println!("| CPU {p} | {} | {} | {ratio} |", show(f), show(o));
     }
-    apiserver::print_writes(n * STEPS, &floor.requests, &operator.requests);
+    apiserver::print_writes(
+        "step",
+        n * STEPS,
+        &floor.requests,
+        "operator",
+        &operator.requests,
+    );
     if !operator.errors.is_empty() {
         println!("\nfailed reconciles (retried):");
         for line in &operator.errors {

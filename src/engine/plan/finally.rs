@@ -17,13 +17,13 @@
 
 use k8s_openapi::jiff::Timestamp;
 
-use super::{EventType, Intent, MainRun, PlanInput, Planner, plan, time};
+use super::{EventType, Intent, MainRun, PlanInput, Planner, plan_stage, time};
 use crate::api::{
     ExecutionPhase, ExecutionSpec, ExecutionStatus, MainOutcome, PlaybookSpec, StepState,
 };
 
 /// Reasons of the Events that announce a run's end: held back while finally runs.
-const FINAL_REASONS: [&str; 3] = [
+pub(super) const FINAL_REASONS: [&str; 3] = [
     "ExecutionSucceeded",
     "ExecutionFailed",
     "ExecutionCancelled",
@@ -111,7 +111,7 @@ impl Planner<'_> {
             parser_inputs: self.input.parser_inputs.clone(),
         };
         let now = Timestamp::from_second(self.now).unwrap_or(Timestamp::UNIX_EPOCH);
-        let inner = plan(&input, now);
+        let inner = plan_stage(&input, now);
         self.st.finally = inner.status.steps;
         for intent in inner.intents {
             match intent {

@@ -34,6 +34,7 @@
 //!   built-in parser: the step's retries rerun the step, never the parser alone.
 
 mod approval;
+pub mod events;
 mod expand;
 mod finally;
 mod gate;
@@ -277,6 +278,14 @@ pub enum EventType {
 /// Plans the next step of one Execution. Pure and deterministic: the same input and
 /// `now` give the same plan.
 pub fn plan(input: &PlanInput, now: Timestamp) -> Plan {
+    let mut plan = plan_stage(input, now);
+    events::bound(&input.status, &mut plan);
+    plan
+}
+
+/// [`plan`] without the bound on Events: the finally stage's inner plan, whose
+/// Events the outer plan bounds with the whole run in view.
+fn plan_stage(input: &PlanInput, now: Timestamp) -> Plan {
     let mut planner = Planner::new(input, now);
     planner.run();
     planner.finish()
