@@ -2,27 +2,27 @@
 //! every Trigger turns its alert into a run whose first step renders to a Job, every
 //! step's templates render, the Remediate steps wait for a person behind a limit, the
 //! chart's copies are the same files, and the triage rules give the verdict of the
-//! cause (a table per family of alerts). Pure: no cluster (`catalogue_e2e` runs them).
+//! cause (a table per family of alerts: `catalogue/triage.rs`). Pure: no cluster
+//! (`catalogue_e2e` runs them).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use k8s_openapi::jiff::Timestamp;
 use playbook_operator::api::{
     AlertSource, Phase, Playbook, PlaybookStep, Runner, RunnerSpec, Trigger,
 };
 use playbook_operator::engine::alert::{self, trigger::CompiledTrigger, trigger::Outcome};
 use playbook_operator::engine::job::render_step;
 use playbook_operator::engine::lint::lint_file;
-use playbook_operator::engine::plan::{ExecutionRef, Intent, PlanInput, plan};
-use playbook_operator::engine::template::{render, render_condition};
+use playbook_operator::engine::plan::ExecutionRef;
 use serde_json::{Value, json};
 
-const IMAGE: &str = "docker.io/alpine/kubectl:1.37.1@sha256:7b4cc9a9ce0d064cedeb85550266c11f2b32f010ca299525518646261e4d955e";
+mod common;
+#[path = "catalogue/triage.rs"]
+mod triage;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("catalogue")
-}
+use common::catalogue::PUBLIC_IMAGE as IMAGE;
+use common::catalogue_files::{docs, first_step_pod, one, read, root};
 
 /// Every entry's folder name, sorted.
 fn entries() -> Vec<String> {
@@ -47,25 +47,6 @@ fn alert_entries() -> Vec<String> {
 
 fn scheduled(entry: &str) -> bool {
     root().join(entry).join("schedule.yaml").exists()
-}
-
-fn read(entry: &str, file: &str) -> String {
-    let path = root().join(entry).join(file);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// The documents of a file of kind `kind`.
-fn docs(entry: &str, file: &str, kind: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(&read(entry, file))
-        .map(|d| serde::Deserialize::deserialize(d).expect("valid YAML"))
-        .filter(|v: &Value| v["kind"] == kind)
-        .collect()
-}
-
-fn one<T: serde::de::DeserializeOwned>(entry: &str, file: &str, kind: &str) -> T {
-    let mut all = docs(entry, file, kind);
-    assert_eq!(all.len(), 1, "{entry}/{file}: one {kind}");
-    serde_json::from_value(all.remove(0)).unwrap_or_else(|e| panic!("{entry}/{file}: {e}"))
 }
 
 fn steps(pb: &Playbook) -> impl Iterator<Item = &PlaybookStep> {
@@ -266,46 +247,14 @@ fn each_trigger_starts_its_playbook_and_every_step_renders() {
                 p.name
             );
         }
-        let input = PlanInput {
-            execution: ExecutionRef {
-                name: format!("{entry}-1"),
-                namespace: "catalogue".into(),
-                uid: "00000000-0000-0000-0000-000000000000".into(),
-                generation: Some(1),
-                url: Some("https://pbo.example.com/ui/executions/catalogue/run-1".into()),
-            },
-            spec: execution.spec.clone(),
-            playbook: Some(pb.spec.clone()),
-            runners: BTreeMap::from([(
-                runner.metadata.name.clone().unwrap_or_default(),
-                runner.spec.clone(),
-            )]),
-            ..PlanInput::default()
+        let run = ExecutionRef {
+            name: format!("{entry}-1"),
+            namespace: "catalogue".into(),
+            uid: "00000000-0000-0000-0000-000000000000".into(),
+            generation: Some(1),
+            url: Some("https://pbo.example.com/ui/executions/catalogue/run-1".into()),
         };
-        let planned = plan(&input, Timestamp::now());
-        let jobs: Vec<_> = planned
-            .intents
-            .iter()
-            .filter_map(|i| match i {
-                Intent::CreateJob(j) => Some(j),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(
-            jobs.len(),
-            1,
-            "{entry}: the first step becomes a Job: {:?}",
-            planned.status
-        );
-        let pod = jobs[0]
-            .spec
-            .as_ref()
-            .and_then(|s| s.template.spec.as_ref())
-            .expect("a pod spec");
-        assert_eq!(
-            pod.service_account_name, runner.spec.service_account_name,
-            "{entry}"
-        );
+        let pod = first_step_pod(&entry, run, execution.spec.clone(), &pb, &runner);
         let args = pod.containers[0].args.clone().unwrap_or_default();
         assert!(
             args.iter().any(|a| a.starts_with("the-")),
@@ -347,232 +296,6 @@ fn the_charts_copies_are_the_catalogue() {
         entries().len(),
         "the chart holds an entry catalogue/ does not: run `make catalogue`"
     );
-}
-
-/// The verdict the playbook's `verdict` step reports over these enrich outputs: each
-/// triage rule runs (Succeeded) when its `when` holds, else is Skipped, and the
-/// verdict step names the most specific rule that ran.
-fn verdict(pb: &Playbook, steps: &Value) -> String {
-    let mut ctx = json!({"steps": steps, "params": {}, "alert": {}});
-    let rules = pb
-        .spec
-        .steps
-        .iter()
-        .filter(|s| s.step.phase == Phase::Triage && s.step.id != "verdict");
-    for s in rules {
-        let when = s.step.when.as_deref().expect("triage rules have a when");
-        let holds =
-            render_condition(when, &ctx).unwrap_or_else(|e| panic!("step {}: {e}", s.step.id));
-        let advice = s.step.args.clone().unwrap_or_default()[1].clone();
-        ctx["steps"][&s.step.id] = if holds {
-            done(json!({"advice": advice.trim_start_matches("advice=")}))
-        } else {
-            serde_json::from_str(SKIPPED).expect("JSON")
-        };
-    }
-    let step = pb
-        .spec
-        .steps
-        .iter()
-        .find(|s| s.step.id == "verdict")
-        .expect("a verdict step");
-    let args = step.step.args.clone().unwrap_or_default();
-    let verdict = render(&args[0], &ctx).expect("the verdict renders");
-    let advice = render(&args[1], &ctx).expect("the advice renders");
-    assert!(advice.len() > "advice=".len() + 10, "{advice}");
-    verdict.trim_start_matches("verdict=").to_string()
-}
-
-fn done(outputs: Value) -> Value {
-    json!({"state": "Succeeded", "outputs": outputs, "exitCode": 0})
-}
-const SKIPPED: &str = r#"{"state": "Skipped", "outputs": null, "exitCode": null}"#;
-
-#[test]
-fn pod_triage_rules_name_the_cause() {
-    let pod = |waiting: &str, last: &str, code: i64| {
-        done(
-            json!({"name": "p", "node": "n1", "ownerKind": "ReplicaSet", "ownerName": "rs",
-        "waiting": waiting, "lastTerminated": last, "lastExitCode": code}),
-        )
-    };
-    let events = |probes: i64| {
-        done(
-            json!({"probeFailures": probes, "failedScheduling": 0, "quotaExceeded": 0, "warnings": probes}),
-        )
-    };
-    let node = |pressure: Value| done(json!({"pressure": pressure}));
-    let skipped: Value = serde_json::from_str(SKIPPED).expect("JSON");
-    let cases = [
-        (
-            "an app that exits 1",
-            pod("CrashLoopBackOff", "Error", 1),
-            events(0),
-            node(json!([])),
-            "ApplicationError",
-        ),
-        (
-            "a memory limit",
-            pod("CrashLoopBackOff", "OOMKilled", 137),
-            events(0),
-            node(json!([])),
-            "OOMKilled",
-        ),
-        (
-            "a missing image",
-            pod("ImagePullBackOff", "", 0),
-            events(0),
-            skipped.clone(),
-            "ImagePull",
-        ),
-        (
-            "a missing Secret",
-            pod("CreateContainerConfigError", "", 0),
-            events(0),
-            node(json!([])),
-            "ConfigError",
-        ),
-        (
-            "a failing liveness probe",
-            pod("CrashLoopBackOff", "Error", 137),
-            events(3),
-            node(json!([])),
-            "ProbeFailure",
-        ),
-        (
-            "a node short of memory",
-            pod("", "", 0),
-            events(0),
-            node(json!(["MemoryPressure"])),
-            "NodePressure",
-        ),
-        (
-            "nothing known",
-            pod("", "", 0),
-            events(0),
-            node(json!([])),
-            "Unknown",
-        ),
-    ];
-    for entry in [
-        "kube-pod-crash-looping",
-        "kube-pod-not-ready",
-        "kube-container-waiting",
-    ] {
-        let pb: Playbook = one(entry, "playbook.yaml", "Playbook");
-        for (what, pod, events, node, want) in &cases {
-            let got = verdict(&pb, &json!({"pod": pod, "events": events, "node": node}));
-            assert_eq!(&got, want, "{entry}: {what}");
-        }
-    }
-}
-
-#[test]
-fn workload_and_cluster_triage_rules_name_the_cause() {
-    let pods = |waiting: &str, last: &str, unschedulable: bool| {
-        done(json!({"waiting": waiting, "lastTerminated": last,
-        "lastExitCode": if last.is_empty() { 0 } else { 1 }, "unschedulable": unschedulable, "stuckPod": "p-1"}))
-    };
-    let events = |quota: i64, scheduling: i64| {
-        done(json!({"probeFailures": 0, "failedScheduling": scheduling, "quotaExceeded": quota}))
-    };
-    let deployment = |stuck: bool| done(json!({"progressDeadlineExceeded": stuck, "revision": 2}));
-    let cases: Vec<(&str, Value, &str)> = vec![
-        (
-            "kube-deployment-replicas-mismatch",
-            json!({"deployment": deployment(false), "pods": pods("ImagePullBackOff", "", false), "events": events(0, 0)}),
-            "ImagePull",
-        ),
-        (
-            "kube-deployment-replicas-mismatch",
-            json!({"deployment": deployment(false), "pods": pods("", "", true), "events": events(0, 2)}),
-            "Unschedulable",
-        ),
-        (
-            "kube-deployment-replicas-mismatch",
-            json!({"deployment": deployment(false), "pods": pods("", "", false), "events": events(1, 0)}),
-            "QuotaExceeded",
-        ),
-        (
-            "kube-deployment-rollout-stuck",
-            json!({"deployment": deployment(true), "pods": pods("", "", false), "events": events(0, 0)}),
-            "RolloutStuck",
-        ),
-        (
-            "kube-statefulset-replicas-mismatch",
-            json!({"pods": pods("", "OOMKilled", false), "events": events(0, 0)}),
-            "OOMKilled",
-        ),
-        (
-            "kube-job-failed",
-            json!({"job": done(json!({"reason": "BackoffLimitExceeded"})), "pods": pods("", "Error", false)}),
-            "ApplicationError",
-        ),
-        (
-            "kube-job-failed",
-            json!({"job": done(json!({"reason": "DeadlineExceeded"})), "pods": pods("", "", false)}),
-            "DeadlineExceeded",
-        ),
-        (
-            "kube-hpa-maxed-out",
-            json!({"hpa": done(json!({"current": 5, "max": 5, "metricsUnavailable": false}))}),
-            "AtMaxReplicas",
-        ),
-        (
-            "kube-hpa-maxed-out",
-            json!({"hpa": done(json!({"current": 2, "max": 5, "metricsUnavailable": true}))}),
-            "MetricsUnavailable",
-        ),
-        (
-            "kube-node-not-ready",
-            json!({"node": done(json!({"readyReason": "NodeStatusUnknown", "networkUnavailable": false, "pressure": []}))}),
-            "KubeletDown",
-        ),
-        (
-            "kube-node-not-ready",
-            json!({"node": done(json!({"readyReason": "KubeletNotReady", "networkUnavailable": false, "pressure": ["DiskPressure"]}))}),
-            "NodePressure",
-        ),
-        (
-            "kube-persistent-volume-filling-up",
-            json!({"pvc": done(json!({"resizing": false})), "storage-class": done(json!({"expandable": true}))}),
-            "Expandable",
-        ),
-        (
-            "kube-persistent-volume-filling-up",
-            json!({"pvc": done(json!({"resizing": false})), "storage-class": done(json!({"expandable": false}))}),
-            "NotExpandable",
-        ),
-        (
-            "kube-persistent-volume-filling-up",
-            json!({"pvc": done(json!({"resizing": true})), "storage-class": done(json!({"expandable": true}))}),
-            "ResizeInProgress",
-        ),
-        (
-            "cpu-throttling-high",
-            json!({"pod": done(json!({"limited": ["app"], "limitEqualsRequest": false})), "node": serde_json::from_str::<Value>(SKIPPED).expect("JSON")}),
-            "CPULimitTooLow",
-        ),
-        (
-            "cpu-throttling-high",
-            json!({"pod": done(json!({"limited": ["app"], "limitEqualsRequest": true})), "node": done(json!({"pressure": []}))}),
-            "CPULimitEqualsRequest",
-        ),
-        (
-            "kube-quota-almost-full",
-            json!({"quota": done(json!({"fullest": {"resource": "pods", "percent": 95}})), "events": events(0, 0)}),
-            "AlmostFull",
-        ),
-        (
-            "kube-quota-almost-full",
-            json!({"quota": done(json!({"fullest": {"resource": "pods", "percent": 100}})), "events": events(2, 0)}),
-            "QuotaRefusing",
-        ),
-    ];
-    for (entry, steps, want) in cases {
-        let pb: Playbook = one(entry, "playbook.yaml", "Playbook");
-        assert_eq!(verdict(&pb, &steps), want, "{entry}: {steps}");
-    }
 }
 
 #[test]

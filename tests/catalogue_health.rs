@@ -6,38 +6,28 @@
 //! runs it on the real node).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use chrono::{TimeZone, Utc};
-use k8s_openapi::jiff::Timestamp;
 use playbook_operator::api::{Phase, Playbook, Runner, Schedule};
 use playbook_operator::engine::job::render_step;
 use playbook_operator::engine::parse::parse_output;
-use playbook_operator::engine::plan::{ExecutionRef, Intent, PlanInput, plan};
+use playbook_operator::engine::plan::ExecutionRef;
 use playbook_operator::engine::schedule;
 use playbook_operator::engine::template::render_condition;
 use serde_json::{Value, json};
 
+mod common;
+
+use common::catalogue_files::{self as files, first_step_pod};
+
 const ENTRY: &str = "cluster-health";
 
-fn dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("catalogue")
-        .join(ENTRY)
-}
-
 fn docs(file: &str, kind: &str) -> Vec<Value> {
-    let text = std::fs::read_to_string(dir().join(file)).expect("the entry's file");
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|d| serde::Deserialize::deserialize(d).expect("valid YAML"))
-        .filter(|v: &Value| v["kind"] == kind)
-        .collect()
+    files::docs(ENTRY, file, kind)
 }
 
 fn one<T: serde::de::DeserializeOwned>(file: &str, kind: &str) -> T {
-    let mut all = docs(file, kind);
-    assert_eq!(all.len(), 1, "{file}: one {kind}");
-    serde_json::from_value(all.remove(0)).expect("the kind's schema")
+    files::one(ENTRY, file, kind)
 }
 
 #[test]
@@ -62,38 +52,15 @@ fn the_schedule_starts_the_check_hourly_and_its_first_step_is_a_job_on_the_runne
         .single()
         .expect("a time");
     let run = schedule::execution(ENTRY, "playbook-catalogue", &schedule.spec, tick);
-    let input = PlanInput {
-        execution: ExecutionRef {
-            name: run.metadata.name.clone().unwrap_or_default(),
-            namespace: "playbook-catalogue".into(),
-            uid: "00000000-0000-0000-0000-000000000000".into(),
-            generation: Some(1),
-            url: None,
-        },
-        spec: run.spec.clone(),
-        playbook: Some(pb.spec.clone()),
-        runners: BTreeMap::from([(
-            runner.metadata.name.clone().unwrap_or_default(),
-            runner.spec.clone(),
-        )]),
-        ..PlanInput::default()
+    let execution = ExecutionRef {
+        name: run.metadata.name.clone().unwrap_or_default(),
+        namespace: "playbook-catalogue".into(),
+        uid: "00000000-0000-0000-0000-000000000000".into(),
+        generation: Some(1),
+        url: None,
     };
-    let planned = plan(&input, Timestamp::now());
-    let jobs: Vec<_> = planned
-        .intents
-        .iter()
-        .filter_map(|i| match i {
-            Intent::CreateJob(j) => Some(j),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(jobs.len(), 1, "{:?}", planned.status);
-    let pod = jobs[0]
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.spec.as_ref())
-        .expect("a pod spec");
-    assert_eq!(pod.service_account_name, runner.spec.service_account_name);
+    // Checks that the first step is a Job on the entry's Runner.
+    first_step_pod(ENTRY, execution, run.spec.clone(), &pb, &runner);
     // The enrich steps and the report render with the defaults alone (the others read
     // outputs: `a_healthy_cluster_...` renders them over real ones).
     let params: Value = pb

@@ -16,7 +16,7 @@ use common::TestNamespace;
 use common::catalogue::*;
 use common::operator::*;
 use common::realnode;
-use playbook_operator::api::StepState;
+use playbook_operator::api::{ExecutionStatus, StepState};
 use serde_json::{Value, json};
 
 /// What a case expects: the verdict, and the remediation step's state before any
@@ -28,14 +28,12 @@ struct Case {
     waits: bool,
 }
 
-/// Installs the entry, runs it with `params` (after `make` built the failure), checks
-/// the verdict and the remediation's state; returns the namespace and operator for
-/// the caller's approval, when the remediation waits.
-async fn check(
-    ns: &TestNamespace,
-    case: &Case,
-    params: Value,
-) -> playbook_operator::api::ExecutionStatus {
+/// Starts the operator once the test has made the failure, runs the entry with
+/// `params`, checks the verdict and the remediation's state; returns the operator
+/// (for [`finish`]) and the run's status, for the caller's approval when the
+/// remediation waits.
+async fn check(ns: &TestNamespace, case: &Case, params: Value) -> (Operator, ExecutionStatus) {
+    let operator = Operator::start(ns);
     let status = run(
         ns,
         case.entry,
@@ -60,7 +58,42 @@ async fn check(
         "{}: {status:#?}",
         case.entry
     );
-    status
+    (operator, status)
+}
+
+/// A container `name` that sleeps for an hour on busybox, with the fields of `extra`.
+fn sleeper(name: &str, extra: Value) -> Value {
+    let mut container =
+        json!({"name": name, "image": realnode::BUSYBOX, "command": ["sleep", "3600"]});
+    if let (Some(fields), Value::Object(extra)) = (container.as_object_mut(), extra) {
+        fields.extend(extra);
+    }
+    container
+}
+
+/// A readiness probe that fails every second.
+fn failing_probe() -> Value {
+    json!({"readinessProbe": {"exec": {"command": ["false"]}, "periodSeconds": 1, "failureThreshold": 1}})
+}
+
+/// Waits for the kubelet's first `Unhealthy` Event in the namespace: what the probe
+/// rules read.
+async fn wait_unhealthy(ns: &TestNamespace, timeout: Duration) {
+    wait_object(
+        ns,
+        &["events", "--field-selector=reason=Unhealthy"],
+        timeout,
+        |l| l["items"].as_array().is_some_and(|i| !i.is_empty()),
+    )
+    .await;
+}
+
+/// Waits until Deployment `name` has its one replica ready.
+async fn wait_deployment_ready(ns: &TestNamespace, name: &str) {
+    wait_object(ns, &["deployment", name], Duration::from_secs(120), |d| {
+        d["status"]["readyReplicas"] == 1
+    })
+    .await;
 }
 
 fn pod_name(pod: &Value) -> String {
@@ -81,21 +114,18 @@ async fn container_waiting_on_a_missing_secret_is_a_config_error() {
         waits: false,
     };
     let ns = setup_entry("cat-waiting", case.entry).await;
-    let app = json!({"name": "app", "image": realnode::BUSYBOX, "command": ["sleep", "3600"],
-                     "envFrom": [{"secretRef": {"name": "db-credentials"}}]});
+    let app = sleeper(
+        "app",
+        json!({"envFrom": [{"secretRef": {"name": "db-credentials"}}]}),
+    );
     apply(&ns, &[deployment("api", on_real_node(app))]);
     let pod = wait_pod(&ns, "api", |p| {
         p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"]
             == "CreateContainerConfigError"
     })
     .await;
-    let operator = Operator::start(&ns);
-    check(
-        &ns,
-        &case,
-        json!({"Namespace": ns.name, "Pod": pod_name(&pod)}),
-    )
-    .await;
+    let params = json!({"Namespace": ns.name, "Pod": pod_name(&pod)});
+    let (operator, _) = check(&ns, &case, params).await;
     finish(ns, case.entry, operator).await;
 }
 
@@ -110,28 +140,15 @@ async fn not_ready_pod_with_a_failing_probe_is_deleted_after_approval() {
         waits: true,
     };
     let ns = setup_entry("cat-notready", case.entry).await;
-    let app = json!({"name": "app", "image": realnode::BUSYBOX, "command": ["sleep", "3600"],
-                     "readinessProbe": {"exec": {"command": ["false"]}, "periodSeconds": 1, "failureThreshold": 1}});
+    let app = sleeper("app", failing_probe());
     apply(&ns, &[deployment("api", on_real_node(app))]);
     let pod = wait_pod(&ns, "api", |p| {
         p["status"]["containerStatuses"][0]["state"]["running"].is_object()
     })
     .await;
-    // The kubelet's Unhealthy Events are what the rule reads.
-    wait_object(
-        &ns,
-        &["events", "--field-selector=reason=Unhealthy"],
-        Duration::from_secs(60),
-        |l| l["items"].as_array().is_some_and(|i| !i.is_empty()),
-    )
-    .await;
-    let operator = Operator::start(&ns);
-    check(
-        &ns,
-        &case,
-        json!({"Namespace": ns.name, "Pod": pod_name(&pod)}),
-    )
-    .await;
+    wait_unhealthy(&ns, Duration::from_secs(60)).await;
+    let params = json!({"Namespace": ns.name, "Pod": pod_name(&pod)});
+    let (operator, _) = check(&ns, &case, params).await;
     approve(&ns, case.remediation).await;
     let uid = pod["metadata"]["uid"].clone();
     wait_object(
@@ -159,15 +176,9 @@ async fn replicas_mismatch_after_a_bad_image_is_rolled_back_after_approval() {
         waits: true,
     };
     let ns = setup_entry("cat-mismatch", case.entry).await;
-    let good = json!({"name": "app", "image": realnode::BUSYBOX, "command": ["sleep", "3600"]});
+    let good = sleeper("app", json!({}));
     apply(&ns, &[deployment("shop", on_real_node(good))]);
-    wait_object(
-        &ns,
-        &["deployment", "shop"],
-        Duration::from_secs(120),
-        |d| d["status"]["readyReplicas"] == 1,
-    )
-    .await;
+    wait_deployment_ready(&ns, "shop").await;
     let bad =
         json!({"name": "app", "image": "local/does-not-exist:1", "command": ["sleep", "3600"]});
     apply(&ns, &[deployment("shop", on_real_node(bad))]);
@@ -176,13 +187,8 @@ async fn replicas_mismatch_after_a_bad_image_is_rolled_back_after_approval() {
         reason == "ErrImagePull" || reason == "ImagePullBackOff"
     })
     .await;
-    let operator = Operator::start(&ns);
-    check(
-        &ns,
-        &case,
-        json!({"Namespace": ns.name, "Deployment": "shop"}),
-    )
-    .await;
+    let params = json!({"Namespace": ns.name, "Deployment": "shop"});
+    let (operator, _) = check(&ns, &case, params).await;
     approve(&ns, case.remediation).await;
     wait_object(&ns, &["deployment", "shop"], Duration::from_secs(30), |d| {
         d["spec"]["template"]["spec"]["containers"][0]["image"] == realnode::BUSYBOX
@@ -201,17 +207,11 @@ async fn rollout_past_its_deadline_is_stuck_and_the_rollback_waits() {
         waits: true,
     };
     let ns = setup_entry("cat-stuck", case.entry).await;
-    let good = json!({"name": "app", "image": realnode::BUSYBOX, "command": ["sleep", "3600"]});
+    let good = sleeper("app", json!({}));
     let mut d = deployment("shop", on_real_node(good));
     d["spec"]["progressDeadlineSeconds"] = json!(2);
     apply(&ns, &[d.clone()]);
-    wait_object(
-        &ns,
-        &["deployment", "shop"],
-        Duration::from_secs(120),
-        |d| d["status"]["readyReplicas"] == 1,
-    )
-    .await;
+    wait_deployment_ready(&ns, "shop").await;
     d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("local/does-not-exist:1");
     apply(&ns, &[d]);
     wait_object(
@@ -225,13 +225,8 @@ async fn rollout_past_its_deadline_is_stuck_and_the_rollback_waits() {
         },
     )
     .await;
-    let operator = Operator::start(&ns);
-    check(
-        &ns,
-        &case,
-        json!({"Namespace": ns.name, "Deployment": "shop"}),
-    )
-    .await;
+    let params = json!({"Namespace": ns.name, "Deployment": "shop"});
+    let (operator, _) = check(&ns, &case, params).await;
     finish(ns, case.entry, operator).await;
 }
 
@@ -245,8 +240,7 @@ async fn statefulset_with_a_failing_probe_waits_to_delete_its_stuck_pod() {
         waits: true,
     };
     let ns = setup_entry("cat-sts", case.entry).await;
-    let app = json!({"name": "db", "image": realnode::BUSYBOX, "command": ["sleep", "3600"],
-                     "readinessProbe": {"exec": {"command": ["false"]}, "periodSeconds": 1, "failureThreshold": 1}});
+    let app = sleeper("db", failing_probe());
     apply(
         &ns,
         &[
@@ -255,20 +249,9 @@ async fn statefulset_with_a_failing_probe_waits_to_delete_its_stuck_pod() {
                  "template": {"metadata": {"labels": {"app": "db"}}, "spec": on_real_node(app)}}}),
         ],
     );
-    wait_object(
-        &ns,
-        &["events", "--field-selector=reason=Unhealthy"],
-        Duration::from_secs(120),
-        |l| l["items"].as_array().is_some_and(|i| !i.is_empty()),
-    )
-    .await;
-    let operator = Operator::start(&ns);
-    let status = check(
-        &ns,
-        &case,
-        json!({"Namespace": ns.name, "StatefulSet": "db"}),
-    )
-    .await;
+    wait_unhealthy(&ns, Duration::from_secs(120)).await;
+    let params = json!({"Namespace": ns.name, "StatefulSet": "db"});
+    let (operator, status) = check(&ns, &case, params).await;
     assert_eq!(
         step(&status, "pods").outputs.clone().unwrap_or_default()["stuckPod"],
         "db-0"
@@ -305,13 +288,8 @@ async fn autoscaler_without_metrics_is_named_and_not_raised() {
         })
     })
     .await;
-    let operator = Operator::start(&ns);
-    check(
-        &ns,
-        &case,
-        json!({"Namespace": ns.name, "HorizontalPodAutoscaler": "web"}),
-    )
-    .await;
+    let params = json!({"Namespace": ns.name, "HorizontalPodAutoscaler": "web"});
+    let (operator, _) = check(&ns, &case, params).await;
     finish(ns, case.entry, operator).await;
 }
 
@@ -347,8 +325,7 @@ async fn node_under_pressure_is_cordoned_after_approval() {
         ],
         None,
     );
-    let operator = Operator::start(&ns);
-    check(&ns, &case, json!({"Node": node})).await;
+    let (operator, _) = check(&ns, &case, json!({"Node": node})).await;
     approve(&ns, case.remediation).await;
     let cordoned = kubectl(
         &["get", "node", &node, "-o", "jsonpath={.spec.unschedulable}"],
@@ -374,13 +351,8 @@ async fn throttled_container_gets_its_cpu_limit_doubled_after_approval() {
         "resources": {"requests": {"cpu": "100m"}, "limits": {"cpu": "100m"}}}]});
     apply(&ns, &[deployment("web", pod)]);
     let pod = wait_pod(&ns, "web", |p| p["status"]["phase"] == "Running").await;
-    let operator = Operator::start(&ns);
-    check(
-        &ns,
-        &case,
-        json!({"Namespace": ns.name, "Pod": pod_name(&pod)}),
-    )
-    .await;
+    let params = json!({"Namespace": ns.name, "Pod": pod_name(&pod)});
+    let (operator, _) = check(&ns, &case, params).await;
     approve(&ns, case.remediation).await;
     wait_object(&ns, &["deployment", "web"], Duration::from_secs(10), |d| {
         d["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"] == "200m"
@@ -413,13 +385,8 @@ async fn full_quota_is_raised_after_approval() {
         |q| q["status"]["used"]["services"] == "1",
     )
     .await;
-    let operator = Operator::start(&ns);
-    check(
-        &ns,
-        &case,
-        json!({"Namespace": ns.name, "ResourceQuota": "services"}),
-    )
-    .await;
+    let params = json!({"Namespace": ns.name, "ResourceQuota": "services"});
+    let (operator, _) = check(&ns, &case, params).await;
     approve(&ns, case.remediation).await;
     wait_object(
         &ns,

@@ -20,242 +20,36 @@
 //! longest gap before a kill, default 1000) and `CHAOS_SEED` (the kill times;
 //! printed) change it. Needs the local cluster of tests/cluster (it restarts
 //! its API server and etcd with `tests/cluster/restart.sh`): `make test-e2e`, or
-//! `make cluster-up` then `cargo test --test chaos_e2e -- --nocapture`.
+//! `make cluster-up` then `cargo test --test chaos_e2e -- --nocapture`. The watches it
+//! keeps through the chaos are in `chaos_e2e/watches.rs`.
 
 mod common;
+#[path = "chaos_e2e/watches.rs"]
+mod watches;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::TestNamespace;
 use common::operator::*;
 use common::process::OperatorProcess;
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, LogParams, PostParams};
-use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
-use kube::runtime::{WatchStreamExt, watcher};
-use playbook_operator::api::{Execution, ExecutionPhase, StepState};
+use kube::api::{Api, PostParams};
+use playbook_operator::api::{Execution, ExecutionPhase};
 use serde_json::json;
+use watches::{JobSeen, Shared, lock, record_jobs, serve_pod_logs, watch_progress};
 
 const STEPS: [&str; 4] = ["s1", "s2", "s3", "s4"];
-const LABEL_EXECUTION: &str = "stackpulse.io/execution";
-const LABEL_STEP: &str = "stackpulse.io/step";
-const LABEL_ATTEMPT: &str = "stackpulse.io/attempt";
+pub(crate) const LABEL_EXECUTION: &str = "stackpulse.io/execution";
+pub(crate) const LABEL_STEP: &str = "stackpulse.io/step";
+pub(crate) const LABEL_ATTEMPT: &str = "stackpulse.io/attempt";
 
 /// The output step `step` of run `execution` prints: distinct per run and step, so a
 /// output taken from another run, another step or nowhere shows.
-fn output_of(execution: &str, step: &str) -> String {
+pub(crate) fn output_of(execution: &str, step: &str) -> String {
     format!("{execution}-{step}")
-}
-
-// ---------------------------------------------------------------------------
-// Watches that run for the whole test
-
-/// One Job name as the watch saw it.
-#[derive(Clone, Debug, Default)]
-struct JobSeen {
-    uids: BTreeSet<String>,
-    execution: String,
-    step: String,
-    attempt: String,
-    /// The `IN` env value: the previous step's output.
-    input: Option<String>,
-}
-
-type Shared<T> = Arc<Mutex<T>>;
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Every Job (name -> uids) ever seen. The watcher re-lists after the API server or
-/// etcd comes back, so a Job created while the watch was down still shows (a name
-/// deleted and created again shows as a second uid).
-fn record_jobs(
-    ns: &TestNamespace,
-) -> (
-    Shared<BTreeMap<String, JobSeen>>,
-    tokio::task::JoinHandle<()>,
-) {
-    let seen = Arc::new(Mutex::new(BTreeMap::<String, JobSeen>::new()));
-    let api: Api<Job> = ns.api();
-    let sink = Arc::clone(&seen);
-    let task = tokio::spawn(async move {
-        let jobs = watcher(api, watcher::Config::default().labels(LABEL_STEP))
-            .default_backoff()
-            .applied_objects();
-        futures::pin_mut!(jobs);
-        while let Some(job) = jobs.next().await {
-            let Ok(job) = job else { continue };
-            let labels = job.metadata.labels.clone().unwrap_or_default();
-            let label = |k: &str| labels.get(k).cloned().unwrap_or_default();
-            let name = job.metadata.name.clone().unwrap_or_default();
-            let mut seen = lock(&sink);
-            let entry = seen.entry(name).or_insert_with(|| JobSeen {
-                execution: label(LABEL_EXECUTION),
-                step: label(LABEL_STEP),
-                attempt: label(LABEL_ATTEMPT),
-                input: env_value(&job, "IN"),
-                ..JobSeen::default()
-            });
-            entry
-                .uids
-                .insert(job.metadata.uid.clone().unwrap_or_default());
-        }
-    });
-    (seen, task)
-}
-
-/// When kwok first served each pod's log fixture and when its container was first
-/// seen terminated: a fixture placed after that is the harness's lateness, not the
-/// operator's loss, and is reported apart.
-#[derive(Default)]
-struct PodLogs {
-    fixture_at: BTreeMap<String, Instant>,
-    terminated_at: BTreeMap<String, Instant>,
-    /// `<execution>/<step>` of each pod.
-    step_of: BTreeMap<String, String>,
-}
-
-impl PodLogs {
-    /// The `<execution>/<step>`s whose pod ended before its fixture was in place.
-    fn late(&self) -> BTreeSet<String> {
-        self.terminated_at
-            .iter()
-            .filter(|(pod, ended)| self.fixture_at.get(*pod).is_none_or(|at| at > *ended))
-            .filter_map(|(pod, _)| self.step_of.get(pod).cloned())
-            .collect()
-    }
-}
-
-/// Serves each step pod its own log (a kwok `Logs` object per pod, made when the pod
-/// is first seen; the Runner keeps pods running 1 s, time enough for it): the step's
-/// end marker and `{"out": "<execution>-<step>"}`.
-fn serve_pod_logs(ns: &TestNamespace) -> (Shared<PodLogs>, tokio::task::JoinHandle<()>) {
-    let state = Arc::new(Mutex::new(PodLogs::default()));
-    let pods: Api<Pod> = ns.api();
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("kwok.x-k8s.io", "v1alpha1", "Logs"),
-        "logs",
-    );
-    let logs: Api<DynamicObject> = Api::namespaced_with(ns.client.clone(), &ns.name, &ar);
-    let dir = common::log_fixtures_dir().join(&ns.name);
-    let sink = Arc::clone(&state);
-    let task = tokio::spawn(async move {
-        let stream = watcher(pods.clone(), watcher::Config::default().labels(LABEL_STEP))
-            .default_backoff()
-            .applied_objects();
-        futures::pin_mut!(stream);
-        let mut asked = BTreeSet::new();
-        while let Some(pod) = stream.next().await {
-            let Ok(pod) = pod else { continue };
-            let name = pod.metadata.name.clone().unwrap_or_default();
-            if terminated(&pod) {
-                lock(&sink)
-                    .terminated_at
-                    .entry(name.clone())
-                    .or_insert_with(Instant::now);
-            }
-            if !asked.insert(name.clone()) {
-                continue;
-            }
-            let labels = pod.metadata.labels.clone().unwrap_or_default();
-            let (exec, step) = (
-                labels.get(LABEL_EXECUTION).cloned().unwrap_or_default(),
-                labels.get(LABEL_STEP).cloned().unwrap_or_default(),
-            );
-            lock(&sink)
-                .step_of
-                .insert(name.clone(), format!("{exec}/{step}"));
-            let text = step_log(
-                &format!("{exec} {step} working"),
-                json!({"out": output_of(&exec, &step)}),
-            );
-            let file = dir.join(format!("pod.{name}.log"));
-            common::write_log_fixture(&file, &text);
-            let (logs, sink, pods) = (logs.clone(), Arc::clone(&sink), pods.clone());
-            let want = output_of(&exec, &step);
-            tokio::spawn(async move {
-                let obj: DynamicObject = from_json(json!({
-                    "apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "Logs",
-                    "metadata": {"name": name},
-                    "spec": {"logs": [{"logsFile": file}]}
-                }));
-                // Retried while the API server or etcd is down.
-                loop {
-                    match logs.create(&PostParams::default(), &obj).await {
-                        Ok(_) => break,
-                        Err(kube::Error::Api(e)) if e.code == 409 => break,
-                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                    }
-                }
-                // In place means kwok serves it: after a restart kwok's own watch of
-                // Logs objects may lag, and until it catches up the pod prints the
-                // default log. Read back through `pods/log` as the operator does.
-                let give_up = Instant::now() + Duration::from_secs(120);
-                while Instant::now() < give_up {
-                    let served = pods.logs(&name, &LogParams::default()).await;
-                    if served.is_ok_and(|text| text.contains(&want)) {
-                        lock(&sink).fixture_at.insert(name, Instant::now());
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            });
-        }
-    });
-    (state, task)
-}
-
-fn terminated(pod: &Pod) -> bool {
-    let statuses = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.container_statuses.as_ref());
-    statuses.is_some_and(|cs| {
-        cs.iter()
-            .any(|c| c.state.as_ref().is_some_and(|s| s.terminated.is_some()))
-    })
-}
-
-/// Runs finished and steps Succeeded so far (from a watch: it drives the chaos).
-#[derive(Default)]
-struct Progress {
-    finished: BTreeSet<String>,
-    steps_done: BTreeMap<String, usize>,
-}
-
-fn watch_progress(ns: &TestNamespace) -> (Shared<Progress>, tokio::task::JoinHandle<()>) {
-    let state = Arc::new(Mutex::new(Progress::default()));
-    let api: Api<Execution> = ns.api();
-    let sink = Arc::clone(&state);
-    let task = tokio::spawn(async move {
-        let stream = watcher(api, watcher::Config::default())
-            .default_backoff()
-            .applied_objects();
-        futures::pin_mut!(stream);
-        while let Some(exec) = stream.next().await {
-            let Ok(exec) = exec else { continue };
-            let name = exec.metadata.name.clone().unwrap_or_default();
-            let status = exec.status.unwrap_or_default();
-            let done = status
-                .steps
-                .iter()
-                .filter(|s| s.state == StepState::Succeeded)
-                .count();
-            let mut p = lock(&sink);
-            p.steps_done.insert(name.clone(), done);
-            if status.phase.is_final() {
-                p.finished.insert(name);
-            }
-        }
-    });
-    (state, task)
 }
 
 // ---------------------------------------------------------------------------

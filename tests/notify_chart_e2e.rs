@@ -12,14 +12,17 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::on_call::{plan_hash, setup_on_call};
-use common::operator::{execution, playbook_spec, wait_final, wait_status};
+use common::operator::execution;
 use common::process::OperatorProcess;
 use common::service_account::service_account_kubeconfig;
-use common::slack::{Fake, approve_value, click, interaction, now};
+use common::slack::{Fake, interaction};
+use common::slack_approval::{
+    approve_button, bobs_approval, click_and_reply, guarded_with, wait_waiting,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::api::Api;
-use playbook_operator::api::{Decision, Execution, ExecutionPhase, StepState};
+use playbook_operator::api::Execution;
 use serde_json::json;
 
 const SIGNING_SECRET: &str = "e2e-chart-signing-secret";
@@ -131,36 +134,11 @@ slackApprovals:
     let addr = operator.http_addr().await;
     operator.wait_log("serving Slack interactions").await;
 
-    playbook_spec(
-        &ns,
-        "guarded",
-        json!({
-            "notify": {"channel": "sre"},
-            "steps": [
-                {"id": "check", "image": "busybox"},
-                {"id": "restart", "image": "busybox", "approval": {"required": true}}
-            ]
-        }),
-    )
-    .await;
+    guarded_with(&ns, "sre").await;
     execution(&ns, "run-1", "guarded", json!({})).await;
-    wait_status(&ns, "run-1", "waiting for approval", common::TIMEOUT, |s| {
-        s.steps
-            .iter()
-            .any(|st| st.id == "restart" && st.state == StepState::WaitingApproval)
-    })
-    .await;
+    wait_waiting(&ns, "run-1").await;
     // The notifier, as the ServiceAccount, posted the message with the buttons.
-    let calls = fake
-        .wait("/api/", "a Slack message with the Approve button", |c| {
-            c.iter().any(|c| approve_value(&c.body).is_some())
-        })
-        .await;
-    let value = calls
-        .iter()
-        .rev()
-        .find_map(|c| approve_value(&c.body))
-        .expect("an Approve button");
+    let (_, value) = approve_button(&fake).await;
     let hash = plan_hash(&ns, "run-1", "restart").await;
 
     // Mapped in the file but not in the chart's values (a user; a group of bob's): the
@@ -169,14 +147,8 @@ slackApprovals:
     for slack_user in ["U0MALLORY", "U0BOBADMIN"] {
         let path = format!("/response/{slack_user}");
         let body = interaction(slack_user, "approve", &value, &fake.url(&path));
-        let (code, answer) = click(addr, &body, SIGNING_SECRET, now()).await;
-        assert_eq!(code, 200, "{answer}");
-        let replies = fake
-            .wait(&path, "the reply to a user the chart does not grant", |c| {
-                !c.is_empty()
-            })
-            .await;
-        let text = replies[0].body["text"].as_str().unwrap_or_default();
+        let reply = click_and_reply(&fake, addr, &body, SIGNING_SECRET, &path).await;
+        let text = reply["text"].as_str().unwrap_or_default();
         assert!(text.starts_with("not approved as "), "{text}");
         for want in [
             "is forbidden".to_string(),
@@ -190,33 +162,10 @@ slackApprovals:
 
     // bob, as the chart grants: approved as bob (with group sre), and the run ends.
     let body = interaction("U0BOB", "approve", &value, &fake.url("/response/bob"));
-    let (code, answer) = click(addr, &body, SIGNING_SECRET, now()).await;
-    assert_eq!(code, 200, "{answer}");
-    let replies = fake
-        .wait("/response/bob", "bob's reply", |c| !c.is_empty())
-        .await;
-    let text = replies[0].body["text"].as_str().unwrap_or_default();
-    assert!(
-        text.contains(&format!(
-            "approved step restart of {}/run-1 (plan {hash}) as bob",
-            ns.name
-        )),
-        "{text}"
-    );
-    let status = wait_final(&ns, "run-1").await;
-    assert_eq!(status.phase, ExecutionPhase::Succeeded, "{status:?}");
-    let exec: Execution = ns.api().get("run-1").await.expect("run-1");
-    assert_eq!(exec.spec.approvals.len(), 1, "{:?}", exec.spec.approvals);
-    let record = &exec.spec.approvals[0];
-    assert_eq!(
-        (
-            record.user.as_str(),
-            record.decision,
-            record.plan_hash.as_deref()
-        ),
-        ("bob", Decision::Approve, Some(hash.as_str()))
-    );
-    assert!(record.groups.contains(&"sre".to_string()), "{record:?}");
+    let reply = click_and_reply(&fake, addr, &body, SIGNING_SECRET, "/response/bob").await;
+    let approvals = bobs_approval(&ns, &reply, "run-1", &hash).await;
+    assert_eq!(approvals.len(), 1, "{approvals:?}");
+    let record = &approvals[0];
     assert!(!record.groups.contains(&"admins".to_string()), "{record:?}");
     drop(operator);
     drop(kubeconfig);

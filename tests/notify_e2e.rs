@@ -15,7 +15,8 @@ use common::http::post;
 use common::on_call::*;
 use common::operator::*;
 use common::slack::*;
-use playbook_operator::api::{Decision, Execution, ExecutionPhase, StepState, Trigger};
+use common::slack_approval::*;
+use playbook_operator::api::{Decision, Execution, ExecutionPhase, Trigger};
 use playbook_operator::engine::notify::config::NotifyConfig;
 use playbook_operator::metrics::Metrics;
 use playbook_operator::{notify, server};
@@ -137,21 +138,6 @@ async fn fire(addr: SocketAddr, id: &str) -> String {
     }
 }
 
-async fn guarded_with(ns: &TestNamespace, channel: &str) {
-    playbook_spec(
-        ns,
-        "guarded",
-        json!({
-            "notify": {"channel": channel},
-            "steps": [
-                {"id": "check", "image": "busybox"},
-                {"id": "restart", "image": "busybox", "approval": {"required": true}}
-            ]
-        }),
-    )
-    .await;
-}
-
 async fn trigger(ns: &TestNamespace, notify: Option<&str>) -> Trigger {
     let mut spec = json!({"playbookRef": {"name": "guarded"}, "sources": ["generic"],
         "match": {"labels": {"alertname": "RedisDown"}}});
@@ -164,15 +150,6 @@ async fn trigger(ns: &TestNamespace, notify: Option<&str>) -> Trigger {
         "metadata": {"name": "redis-down"}, "spec": spec}),
     )
     .await
-}
-
-async fn wait_waiting(ns: &TestNamespace, name: &str) {
-    wait_status(ns, name, "waiting for approval", common::TIMEOUT, |s| {
-        s.steps
-            .iter()
-            .any(|st| st.id == "restart" && st.state == StepState::WaitingApproval)
-    })
-    .await;
 }
 
 /// Audit events (one JSON object per line) that patched Execution `name`.
@@ -204,16 +181,7 @@ async fn an_alert_run_has_one_slack_message_updated_in_place_and_bob_approves_fr
     wait_waiting(&ns, &run).await;
 
     // The message shows the wait with Approve / Reject for the plan it shows.
-    let calls = fake
-        .wait("/api/", "a Slack message with the Approve button", |c| {
-            c.iter().any(|c| approve_value(&c.body).is_some())
-        })
-        .await;
-    let value = calls
-        .iter()
-        .rev()
-        .find_map(|c| approve_value(&c.body))
-        .unwrap();
+    let (calls, value) = approve_button(&fake).await;
     let hash = plan_hash(&ns, &run, "restart").await;
     let shown: Value = serde_json::from_str(&value).unwrap();
     assert_eq!(
@@ -247,15 +215,9 @@ async fn an_alert_run_has_one_slack_message_updated_in_place_and_bob_approves_fr
     assert_eq!(code, 401, "{body}");
     assert!(body.contains("outside the replay window"), "{body}");
     let eve = interaction("U0EVE", "approve", &value, &fake.url("/response/eve"));
-    let (code, body) = click(s.slack_route, &eve, SIGNING_SECRET, now()).await;
-    assert_eq!(code, 200, "{body}");
-    let replies = fake
-        .wait("/response/eve", "the reply to an unmapped user", |c| {
-            !c.is_empty()
-        })
-        .await;
-    assert_eq!(replies[0].body["response_type"], "ephemeral");
-    let text = replies[0].body["text"].as_str().unwrap();
+    let reply = click_and_reply(&fake, s.slack_route, &eve, SIGNING_SECRET, "/response/eve").await;
+    assert_eq!(reply["response_type"], "ephemeral");
+    let text = reply["text"].as_str().unwrap_or_default();
     assert!(
         text.contains("(U0EVE) is not mapped to a Kubernetes user"),
         "{text}"
@@ -264,32 +226,15 @@ async fn an_alert_run_has_one_slack_message_updated_in_place_and_bob_approves_fr
     assert!(exec.spec.approvals.is_empty(), "{:?}", exec.spec.approvals);
 
     // bob's click approves, written as bob (impersonated by the operator's user).
-    let (code, body) = click(s.slack_route, &approve, SIGNING_SECRET, now()).await;
-    assert_eq!(code, 200, "{body}");
-    let replies = fake
-        .wait("/response/1", "bob's reply", |c| !c.is_empty())
-        .await;
-    let text = replies[0].body["text"].as_str().unwrap();
-    assert!(
-        text.contains(&format!(
-            "approved step restart of {}/{run} (plan {hash}) as bob",
-            ns.name
-        )),
-        "{text}"
-    );
-    let status = wait_final(&ns, &run).await;
-    assert_eq!(status.phase, ExecutionPhase::Succeeded, "{status:?}");
-    let exec: Execution = ns.api().get(&run).await.unwrap();
-    let record = &exec.spec.approvals[0];
-    assert_eq!(
-        (
-            record.user.as_str(),
-            record.decision,
-            record.plan_hash.as_deref()
-        ),
-        ("bob", Decision::Approve, Some(hash.as_str()))
-    );
-    assert!(record.groups.contains(&"sre".to_string()), "{record:?}");
+    let reply = click_and_reply(
+        &fake,
+        s.slack_route,
+        &approve,
+        SIGNING_SECRET,
+        "/response/1",
+    )
+    .await;
+    bobs_approval(&ns, &reply, &run, &hash).await;
 
     // One chat.postMessage, then only chat.update of that message; the last shows
     // the end and who approved which plan.

@@ -582,6 +582,8 @@ pub fn label_value(s: &str) -> String {
 mod env_from;
 mod parser;
 #[cfg(test)]
+mod parser_tests;
+#[cfg(test)]
 mod plan_tests;
 #[cfg(test)]
 mod tests;

@@ -58,9 +58,7 @@ pub fn apply(ns: &TestNamespace, objects: &[Value]) {
 /// the real node, and the cluster-scoped RBAC names made unique per test.
 pub async fn install(ns: &TestNamespace, entry: &str) {
     realnode::require(&ns.client).await;
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("catalogue")
-        .join(entry);
+    let dir = super::catalogue_files::root().join(entry);
     let kustomization: Value = serde_yaml::from_str(
         &std::fs::read_to_string(dir.join("kustomization.yaml")).expect("the kustomization"),
     )

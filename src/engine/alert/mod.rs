@@ -19,6 +19,10 @@ pub mod trigger;
 mod tests;
 #[cfg(test)]
 mod tests_budget;
+#[cfg(test)]
+mod tests_signature;
+#[cfg(test)]
+mod tests_trigger;
 
 use std::collections::BTreeMap;
 

@@ -5,24 +5,20 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use super::tests::{compiled, spec};
 use super::trigger::{CompiledTrigger, Outcome};
 use super::*;
 use crate::api::TriggerSpec;
 
 fn trigger(when: Option<&str>, params: &[(&str, String)]) -> CompiledTrigger {
-    let spec = TriggerSpec {
-        playbook_ref: crate::api::LocalRef {
-            name: "redis-incident-enrichment".into(),
-        },
-        enabled: true,
+    compiled(TriggerSpec {
         when: when.map(str::to_string),
         params: params
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect::<BTreeMap<_, _>>(),
-        ..TriggerSpec::default()
-    };
-    CompiledTrigger::new("prod", "redis-down", &spec).expect("a valid trigger")
+        ..spec()
+    })
 }
 
 fn alert() -> AlertEvent {
