@@ -8,9 +8,9 @@
 //! ServiceAccount: the requester's own approval is refused by the API server, and the
 //! page shows its message. The form repeats its session's form token (kept with the
 //! session on the server, so a planted cookie cannot forge it) and the session cookie
-//! is SameSite=Strict, so another site can neither post it nor ride the session. It names the plan hash the person saw: if
-//! the plan changed since, nothing is written. A plain form POST answered with a
-//! redirect back, so it works without JavaScript.
+//! is SameSite=Strict, so another site can neither post it nor ride the session. It
+//! names the plan hash the person saw: if the plan changed since, nothing is written.
+//! A plain form POST answered with a redirect back, so it works without JavaScript.
 
 use std::sync::Arc;
 
