@@ -69,6 +69,7 @@ use crate::api::{Execution, Playbook, Runner, StepState};
 use crate::cache::{self, Executions};
 use crate::engine::job::LABEL_EXECUTION_UID;
 use crate::engine::plan::Limits;
+use crate::engine::slim;
 use crate::metrics::Metrics;
 use error::Failures;
 
@@ -214,11 +215,10 @@ pub async fn run_with(
     // caches, and memory) stay proportional to our Jobs, not to the cluster's.
     let ours = watcher::Config::default().labels(LABEL_EXECUTION_UID);
 
-    // managedFields are dropped before the cache: nothing reads them, and they are
-    // a good part of a Pod's size.
+    // Slimmed before the cache (`engine::slim::attempt`): a finished run's Jobs and
+    // Pods stay as long as the run, and their specs are most of their size.
     let (jobs, jobs_writer) = reflector::store::<Job>();
-    let job_watch =
-        watcher(api::<Job>(&client, ns), ours.clone()).modify(|j| j.managed_fields_mut().clear());
+    let job_watch = watcher(api::<Job>(&client, ns), ours.clone()).modify(slim::attempt::job);
     let job_events = wake::filter(
         reflector::reflector(jobs_writer, job_watch),
         wake::Wakes::jobs(),
@@ -231,7 +231,7 @@ pub async fn run_with(
         // Pod as it was: "first delivered terminated" is a comparison with it.
         let (pods, metrics) = (pods.clone(), config.metrics.clone());
         watcher(api::<Pod>(&client, ns), ours)
-            .modify(|p| p.managed_fields_mut().clear())
+            .modify(slim::attempt::pod)
             .inspect(move |event| {
                 if let Ok(watcher::Event::Apply(pod)) = event {
                     note_step_end(pod, &pods, &metrics);
