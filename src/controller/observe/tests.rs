@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::api::{ExecutionStatus, StepState, StepStatus};
+use crate::engine::job::LABEL_EXECUTION_UID;
 use crate::engine::slim;
 use serde_json::json;
 
