@@ -33,6 +33,14 @@ use kube::{Api, Client, ResourceExt};
 use crate::api::Execution;
 use crate::engine::slim::slim;
 
+/// Executions per list request when the watch (re)lists. A page is deserialized
+/// whole before its runs are slimmed one by one, so it sets the list's peak: at
+/// kube-runtime's default of 500, 500 whole finished runs (~90 KiB each on the heap,
+/// with their response body) were alive at once, and the allocator keeps much of that
+/// peak long after. Not a streaming list (`sendInitialEvents`): Kubernetes 1.33 refuses
+/// it by default, and a watch that cannot list would leave the cache empty.
+const LIST_PAGE: u32 = 50;
+
 /// What the cache holds: an Execution, or why it did not deserialize.
 pub type Cached = DeserializeGuard<Execution>;
 
@@ -70,7 +78,7 @@ impl Executions {
             subscribers: Arc::default(),
         };
         let publisher = this.clone();
-        let events = watcher(api, watcher::Config::default())
+        let events = watcher(api, watcher::Config::default().page_size(LIST_PAGE))
             .default_backoff()
             .modify(|e| {
                 e.managed_fields_mut().clear();

@@ -3,13 +3,17 @@
 //! kept), without the playbook snapshot (what the page's kept), and slimmed
 //! (`engine::slim`, what the one cache keeps now). The run is the memory bench's
 //! (`tests/bench/memory.rs`): 4 steps of ~2 KiB of JSON output each, started by an
-//! Alertmanager alert. `cargo test --test slim_heap -- --nocapture` prints them.
+//! Alertmanager alert. And what one step attempt's Job and Pod cost in the
+//! controller's caches, whole and slimmed (`engine::slim::attempt`).
+//! `cargo test --test slim_heap -- --nocapture` prints them.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
 use playbook_operator::api::Execution;
-use playbook_operator::engine::slim::slim;
+use playbook_operator::engine::slim::{attempt, slim};
 use serde_json::{Value, json};
 
 struct Counting;
@@ -78,18 +82,33 @@ fn finished() -> Execution {
     .expect("a valid Execution")
 }
 
+/// One test at a time: tests run on parallel threads, and the count is global.
+static COUNTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    COUNTING.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Heap bytes each of `n` copies made by `make` holds.
-fn bytes_each(n: usize, make: impl Fn() -> Execution) -> isize {
+fn bytes_each<T>(n: usize, make: impl Fn() -> T) -> isize {
     let before = LIVE.load(Ordering::Relaxed);
-    let kept: Vec<Execution> = (0..n).map(|_| make()).collect();
+    let kept: Vec<T> = (0..n).map(|_| make()).collect();
     let after = LIVE.load(Ordering::Relaxed);
-    let each = (after - before - (n * size_of::<Execution>()) as isize) / n as isize;
+    let each = (after - before - (n * size_of::<T>()) as isize) / n as isize;
     drop(kept);
-    each + size_of::<Execution>() as isize
+    each + size_of::<T>() as isize
+}
+
+/// A fixture of `tests/fixtures`: a step's Job or Pod read from the memory bench's
+/// cluster (`kubectl get -o json`, managedFields left out: every cache drops them).
+fn fixture<T: serde::de::DeserializeOwned>(name: &str) -> T {
+    let text = std::fs::read_to_string(format!("tests/fixtures/{name}")).expect("the fixture");
+    serde_json::from_str(&text).expect("a valid object")
 }
 
 #[test]
 fn a_slimmed_finished_run_holds_a_fraction_of_the_whole() {
+    let _alone = alone();
     let n = 100;
     let whole = bytes_each(n, finished);
     let no_snapshot = bytes_each(n, || {
@@ -110,5 +129,33 @@ fn a_slimmed_finished_run_holds_a_fraction_of_the_whole() {
     assert!(
         slimmed * 4 < whole,
         "slimmed {slimmed} B is not under a quarter of the whole {whole} B"
+    );
+}
+
+#[test]
+fn a_slimmed_step_job_and_pod_hold_under_two_thirds_of_the_whole() {
+    let _alone = alone();
+    let n = 100;
+    let job = || fixture::<Job>("step-job.json");
+    let pod = || fixture::<Pod>("step-pod.json");
+    let (whole_job, whole_pod) = (bytes_each(n, job), bytes_each(n, pod));
+    let slim_job = bytes_each(n, || {
+        let mut j = job();
+        attempt::job(&mut j);
+        j
+    });
+    let slim_pod = bytes_each(n, || {
+        let mut p = pod();
+        attempt::pod(&mut p);
+        p
+    });
+    println!(
+        "heap per step attempt: Job whole {whole_job} B, slimmed {slim_job} B; Pod whole {whole_pod} B, slimmed {slim_pod} B"
+    );
+    assert!(
+        (slim_job + slim_pod) * 3 < (whole_job + whole_pod) * 2,
+        "slimmed {} B is not under two thirds of the whole {} B",
+        slim_job + slim_pod,
+        whole_job + whole_pod
     );
 }

@@ -25,7 +25,8 @@
 //! and [`execution`] plans one only from the whole object), the Jobs and Pods
 //! labelled with an Execution's uid (a Pod event triggers its Execution as soon as the step container
 //! terminates: the Job controller's own status update is not waited for; [`wake`]
-//! lets through only the Pod and Job changes the plan acts on), and
+//! lets through only the Pod and Job changes the plan acts on; [`index`] finds a run's
+//! Jobs and Pods in those caches by its uid), and
 //! Playbooks and Runners (caches for the planner; a Playbook event wakes the
 //! Executions waiting for it). Every cache is a reflector fed by the same watch that
 //! triggers reconciles, so one watch per kind. Objects of our own kinds are read
@@ -38,6 +39,7 @@ mod dryrun;
 mod error;
 mod execution;
 mod history;
+mod index;
 mod ledger;
 mod observe;
 mod playbook;
@@ -69,6 +71,7 @@ use crate::api::{Execution, Playbook, Runner, StepState};
 use crate::cache::{self, Executions};
 use crate::engine::job::LABEL_EXECUTION_UID;
 use crate::engine::plan::Limits;
+use crate::engine::slim;
 use crate::metrics::Metrics;
 use error::Failures;
 
@@ -125,6 +128,9 @@ pub struct Context {
     pub config: Config,
     pub jobs: Store<Job>,
     pub pods: Store<Pod>,
+    /// The cached Jobs and Pods by the Execution uid they are labelled with.
+    pub job_index: Arc<index::ByExecution<Job>>,
+    pub pod_index: Arc<index::ByExecution<Pod>>,
     pub playbooks: Store<DeserializeGuard<Playbook>>,
     pub runners: Store<DeserializeGuard<Runner>>,
     /// The Execution controller's own cache (history limits count finished runs in it).
@@ -214,35 +220,52 @@ pub async fn run_with(
     // caches, and memory) stay proportional to our Jobs, not to the cluster's.
     let ours = watcher::Config::default().labels(LABEL_EXECUTION_UID);
 
-    // managedFields are dropped before the cache: nothing reads them, and they are
-    // a good part of a Pod's size.
+    // Slimmed before the cache (`engine::slim::attempt`): a finished run's Jobs and
+    // Pods stay as long as the run, and their specs are most of their size.
     let (jobs, jobs_writer) = reflector::store::<Job>();
-    let job_watch =
-        watcher(api::<Job>(&client, ns), ours.clone()).modify(|j| j.managed_fields_mut().clear());
-    let job_events = wake::filter(
-        reflector::reflector(jobs_writer, job_watch),
-        wake::Wakes::jobs(),
-        observe::job_wake,
-    );
+    let job_index = Arc::new(index::ByExecution::<Job>::default());
+    let job_watch = {
+        let index = job_index.clone();
+        watcher(api::<Job>(&client, ns), ours.clone())
+            .modify(slim::attempt::job)
+            .inspect(move |e| e.iter().for_each(|e| index.before(e)))
+    };
+    let job_events = {
+        let (index, store) = (job_index.clone(), jobs.clone());
+        wake::filter(
+            reflector::reflector(jobs_writer, job_watch)
+                .inspect(move |e| e.iter().for_each(|e| index.after(e, &store))),
+            wake::Wakes::jobs(),
+            observe::job_wake,
+        )
+    };
 
     let (pods, pods_writer) = reflector::store::<Pod>();
+    let pod_index = Arc::new(index::ByExecution::<Pod>::default());
     let pod_watch = {
         // Seen before the reflector stores the event, so the cache still holds the
         // Pod as it was: "first delivered terminated" is a comparison with it.
-        let (pods, metrics) = (pods.clone(), config.metrics.clone());
+        let (pods, metrics, index) = (pods.clone(), config.metrics.clone(), pod_index.clone());
         watcher(api::<Pod>(&client, ns), ours)
-            .modify(|p| p.managed_fields_mut().clear())
+            .modify(slim::attempt::pod)
             .inspect(move |event| {
+                if let Ok(event) = event {
+                    index.before(event);
+                }
                 if let Ok(watcher::Event::Apply(pod)) = event {
                     note_step_end(pod, &pods, &metrics);
                 }
             })
     };
-    let pod_events = wake::filter(
-        reflector::reflector(pods_writer, pod_watch),
-        wake::Wakes::pods(),
-        observe::pod_wake,
-    );
+    let pod_events = {
+        let (index, store) = (pod_index.clone(), pods.clone());
+        wake::filter(
+            reflector::reflector(pods_writer, pod_watch)
+                .inspect(move |e| e.iter().for_each(|e| index.after(e, &store))),
+            wake::Wakes::pods(),
+            observe::pod_wake,
+        )
+    };
 
     // The Playbook and Runner controllers get a copy of every Playbook and Runner
     // watch event: one watch per kind still, driven by the Execution controller.
@@ -302,6 +325,8 @@ pub async fn run_with(
         caches_ready,
         jobs: jobs.clone(),
         pods,
+        job_index,
+        pod_index,
         playbooks,
         runners,
         executions: exec_store.clone(),

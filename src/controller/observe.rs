@@ -23,7 +23,6 @@ use kube::api::{Api, LogParams};
 use super::workload::Workload;
 use super::{Context, Error};
 use crate::api::{Execution, PlaybookSpec, RunnerSpec};
-use crate::engine::job::LABEL_EXECUTION_UID;
 use crate::engine::plan::{
     ExecutionRef, JobFailure, Limits, ObservedJob, PlanInput, StepLog, Terminated, awaiting_output,
 };
@@ -445,20 +444,14 @@ async fn read_log(api: &Api<Pod>, read: &LogRead, limit_bytes: i64) -> Result<St
 
 mod pod;
 
-/// The cached Jobs and Pods labelled with `exec`'s uid.
+/// The cached Jobs and Pods labelled with `exec`'s uid, in its namespace.
 fn attempts_of(exec: &Execution, ctx: &Context) -> (Vec<Arc<Job>>, Vec<Arc<Pod>>) {
     let ns = exec.namespace().unwrap_or_default();
     let uid = exec.uid().unwrap_or_default();
-    let ours = |labels: &BTreeMap<String, String>| {
-        labels.get(LABEL_EXECUTION_UID).map(String::as_str) == Some(uid.as_str())
-    };
-    let jobs = ctx
-        .jobs
-        .state_filter(|j| j.namespace().as_deref() == Some(&ns) && ours(j.labels()));
-    let pods = ctx
-        .pods
-        .state_filter(|p| p.namespace().as_deref() == Some(&ns) && ours(p.labels()));
-    (jobs, pods)
+    (
+        ctx.job_index.of(&ns, &uid, &ctx.jobs),
+        ctx.pod_index.of(&ns, &uid, &ctx.pods),
+    )
 }
 
 /// The step attempts of a run, as the caches show them: for a finished run, whether

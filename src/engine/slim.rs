@@ -25,6 +25,8 @@
 //! refuses (it has spaces), so no object read from the API server carries it, and
 //! [`Full`], the only way to the controller's plan input, refuses a marked one.
 
+pub mod attempt;
+
 use std::collections::BTreeMap;
 use std::ops::Deref;
 

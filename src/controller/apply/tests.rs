@@ -41,6 +41,8 @@ fn context(client: kube::Client) -> Context {
         config: Config::default(),
         jobs: reflector::store().0,
         pods: reflector::store().0,
+        job_index: Default::default(),
+        pod_index: Default::default(),
         playbooks: reflector::store().0,
         runners: reflector::store().0,
         executions: reflector::store().0,

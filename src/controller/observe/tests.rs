@@ -3,6 +3,8 @@
 
 use super::*;
 use crate::api::{ExecutionStatus, StepState, StepStatus};
+use crate::engine::job::LABEL_EXECUTION_UID;
+use crate::engine::slim;
 use serde_json::json;
 
 fn job(name: &str, uid: &str, container: &str, failed: Option<(&str, &str)>) -> Job {
@@ -216,4 +218,108 @@ fn the_step_container_is_the_first_one_not_a_sidecar() {
     }))
     .expect("a Pod");
     assert!(!step_container_terminated(&sidecar_ended));
+}
+
+/// A step Job as the API server returns it: the Job builder's pod template (env with
+/// an earlier output in it, volumes, security, a sidecar) and a Failed condition.
+fn whole_job() -> Job {
+    serde_json::from_value(json!({
+        "metadata": {"name": "run-s2-1-0a1b2c3d", "namespace": "ns", "uid": "job-uid",
+                     "labels": {LABEL_EXECUTION_UID: "e-uid", "stackpulse.io/step": "s2"},
+                     "annotations": {"stackpulse.io/step-id": "s2"},
+                     "ownerReferences": [{"apiVersion": "stackpulse.io/v1", "kind": "Execution",
+                                          "name": "run", "uid": "e-uid", "controller": true}]},
+        "spec": {"backoffLimit": 0, "activeDeadlineSeconds": 3600,
+                 "template": {"metadata": {"labels": {LABEL_EXECUTION_UID: "e-uid"}},
+                              "spec": pod_spec()}},
+        "status": {"failed": 1, "conditions": [{"type": "Failed", "status": "True",
+                   "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]},
+    }))
+    .expect("a Job")
+}
+
+fn pod_spec() -> serde_json::Value {
+    let env: Vec<_> = (0..20)
+        .map(|i| json!({"name": format!("OUT_{i}"), "value": "x".repeat(200)}))
+        .collect();
+    json!({
+        "restartPolicy": "Never", "serviceAccountName": "runner", "nodeName": "node-1",
+        "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+        "tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute"}],
+        "volumes": [{"name": "parser-input", "configMap": {"name": "run-s1-out"}}],
+        "containers": [
+            {"name": "s2", "image": "busybox:1.36", "command": ["sh", "-c", "echo {}"], "env": env,
+             "resources": {"limits": {"memory": "64Mi", "cpu": "500m"}, "requests": {"memory": "32Mi"}},
+             "volumeMounts": [{"name": "parser-input", "mountPath": "/input"}]},
+            {"name": "proxy", "image": "envoy", "resources": {"limits": {"memory": "1Gi"}}}
+        ]
+    })
+}
+
+/// The Job's pod in `status`, as the API server returns it.
+fn whole_pod(name: &str, owner: Option<&str>, status: serde_json::Value) -> Pod {
+    let owners = match owner {
+        Some(uid) => json!([{"apiVersion": "batch/v1", "kind": "Job", "name": "run-s2-1-0a1b2c3d",
+                             "uid": uid, "controller": true}]),
+        None => json!([{"apiVersion": "stackpulse.io/v1", "kind": "Execution", "name": "run",
+                        "uid": "e-uid", "controller": true}]),
+    };
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": "ns", "uid": format!("{name}-uid"),
+                     "creationTimestamp": "2026-11-25T10:00:00Z",
+                     "labels": {LABEL_EXECUTION_UID: "e-uid"}, "ownerReferences": owners},
+        "spec": pod_spec(),
+        "status": status,
+    }))
+    .expect("a Pod")
+}
+
+#[test]
+fn a_slimmed_job_and_pod_are_observed_as_the_whole_ones() {
+    let container = |state: serde_json::Value| {
+        json!({"name": "s2", "image": "busybox:1.36", "imageID": "", "ready": false,
+               "restartCount": 0, "state": state})
+    };
+    let statuses = [
+        json!({"phase": "Failed", "containerStatuses": [container(json!({"terminated":
+            {"exitCode": 137, "reason": "OOMKilled", "finishedAt": "2026-11-25T10:00:05Z"}}))]}),
+        json!({"phase": "Pending", "containerStatuses": [container(json!({"waiting":
+            {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}))]}),
+        json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+            "reason": "Unschedulable", "message": "0/2 nodes are available"}]}),
+        json!({"phase": "Failed", "reason": "Evicted", "message": "low on memory",
+               "conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet"}]}),
+    ];
+    for status in statuses {
+        let job = whole_job();
+        let pod = whole_pod("run-s2-1-0a1b2c3d-x7k2p", Some("job-uid"), status.clone());
+        let bare = whole_pod("run-s2-1-0a1b2c3d", None, status.clone());
+        let (mut slim_job, mut slim_pod, mut slim_bare) = (job.clone(), pod.clone(), bare.clone());
+        slim::attempt::job(&mut slim_job);
+        slim::attempt::pod(&mut slim_pod);
+        slim::attempt::pod(&mut slim_bare);
+
+        let whole = observe_job(&job, &[&pod]);
+        assert_eq!(observe_job(&slim_job, &[&slim_pod]), whole, "{status}");
+        assert_eq!(
+            observe_bare_pod(&slim_bare),
+            observe_bare_pod(&bare),
+            "{status}"
+        );
+        assert_eq!(job_wake(&slim_job), job_wake(&job), "{status}");
+        assert_eq!(pod_wake(&slim_pod), pod_wake(&pod), "{status}");
+        assert_eq!(pod_wake(&slim_bare), pod_wake(&bare), "{status}");
+        assert_eq!(
+            observe_all(&[&slim_job], &[&slim_pod, &slim_bare], &Default::default()),
+            observe_all(&[&job], &[&pod, &bare], &Default::default()),
+            "{status}"
+        );
+    }
+    let mut job = whole_job();
+    slim::attempt::job(&mut job);
+    let kept = serde_json::to_string(&job).expect("JSON");
+    assert!(
+        !kept.contains("xxxx") && !kept.contains("envoy") && !kept.contains("parser-input"),
+        "env, other containers and volumes are not kept: {kept}"
+    );
 }
