@@ -1,11 +1,12 @@
 //! The page's cache of Events about Executions, fed by its Event watch: per
 //! Execution at most `engine::page::events::KEPT` (the newest), each only what the
 //! page shows (messages cut), filed only under an Execution of the Event's own
-//! namespace (the decisions are in `engine::page::events`). Not a reflector store:
+//! namespace (the decisions are in `engine::page::events`), and for at most
+//! `MAX_UNKNOWN_RUNS` Executions the page does not know (yet). Not a reflector store:
 //! that would keep every Event whole, so a flood of Events about one run would grow
 //! the operator's memory without bound.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 use k8s_openapi::api::core::v1::Event;
@@ -13,7 +14,7 @@ use kube::runtime::watcher;
 
 use crate::engine::message::cut;
 use crate::engine::page::events::{
-    self as decide, About, ExecutionKey, KEPT, Kept, MAX_MESSAGE_BYTES,
+    self as decide, About, ExecutionKey, KEPT, Kept, MAX_MESSAGE_BYTES, MAX_UNKNOWN_RUNS,
 };
 use crate::engine::page::{self as view, EventView};
 
@@ -29,19 +30,25 @@ pub struct EventCache {
 struct Inner {
     live: Filed,
     relist: Option<Filed>,
+    /// The Executions in the process's Execution cache.
+    known: HashSet<ExecutionKey>,
+    /// Executions Events were filed under while not known, oldest first (at most
+    /// `MAX_UNKNOWN_RUNS`; some may have become known since).
+    unknown: VecDeque<ExecutionKey>,
 }
 
 impl EventCache {
     /// Takes one watch event into the cache.
     pub fn apply(&self, event: watcher::Event<Event>) {
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         match event {
-            watcher::Event::Apply(e) => file(&mut inner.live, &e),
+            watcher::Event::Apply(e) => file(&mut inner.live, &e, &inner.known, &mut inner.unknown),
             watcher::Event::Delete(e) => unfile(&mut inner.live, &e),
             watcher::Event::Init => inner.relist = Some(Filed::new()),
             watcher::Event::InitApply(e) => {
                 if let Some(relist) = &mut inner.relist {
-                    file(relist, &e);
+                    file(relist, &e, &inner.known, &mut inner.unknown);
                 }
             }
             watcher::Event::InitDone => {
@@ -52,12 +59,25 @@ impl EventCache {
         }
     }
 
+    /// The Execution `namespace`/`uid` is in the Execution cache.
+    pub fn run_seen(&self, namespace: &str, uid: &str) {
+        self.lock().known.insert(key(namespace, uid));
+    }
+
+    /// The Execution `namespace`/`uid` was deleted: its Events go with it.
+    pub fn run_gone(&self, namespace: &str, uid: &str) {
+        let key = key(namespace, uid);
+        let mut inner = self.lock();
+        inner.known.remove(&key);
+        inner.live.remove(&key);
+        if let Some(relist) = &mut inner.relist {
+            relist.remove(&key);
+        }
+    }
+
     /// The kept Events about the Execution `namespace`/`uid`, in no order.
     pub fn about(&self, namespace: &str, uid: &str) -> Vec<EventView> {
-        let key = ExecutionKey {
-            namespace: namespace.to_string(),
-            uid: uid.to_string(),
-        };
+        let key = key(namespace, uid);
         self.lock()
             .live
             .get(&key)
@@ -92,10 +112,34 @@ fn about(e: &Event) -> About<'_> {
     }
 }
 
-fn file(filed: &mut Filed, e: &Event) {
+fn key(namespace: &str, uid: &str) -> ExecutionKey {
+    ExecutionKey {
+        namespace: namespace.to_string(),
+        uid: uid.to_string(),
+    }
+}
+
+/// Files `e`; a new entry for an Execution not `known` is counted among the
+/// `unknown`, and past `MAX_UNKNOWN_RUNS` the oldest still unknown loses its Events.
+fn file(
+    filed: &mut Filed,
+    e: &Event,
+    known: &HashSet<ExecutionKey>,
+    unknown: &mut VecDeque<ExecutionKey>,
+) {
     let (Some(key), Some(name)) = (decide::filed_under(&about(e)), e.metadata.name.clone()) else {
         return;
     };
+    if !filed.contains_key(&key) && !known.contains(&key) {
+        unknown.push_back(key.clone());
+        while unknown.len() > MAX_UNKNOWN_RUNS {
+            if let Some(oldest) = unknown.pop_front()
+                && !known.contains(&oldest)
+            {
+                filed.remove(&oldest);
+            }
+        }
+    }
     let kept = Kept {
         name,
         view: event_view(e),
@@ -199,6 +243,43 @@ mod tests {
         cache.apply(watcher::Event::InitDone);
         assert!(cache.about("prod", "u1").is_empty());
         assert_eq!(cache.about("prod", "u2").len(), 1);
+    }
+
+    #[test]
+    fn events_about_unknown_runs_are_bounded_and_known_runs_keep_theirs() {
+        let cache = EventCache::default();
+        cache.apply(watcher::Event::Apply(event(
+            "prod", "k1", "prod", "known", 1,
+        )));
+        cache.run_seen("prod", "known");
+        // Filed before its run was seen, which is seen later: kept through the flood.
+        cache.apply(watcher::Event::Apply(event(
+            "prod", "l1", "prod", "late", 2,
+        )));
+        cache.run_seen("prod", "late");
+        // Made-up uids, one Event each.
+        for i in 0..MAX_UNKNOWN_RUNS + 10 {
+            let uid = format!("made-up-{i}");
+            cache.apply(watcher::Event::Apply(event("prod", &uid, "prod", &uid, 3)));
+        }
+        assert_eq!(cache.about("prod", "known").len(), 1);
+        assert_eq!(cache.about("prod", "late").len(), 1);
+        assert!(
+            cache.about("prod", "made-up-0").is_empty(),
+            "the oldest unknown went"
+        );
+        let newest = format!("made-up-{}", MAX_UNKNOWN_RUNS + 9);
+        assert_eq!(cache.about("prod", &newest).len(), 1);
+        assert!(
+            cache.len() <= MAX_UNKNOWN_RUNS + 2,
+            "{} Events kept for {MAX_UNKNOWN_RUNS} unknown runs and 2 known",
+            cache.len()
+        );
+        cache.run_gone("prod", "known");
+        assert!(
+            cache.about("prod", "known").is_empty(),
+            "a deleted run's Events go"
+        );
     }
 
     #[test]

@@ -38,7 +38,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use minijinja::Environment;
 
 use crate::api::Execution;
@@ -250,11 +250,27 @@ pub fn start_with(
         templates: Templates::default(),
     });
     // Plans are remembered as they are shown: a run is cached whole while it runs.
+    // The Event cache learns which runs exist, and forgets a deleted run's Events.
+    let known = events.clone();
     let plans_seen = executions.subscribe().for_each(move |change| {
-        if let Change::Applied(cached) = change
-            && let Ok(exec) = &cached.0
-        {
-            seen.observe(exec);
+        match change {
+            Change::Applied(cached) => {
+                if let Ok(exec) = &cached.0 {
+                    seen.observe(exec);
+                    known.run_seen(
+                        &exec.namespace().unwrap_or_default(),
+                        &exec.uid().unwrap_or_default(),
+                    );
+                }
+            }
+            Change::Deleted(cached) => {
+                if let Ok(exec) = &cached.0 {
+                    known.run_gone(
+                        &exec.namespace().unwrap_or_default(),
+                        &exec.uid().unwrap_or_default(),
+                    );
+                }
+            }
         }
         futures::future::ready(())
     });

@@ -10,6 +10,12 @@ use super::{EventView, MAX_EVENTS};
 
 /// Most Events kept per Execution: as many as its page shows.
 pub const KEPT: usize = MAX_EVENTS;
+/// Most Executions not (yet) in the Execution cache that Events are kept for. Events
+/// about a run usually arrive after the run itself, but the two watches are not
+/// ordered; past this many, the Events of the one filed first go. Without it, Events
+/// naming made-up uids (anyone who may create Events in a namespace can write them)
+/// would each hold an entry for the Events' lifetime.
+pub const MAX_UNKNOWN_RUNS: usize = 1000;
 /// Most bytes of an Event's message kept (the API server takes 1 KiB for an
 /// events.k8s.io note, but a core/v1 Event's message up to the object's size).
 pub const MAX_MESSAGE_BYTES: usize = 1024;
