@@ -105,6 +105,8 @@ fn main() {
     }
     let with_executions = rss_kib();
     for i in 0..n {
+        // As the page's subscription to the Execution cache tells it in `run`.
+        events.run_seen(&format!("ns-{}", i % 20), &format!("uid-{i}"));
         for e in 0..3 {
             events.apply(watcher::Event::Apply(event(i, e)));
         }
