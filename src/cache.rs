@@ -147,18 +147,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The applied runs of `changes`: what a controller reconciles.
-pub fn applied(
-    changes: UnboundedReceiver<Change>,
-) -> impl futures::Stream<Item = Arc<Cached>> + Send {
-    changes.filter_map(|c| {
-        futures::future::ready(match c {
-            Change::Applied(cached) => Some(cached),
-            Change::Deleted(_) => None,
-        })
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use kube::runtime::reflector::store::Writer;

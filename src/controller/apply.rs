@@ -74,7 +74,8 @@ pub async fn apply(
             notify: None,
             ..plan.status.clone()
         };
-        write_status::<Execution>(&ctx.client, &ns, &name, &status).await?;
+        let version = write_status::<Execution>(&ctx.client, &ns, &name, &status).await?;
+        ctx.echoes.wrote(&uid, version);
         metrics.status_written(&uid, &exec.spec.playbook_ref.name, &changed);
         if changed.remediation_held {
             metrics.remediation_held(&ns, &exec.spec.playbook_ref.name, &uid);
@@ -144,13 +145,14 @@ pub fn status_patch<K: Resource<DynamicType = ()>>(status: &impl Serialize) -> s
 }
 
 /// Writes `status` as the whole status of the `K` named `ns/name`, by server-side apply
-/// with the operator's field manager (what every reconciler here does last).
+/// with the operator's field manager (what every reconciler here does last); the
+/// resourceVersion the write made.
 pub async fn write_status<K>(
     client: &Client,
     ns: &str,
     name: &str,
     status: &impl Serialize,
-) -> Result<(), Error>
+) -> Result<Option<String>, Error>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
@@ -158,17 +160,18 @@ where
         + Debug,
 {
     let api: Api<K> = Api::namespaced(client.clone(), ns);
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&status_patch::<K>(status)),
-    )
-    .await
-    .map_err(|source| Error::WriteStatus {
-        name: format!("{ns}/{name}"),
-        source,
-    })?;
-    Ok(())
+    let written = api
+        .patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&status_patch::<K>(status)),
+        )
+        .await
+        .map_err(|source| Error::WriteStatus {
+            name: format!("{ns}/{name}"),
+            source,
+        })?;
+    Ok(written.meta().resource_version.clone())
 }
 
 /// Job creates the API server refused, by namespace and Job name, until the next

@@ -36,6 +36,7 @@
 mod access;
 mod apply;
 mod dryrun;
+mod echo;
 mod error;
 mod execution;
 mod history;
@@ -149,6 +150,36 @@ pub struct Context {
     refusals: apply::Refusals,
     /// Recent answers of the Runner `use` check.
     access: access::AccessCache,
+    /// Status writes whose watch event need not reconcile.
+    echoes: Arc<echo::Echoes>,
+}
+
+/// The runs to reconcile: every change of the Execution cache but the echoes of our
+/// own status writes (`echo`).
+fn triggers(
+    changes: futures::channel::mpsc::UnboundedReceiver<cache::Change>,
+    echoes: Arc<echo::Echoes>,
+) -> impl futures::Stream<Item = Arc<cache::Cached>> + Send {
+    changes.filter_map(move |change| {
+        futures::future::ready(match change {
+            cache::Change::Applied(cached) => {
+                let echo = cached.0.as_ref().is_ok_and(|exec| {
+                    let meta = &exec.metadata;
+                    echoes.is_echo(
+                        meta.uid.as_deref().unwrap_or_default(),
+                        meta.resource_version.as_deref(),
+                    )
+                });
+                (!echo).then_some(cached)
+            }
+            cache::Change::Deleted(cached) => {
+                if let Ok(exec) = &cached.0 {
+                    echoes.forget(exec.metadata.uid.as_deref().unwrap_or_default());
+                }
+                None
+            }
+        })
+    })
 }
 
 /// One task, the stores' only waiter, raises the flag once every cache has listed.
@@ -312,9 +343,12 @@ pub async fn run_with(
     // is reconciled once, then every change (slimmed finished runs included: the
     // reconciler reads the whole object when one needs a plan).
     let exec_store = executions.store();
-    let controller =
-        Controller::for_shared_stream(cache::applied(executions.subscribe()), exec_store.clone())
-            .with_config(controller::Config::default().concurrency(MAX_RECONCILES));
+    let echoes = Arc::new(echo::Echoes::default());
+    let controller = Controller::for_shared_stream(
+        triggers(executions.subscribe(), echoes.clone()),
+        exec_store.clone(),
+    )
+    .with_config(controller::Config::default().concurrency(MAX_RECONCILES));
     let caches_ready = caches_ready(&jobs, &pods, &playbooks, &runners);
     config
         .metrics
@@ -335,6 +369,7 @@ pub async fn run_with(
         remediations: Default::default(),
         refusals: Default::default(),
         access: Default::default(),
+        echoes,
     });
     let shutdown = shutdown.shared();
 

@@ -52,6 +52,7 @@ fn context(client: kube::Client) -> Context {
         remediations: Default::default(),
         refusals: Default::default(),
         access: Default::default(),
+        echoes: Default::default(),
     }
 }
 
