@@ -12,8 +12,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use futures::{Stream, StreamExt};
 use kube::Resource;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
 use kube::runtime::watcher;
 
 use crate::engine::job::LABEL_EXECUTION_UID;
@@ -32,6 +33,23 @@ impl<K: Resource<DynamicType = ()> + Clone> Default for ByExecution<K> {
 }
 
 impl<K: Resource<DynamicType = ()> + Clone> ByExecution<K> {
+    /// `reflector::reflector` for `store` (of `writer`), with this index kept beside
+    /// it in the order above.
+    pub fn reflector<S>(
+        self: &Arc<Self>,
+        writer: Writer<K>,
+        store: Store<K>,
+        events: S,
+    ) -> impl Stream<Item = S::Item> + use<K, S>
+    where
+        S: Stream<Item = watcher::Result<watcher::Event<K>>>,
+    {
+        let (before, after) = (self.clone(), self.clone());
+        let indexed = events.inspect(move |e| e.iter().for_each(|e| before.before(e)));
+        reflector::reflector(writer, indexed)
+            .inspect(move |e| e.iter().for_each(|e| after.after(e, &store)))
+    }
+
     /// Before the store applies `event`: a new or changed object is indexed first.
     pub fn before(&self, event: &watcher::Event<K>) {
         if let watcher::Event::Apply(obj) | watcher::Event::InitApply(obj) = event

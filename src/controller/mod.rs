@@ -255,48 +255,32 @@ pub async fn run_with(
     // Pods stay as long as the run, and their specs are most of their size.
     let (jobs, jobs_writer) = reflector::store::<Job>();
     let job_index = Arc::new(index::ByExecution::<Job>::default());
-    let job_watch = {
-        let index = job_index.clone();
-        watcher(api::<Job>(&client, ns), ours.clone())
-            .modify(slim::attempt::job)
-            .inspect(move |e| e.iter().for_each(|e| index.before(e)))
-    };
-    let job_events = {
-        let (index, store) = (job_index.clone(), jobs.clone());
-        wake::filter(
-            reflector::reflector(jobs_writer, job_watch)
-                .inspect(move |e| e.iter().for_each(|e| index.after(e, &store))),
-            wake::Wakes::jobs(),
-            observe::job_wake,
-        )
-    };
+    let job_watch = watcher(api::<Job>(&client, ns), ours.clone()).modify(slim::attempt::job);
+    let job_events = wake::filter(
+        job_index.reflector(jobs_writer, jobs.clone(), job_watch),
+        wake::Wakes::jobs(),
+        observe::job_wake,
+    );
 
     let (pods, pods_writer) = reflector::store::<Pod>();
     let pod_index = Arc::new(index::ByExecution::<Pod>::default());
     let pod_watch = {
         // Seen before the reflector stores the event, so the cache still holds the
         // Pod as it was: "first delivered terminated" is a comparison with it.
-        let (pods, metrics, index) = (pods.clone(), config.metrics.clone(), pod_index.clone());
+        let (pods, metrics) = (pods.clone(), config.metrics.clone());
         watcher(api::<Pod>(&client, ns), ours)
             .modify(slim::attempt::pod)
             .inspect(move |event| {
-                if let Ok(event) = event {
-                    index.before(event);
-                }
                 if let Ok(watcher::Event::Apply(pod)) = event {
                     note_step_end(pod, &pods, &metrics);
                 }
             })
     };
-    let pod_events = {
-        let (index, store) = (pod_index.clone(), pods.clone());
-        wake::filter(
-            reflector::reflector(pods_writer, pod_watch)
-                .inspect(move |e| e.iter().for_each(|e| index.after(e, &store))),
-            wake::Wakes::pods(),
-            observe::pod_wake,
-        )
-    };
+    let pod_events = wake::filter(
+        pod_index.reflector(pods_writer, pods.clone(), pod_watch),
+        wake::Wakes::pods(),
+        observe::pod_wake,
+    );
 
     // The Playbook and Runner controllers get a copy of every Playbook and Runner
     // watch event: one watch per kind still, driven by the Execution controller.
