@@ -51,7 +51,7 @@ impl<K: Resource<DynamicType = ()> + Clone> ByExecution<K> {
     }
 
     /// Before the store applies `event`: a new or changed object is indexed first.
-    pub fn before(&self, event: &watcher::Event<K>) {
+    fn before(&self, event: &watcher::Event<K>) {
         if let watcher::Event::Apply(obj) | watcher::Event::InitApply(obj) = event
             && let Some(uid) = execution_uid(obj)
         {
@@ -65,7 +65,7 @@ impl<K: Resource<DynamicType = ()> + Clone> ByExecution<K> {
     /// After the store applied `event`: a deleted object leaves the index; at the end
     /// of a relist the index becomes the store's (objects the list no longer has left
     /// the store without a Delete event).
-    pub fn after(&self, event: &watcher::Event<K>, store: &Store<K>) {
+    fn after(&self, event: &watcher::Event<K>, store: &Store<K>) {
         match event {
             watcher::Event::Delete(obj) => {
                 let Some(uid) = execution_uid(obj) else {
