@@ -4,11 +4,17 @@
 //! 0. ConfigMap creates (a step's raw output for its image parser), before the
 //!    status that names them, so a status never points at output nobody kept;
 //!    AlreadyExists (409) is ours, as for Jobs;
-//! 1. status by server-side apply (field manager `playbook-operator`), skipped when
-//!    the planner changed nothing: outputs reach status before the next Job exists,
-//!    so a crash never loses a parsed output;
-//! 2. Job (or bare Pod: `workload`) creates: names are deterministic per attempt, so
-//!    AlreadyExists (409) means an earlier reconcile created it, i.e. it is ours;
+//! 1. Job (or bare Pod: `workload`) creates: names are deterministic per attempt, so
+//!    AlreadyExists (409) means an earlier reconcile created it, i.e. it is ours (its
+//!    uid is read back when it belongs to this run);
+//! 2. status by server-side apply (field manager `playbook-operator`), skipped when
+//!    the planner changed nothing, with the uids of the Jobs just created: no status
+//!    says a step runs before its Job exists, so a Job missing under a recorded uid
+//!    was deleted, and a new Job needs no reconcile of its own to be recorded. A
+//!    crash before this write loses nothing: the next plan reads the ended step's log
+//!    again and asks for the same Jobs (409). A status that claims a remediation is
+//!    the exception (`Plan::status_first`): written before its Job, so other runs
+//!    count the claim before the step runs, and again with the uid;
 //! 3. Job (or bare Pod) deletes (background propagation: the Pod goes with the Job;
 //!    NotFound is fine);
 //! 4. Events, one per real transition, named after it (a repeated transition gets
@@ -40,21 +46,21 @@ use crate::api::{Execution, ExecutionStatus};
 use crate::engine::job::short_hash;
 use crate::engine::message::cut;
 use crate::engine::plan::{EventType, Intent, Plan, input_sha256};
-use crate::metrics::transitions;
+use crate::metrics::{Transitions, transitions};
 
 /// Most bytes of an Event note the API accepts.
 const MAX_NOTE: usize = 1024;
 
-/// Applies `plan` for `exec`, whose status was `current` when it was planned. True
-/// when the API server refused a Job: plan again at once, so its step fails.
+/// Applies `plan` for `exec`, whose status was `current` when it was planned, and
+/// records in it the uids of the Jobs created. True when the API server refused a
+/// Job: plan again at once, so its step fails.
 pub async fn apply(
     ctx: &Context,
     exec: &Execution,
     current: &ExecutionStatus,
-    plan: &Plan,
+    plan: &mut Plan,
 ) -> Result<bool, Error> {
     let ns = exec.namespace().unwrap_or_default();
-    let name = exec.name_any();
     let uid = exec.uid().unwrap_or_default();
     let metrics = &ctx.config.metrics;
     let changed = transitions(current, &plan.status, Timestamp::now());
@@ -67,22 +73,15 @@ pub async fn apply(
             foreign.push(cm.name_any());
         }
     }
-    if plan.status != *current {
-        // `notify` belongs to the notifier (its own field manager): applying the copy
-        // the planner read from the cache would force a stale one back.
-        let status = ExecutionStatus {
-            notify: None,
-            ..plan.status.clone()
-        };
-        let version = write_status::<Execution>(&ctx.client, &ns, &name, &status).await?;
-        ctx.echoes.wrote(&uid, version);
-        metrics.status_written(&uid, &exec.spec.playbook_ref.name, &changed);
-        if changed.remediation_held {
-            metrics.remediation_held(&ns, &exec.spec.playbook_ref.name, &uid);
-        }
+    // Jobs first (their uids then go in the status that says their steps run), but
+    // for a remediation claim, which must be counted before its step runs.
+    let status_first = plan.status_first(current);
+    if status_first {
+        write(ctx, exec, current, plan, &changed).await?;
     }
     let mut first_created = None;
     let mut refused = false;
+    let mut uids = Vec::new();
     for intent in &plan.intents {
         match intent {
             // Never feed a parser input someone else wrote: the next reconcile reads
@@ -91,18 +90,31 @@ pub async fn apply(
                 tracing::warn!(job = %job.name_any(), config_maps = ?foreign, "parser Job not created: its input ConfigMap is not the operator's");
             }
             Intent::CreateJob(job) => match create_planned(&ctx.client, &ns, job).await? {
-                Created::Now => {
+                Created::Now(created) => {
                     metrics.job_created();
                     first_created.get_or_insert_with(Instant::now);
+                    uids.push((job.name_any(), created));
                 }
-                Created::Before => {}
+                Created::Before(found) => uids.extend(found.map(|u| (job.name_any(), u))),
                 Created::Refused(reason) => {
                     ctx.refusals.record(&ns, &job.name_any(), reason);
                     refused = true;
                 }
             },
-            Intent::DeleteJob { name } => delete_attempt(&ctx.client, &ctx.pods, &ns, name).await?,
-            Intent::CreateConfigMap(_) | Intent::Event { .. } => {}
+            Intent::DeleteJob { .. } | Intent::CreateConfigMap(_) | Intent::Event { .. } => {}
+        }
+    }
+    for (name, created) in &uids {
+        plan.created(name, created);
+    }
+    // A remediation claim went first, without the uids: written again with them (a
+    // Job deleted before its uid is recorded would run again).
+    if !status_first || !uids.is_empty() {
+        write(ctx, exec, current, plan, &changed).await?;
+    }
+    for intent in &plan.intents {
+        if let Intent::DeleteJob { name } = intent {
+            delete_attempt(&ctx.client, &ctx.pods, &ns, name).await?;
         }
     }
     metrics.jobs_applied(&uid, &changed, first_created);
@@ -116,6 +128,39 @@ pub async fn apply(
         publish(&events, &event).await;
     }
     Ok(refused)
+}
+
+/// Writes `plan`'s status when it differs from `current` (the status it was planned
+/// from), and records what became true with it.
+async fn write(
+    ctx: &Context,
+    exec: &Execution,
+    current: &ExecutionStatus,
+    plan: &Plan,
+    changed: &Transitions,
+) -> Result<(), Error> {
+    if plan.status == *current {
+        return Ok(());
+    }
+    // `notify` belongs to the notifier (its own field manager): applying the copy
+    // the planner read from the cache would force a stale one back.
+    let status = ExecutionStatus {
+        notify: None,
+        ..plan.status.clone()
+    };
+    let (ns, name, uid) = (
+        exec.namespace().unwrap_or_default(),
+        exec.name_any(),
+        exec.uid().unwrap_or_default(),
+    );
+    let version = write_status::<Execution>(&ctx.client, &ns, &name, &status).await?;
+    ctx.echoes.wrote(&uid, version);
+    let metrics = &ctx.config.metrics;
+    metrics.status_written(&uid, &exec.spec.playbook_ref.name, changed);
+    if changed.remediation_held {
+        metrics.remediation_held(&ns, &exec.spec.playbook_ref.name, &uid);
+    }
+    Ok(())
 }
 
 /// Creates one Event. Its name is derived from the transition, so a reconcile that

@@ -2,11 +2,10 @@
 //!
 //! Each status write comes back as a watch event of the Execution, which would
 //! reconcile it again: about one reconcile per step for nothing, queued ahead of the
-//! ones that matter (a pod that ended). A plan applied is what the next plan on the
-//! same run would be, but the uid of a Job it created, which that Job's own watch event
-//! brings (the scenario tests plan again after every apply and check it). So a watch
-//! event whose object is exactly the version our write produced (its resourceVersion)
-//! does not reconcile. Any other version does: someone else's change, or one of ours
+//! ones that matter (a pod that ended). A plan applied (with the uids of the Jobs it
+//! created) is what the next plan on the same run would be (the scenario tests plan
+//! again after every apply and check it). So a watch event whose object is exactly
+//! the version our write produced (its resourceVersion) does not reconcile. Any other version does: someone else's change, or one of ours
 //! the watch showed before the write's answer came back.
 
 use std::collections::HashMap;

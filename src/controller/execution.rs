@@ -128,11 +128,11 @@ async fn reconcile_execution(exec: &Execution, ctx: &Context) -> Result<Action, 
         .remediations
         .count(&mut input, &ctx.executions, &ctx.playbooks)
         .await;
-    let (input, plan) = plan_off_runtime(input).await?;
+    let (input, mut plan) = plan_off_runtime(input).await?;
     if let Some(turn) = turn.as_mut() {
         turn.note(&input, &plan);
     }
-    let refused = apply::apply(ctx, &exec, &input.status, &plan).await?;
+    let refused = apply::apply(ctx, &exec, &input.status, &mut plan).await?;
     drop(turn);
     let ttl = history::enforce(ctx, &exec, &plan.status).await?;
     // A refused Job fails its step in the next plan, which reads the refusal.

@@ -258,7 +258,7 @@ pub async fn run_with(
     let job_watch = watcher(api::<Job>(&client, ns), ours.clone()).modify(slim::attempt::job);
     let job_events = wake::filter(
         job_index.reflector(jobs_writer, jobs.clone(), job_watch),
-        wake::Wakes::jobs(),
+        wake::Wakes::default(),
         observe::job_wake,
     );
 
@@ -278,7 +278,7 @@ pub async fn run_with(
     };
     let pod_events = wake::filter(
         pod_index.reflector(pods_writer, pods.clone(), pod_watch),
-        wake::Wakes::pods(),
+        wake::Wakes::default(),
         observe::pod_wake,
     );
 

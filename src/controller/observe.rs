@@ -224,16 +224,9 @@ pub fn job_wake(job: &Job) -> Wake {
 
 /// What of a step's Pod its Execution's plan acts on (`engine::wake`): the same facts
 /// `observe_job` gives the planner, of the pod's first container (the step's).
-///
-/// A bare Pod is a step attempt of its own, so its first sighting wakes, as a Job's
-/// does: the planner records its uid (a Pod deleted later fails its step instead of
-/// running again).
 pub fn pod_wake(pod: &Pod) -> Wake {
     let facts = pod::facts(pod, pod_step_container(pod));
-    Wake {
-        attempt: engine_workload::is_bare(pod.owner_references()),
-        ..wake::pod(step_container_terminated(pod), &facts)
-    }
+    wake::pod(step_container_terminated(pod), &facts)
 }
 
 /// The name of `pod`'s step container: its first, as in the Job's pod template.

@@ -21,24 +21,9 @@ pub struct Wakes {
     last: HashMap<String, Wake>,
     /// Uids listed so far by a re-list in progress.
     relisting: Option<HashSet<String>>,
-    /// An object first seen wakes even when quiet (Jobs: the planner records them).
-    first_sight_wakes: bool,
 }
 
 impl Wakes {
-    /// For Pods: one first seen wakes only when it already shows something.
-    pub fn pods() -> Self {
-        Self::default()
-    }
-
-    /// For Jobs: one first seen always wakes.
-    pub fn jobs() -> Self {
-        Self {
-            first_sight_wakes: true,
-            ..Self::default()
-        }
-    }
-
     /// The object whose owner to wake for `event`, if any. `wake` reduces it.
     pub fn on<K: Resource>(
         &mut self,
@@ -54,7 +39,8 @@ impl Wakes {
                 let now = wake(&obj);
                 let changed = match self.last.get(&uid) {
                     Some(before) => *before != now,
-                    None => self.first_sight_wakes || now != Wake::default(),
+                    // First seen: wakes only when it already shows something.
+                    None => now != Wake::default(),
                 };
                 self.last.insert(uid, now);
                 changed.then_some(obj)

@@ -4,7 +4,7 @@
 //! and [`Workload`] gives the shell the same create, observe and delete for both.
 //!
 //! Restart safety is the same for both: the name is deterministic per attempt, so a
-//! create that finds the object (409) found its own, and an object seen once (its
+//! create that finds the object (409) found its own, and an object recorded (its
 //! uid in status) and gone since was deleted by someone, never created again.
 
 use std::fmt::Debug;
@@ -65,9 +65,12 @@ impl Workload for Pod {
 
 /// What became of a create.
 pub enum Created {
-    Now,
-    /// It existed: an earlier reconcile created it (the name is ours).
-    Before,
+    /// Created, with this uid.
+    Now(String),
+    /// It existed: an earlier reconcile created it (the name is ours), with this uid
+    /// when it is owned by the same Execution as planned (read back: rare, after a
+    /// restart or a plan from a cache behind its own writes).
+    Before(Option<String>),
     /// The API server refused it for good: why, for the step's message.
     Refused(String),
 }
@@ -122,13 +125,16 @@ async fn create<W: Workload>(client: &Client, ns: &str, planned: &Job) -> Result
     };
     let api: Api<W> = Api::namespaced(client.clone(), ns);
     match api.create(&params, &object).await {
-        Ok(_) => {
+        Ok(created) => {
             tracing::info!(step = %step, job = %name, %kind, "created");
-            Ok(Created::Now)
+            Ok(Created::Now(created.uid().unwrap_or_default()))
         }
         Err(kube::Error::Api(s)) if s.code == 409 => {
             tracing::debug!(step = %step, job = %name, %kind, "exists already: ours");
-            Ok(Created::Before)
+            let found = api.get_opt(&name).await.ok().flatten();
+            let owner = |o: &W| o.owner_references().first().map(|r| r.uid.clone());
+            let ours = found.filter(|f| owner(f).is_some() && owner(f) == owner(&object));
+            Ok(Created::Before(ours.and_then(|f| f.uid())))
         }
         Err(kube::Error::Api(s)) if is_refusal(s.code) => {
             tracing::warn!(step = %step, job = %name, %kind, code = s.code, reason = %s.reason, message = %s.message, "refused");

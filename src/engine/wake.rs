@@ -10,8 +10,8 @@
 //!
 //! The shell reduces each Pod and Job to a [`Wake`] and wakes its Execution when the
 //! Wake differs from the one seen before; an object first seen counts as having been
-//! [`Wake::default`] (quiet), except a Job, whose first sighting the planner records
-//! (its uid, so a Job deleted later fails its step instead of running again).
+//! [`Wake::default`] (quiet). A new Job (or bare Pod) needs no plan either: the status
+//! that says its step runs already records its uid (`Plan::created`).
 
 use super::plan::JobFailure;
 use super::plan::health::{PodFacts, TROUBLE_REASONS};
@@ -24,9 +24,6 @@ pub struct Wake {
     /// What `health::judge` or the Job failure handling would act on, in a few words
     /// (`None`: on its way).
     pub trouble: Option<String>,
-    /// The object is a step attempt of its own (a bare Pod, `engine::workload`): its
-    /// first sighting wakes, as a Job's does, because the planner records its uid.
-    pub attempt: bool,
 }
 
 /// The Wake of a step's Pod: `ended` when its step container has terminated, else
@@ -50,11 +47,7 @@ pub fn pod(ended: bool, facts: &PodFacts) -> Wake {
     } else {
         facts.unschedulable.as_ref().map(|_| "unschedulable".into())
     };
-    Wake {
-        ended,
-        trouble,
-        attempt: false,
-    }
+    Wake { ended, trouble }
 }
 
 /// The Wake of a step's Job: its `Failed` condition (a deadline, a backoff limit) or
@@ -67,7 +60,6 @@ pub fn job(failed: Option<&JobFailure>, deleting: bool) -> Wake {
     Wake {
         ended: false,
         trouble,
-        attempt: false,
     }
 }
 

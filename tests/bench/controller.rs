@@ -396,7 +396,9 @@ async fn operator_run(client: &kube::Client, n: usize, workload: Workload) -> an
             eprintln!("[bench] idle: {IDLE_RUNS} single runs, one after another");
             let idle = idle::runs(&execs, "bench", IDLE_RUNS).await?;
             drop(operator);
-            ns.cleanup().await;
+            // Waited for, as the floor's: the garbage collector deleting this half's
+            // Jobs and Pods is not counted in the next half.
+            ns.cleanup_and_wait().await;
             return Ok(Run {
                 wall,
                 handoff: (handoff.quantile(0.5), handoff.quantile(0.99)),

@@ -1,6 +1,7 @@
 //! The order of side effects, against a fake API server that records each request:
-//! status first, then creates (409 = ours), deletes (404 = done), Events; an error
-//! stops what comes after it.
+//! creates (409 = ours), then the status with their uids (before the creates when it
+//! claims a remediation), deletes (404 = done), Events; an error stops what comes
+//! after it.
 
 use std::sync::{Arc, Mutex};
 
@@ -10,7 +11,7 @@ use kube::runtime::reflector;
 use serde_json::json;
 
 use super::*;
-use crate::api::{ExecutionPhase, ExecutionSpec};
+use crate::api::{ExecutionPhase, ExecutionSpec, RemediationRecord, StepState, StepStatus};
 use crate::controller::{Config, Context};
 
 pub(in crate::controller) type Log = Arc<Mutex<Vec<String>>>;
@@ -64,8 +65,12 @@ fn execution() -> Execution {
 }
 
 fn job(name: &str) -> Box<Job> {
+    let owner = json!({"apiVersion": "stackpulse.io/v1", "kind": "Execution", "name": "run", "uid": "e-uid"});
     Box::new(
-        serde_json::from_value(json!({"metadata": {"name": name, "namespace": "ns"}})).unwrap(),
+        serde_json::from_value(
+            json!({"metadata": {"name": name, "namespace": "ns", "ownerReferences": [owner]}}),
+        )
+        .unwrap(),
     )
 }
 
@@ -76,7 +81,14 @@ pub(in crate::controller) fn status(code: u16, reason: &str) -> serde_json::Valu
 /// Answers like an API server where Job `b` exists already and Job `c` is gone.
 fn cluster(method: &str, path: &str) -> (u16, serde_json::Value) {
     match (method, path) {
-        ("POST", p) if p.ends_with("/jobs") => (201, json!({"metadata": {"name": "a"}})),
+        ("POST", p) if p.ends_with("/jobs") => {
+            (201, json!({"metadata": {"name": "a", "uid": "uid-a"}}))
+        }
+        ("GET", p) if p.ends_with("/jobs/a") => {
+            let mut found = serde_json::to_value(*job("a")).unwrap();
+            found["metadata"]["uid"] = json!("uid-a");
+            (200, found)
+        }
         ("DELETE", p) if p.ends_with("/jobs/c") => (404, status(404, "NotFound")),
         ("PATCH", _) => (200, serde_json::to_value(execution()).unwrap()),
         ("POST", p) if p.ends_with("/events") => (201, json!({"metadata": {"name": "e"}})),
@@ -84,7 +96,15 @@ fn cluster(method: &str, path: &str) -> (u16, serde_json::Value) {
     }
 }
 
+/// A plan that starts step `a` as Job `a` (the status changed), or that only asks
+/// for Job `a` again (it did not).
 fn plan(changed: bool) -> Plan {
+    let running = StepStatus {
+        id: "a".into(),
+        state: StepState::Running,
+        job_name: Some("a".into()),
+        ..Default::default()
+    };
     Plan {
         status: ExecutionStatus {
             phase: if changed {
@@ -92,6 +112,7 @@ fn plan(changed: bool) -> Plan {
             } else {
                 ExecutionPhase::Pending
             },
+            steps: if changed { vec![running] } else { vec![] },
             ..Default::default()
         },
         intents: vec![
@@ -108,21 +129,27 @@ fn plan(changed: bool) -> Plan {
 }
 
 #[tokio::test]
-async fn status_then_jobs_then_events() {
+async fn jobs_then_the_status_with_their_uids_then_deletes_then_events() {
     let (client, log) = fake_client(cluster);
     let ctx = context(client);
-    apply(&ctx, &execution(), &ExecutionStatus::default(), &plan(true))
+    let mut plan = plan(true);
+    apply(&ctx, &execution(), &ExecutionStatus::default(), &mut plan)
         .await
         .expect("applies; a missing Job to delete is fine");
     let log = log.lock().unwrap().clone();
     assert_eq!(
         log,
         [
-            "PATCH /apis/stackpulse.io/v1/namespaces/ns/executions/run/status",
             "POST /apis/batch/v1/namespaces/ns/jobs",
+            "PATCH /apis/stackpulse.io/v1/namespaces/ns/executions/run/status",
             "DELETE /apis/batch/v1/namespaces/ns/jobs/c",
             "POST /apis/events.k8s.io/v1/namespaces/ns/events",
         ]
+    );
+    assert_eq!(
+        plan.status.steps[0].job_uid.as_deref(),
+        Some("uid-a"),
+        "written with the uid"
     );
     let metrics = ctx.config.metrics.render();
     assert!(
@@ -145,18 +172,75 @@ async fn an_unchanged_status_is_not_written_and_an_existing_job_is_ours() {
         &ctx,
         &execution(),
         &ExecutionStatus::default(),
-        &plan(false),
+        &mut plan(false),
     )
     .await
     .expect("409 on create means the Job is ours");
     let log = log.lock().unwrap().clone();
     assert!(log.iter().all(|l| !l.starts_with("PATCH")), "{log:?}");
-    assert_eq!(log.len(), 3, "{log:?}");
+    assert_eq!(log.len(), 4, "{log:?}");
     let metrics = ctx.config.metrics.render();
     assert!(
         metrics.contains("\nplaybook_jobs_created_total 0\n"),
         "a 409 is not a creation: {metrics}"
     );
+
+    // Found after a restart, the status that says its step runs gets its uid, when
+    // it belongs to this run.
+    let (client, log) = fake_client(job_exists);
+    let ctx = context(client);
+    let mut plan = plan(true);
+    apply(&ctx, &execution(), &ExecutionStatus::default(), &mut plan)
+        .await
+        .expect("applies");
+    assert_eq!(plan.status.steps[0].job_uid.as_deref(), Some("uid-a"));
+    let log = log.lock().unwrap().clone();
+    assert_eq!(log[1], "GET /apis/batch/v1/namespaces/ns/jobs/a", "{log:?}");
+    let mut foreign = plan.clone();
+    foreign.status.steps[0].job_uid = None;
+    let Intent::CreateJob(planned) = &mut foreign.intents[1] else {
+        panic!("the plan creates Job a");
+    };
+    planned.metadata.owner_references = None;
+    let (client, _) = fake_client(job_exists);
+    apply(
+        &context(client),
+        &execution(),
+        &ExecutionStatus::default(),
+        &mut foreign,
+    )
+    .await
+    .expect("applies");
+    assert_eq!(
+        foreign.status.steps[0].job_uid, None,
+        "not planned by this run: no uid"
+    );
+}
+
+/// A status that claims a remediation goes before the Job (the other runs count it
+/// before the step runs), and again with the Job's uid.
+#[tokio::test]
+async fn a_remediation_claim_is_written_before_its_job_and_again_with_the_uid() {
+    let (client, log) = fake_client(cluster);
+    let ctx = context(client);
+    let mut plan = plan(true);
+    plan.status.remediation = Some(RemediationRecord {
+        key: "k".into(),
+        at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            Timestamp::now(),
+        )),
+        held: None,
+    });
+    apply(&ctx, &execution(), &ExecutionStatus::default(), &mut plan)
+        .await
+        .expect("applies");
+    let log = log.lock().unwrap().clone();
+    let status = "PATCH /apis/stackpulse.io/v1/namespaces/ns/executions/run/status";
+    assert_eq!(
+        log[..3],
+        [status, "POST /apis/batch/v1/namespaces/ns/jobs", status]
+    );
+    assert_eq!(plan.status.steps[0].job_uid.as_deref(), Some("uid-a"));
 }
 
 #[tokio::test]
@@ -169,13 +253,18 @@ async fn a_failed_create_stops_before_deletes_and_events() {
     }
     let (client, log) = fake_client(create_fails);
     let ctx = context(client);
-    let err = apply(&ctx, &execution(), &ExecutionStatus::default(), &plan(true))
-        .await
-        .expect_err("a 500 on create is an error");
+    let err = apply(
+        &ctx,
+        &execution(),
+        &ExecutionStatus::default(),
+        &mut plan(true),
+    )
+    .await
+    .expect_err("a 500 on create is an error");
     assert_eq!(err.metric_label(), "create_job");
     assert!(!err.is_user_error());
     let log = log.lock().unwrap().clone();
-    assert_eq!(log.len(), 2, "status and the create only: {log:?}");
+    assert_eq!(log.len(), 1, "the create only, no status: {log:?}");
 }
 
 #[tokio::test]
@@ -188,9 +277,14 @@ async fn a_create_refused_for_good_is_recorded_for_the_step_and_the_rest_goes_on
     }
     let (client, log) = fake_client(create_refused);
     let ctx = context(client);
-    let refused = apply(&ctx, &execution(), &ExecutionStatus::default(), &plan(true))
-        .await
-        .expect("a 422 is the step's failure, not the reconcile's");
+    let refused = apply(
+        &ctx,
+        &execution(),
+        &ExecutionStatus::default(),
+        &mut plan(true),
+    )
+    .await
+    .expect("a 422 is the step's failure, not the reconcile's");
     assert!(refused, "plan again at once");
     assert_eq!(
         ctx.refusals.take("ns", "a").as_deref(),

@@ -21,7 +21,6 @@ fn wake(cm: &ConfigMap) -> Wake {
     Wake {
         ended: false,
         trouble: cm.labels().get("trouble").cloned(),
-        attempt: cm.labels().contains_key("attempt"),
     }
 }
 
@@ -35,8 +34,8 @@ fn woken(wakes: &mut Wakes, events: Vec<Event<ConfigMap>>) -> Vec<String> {
 }
 
 #[test]
-fn pods_wake_on_a_change_of_their_wake_only() {
-    let mut wakes = Wakes::pods();
+fn objects_wake_on_a_change_of_their_wake_only() {
+    let mut wakes = Wakes::default();
     let got = woken(
         &mut wakes,
         vec![
@@ -52,34 +51,8 @@ fn pods_wake_on_a_change_of_their_wake_only() {
 }
 
 #[test]
-fn jobs_wake_when_first_seen() {
-    let mut wakes = Wakes::jobs();
-    let got = woken(
-        &mut wakes,
-        vec![Event::Apply(obj("j", None)), Event::Apply(obj("j", None))],
-    );
-    assert_eq!(got, ["j"]);
-}
-
-#[test]
-fn a_bare_pod_wakes_when_first_seen_as_a_job_does() {
-    let mut bare = obj("p", None);
-    bare.labels_mut().insert("attempt".into(), String::new());
-    let mut wakes = Wakes::pods();
-    let got = woken(
-        &mut wakes,
-        vec![
-            Event::Apply(bare.clone()), // first seen, quiet: the planner records its uid
-            Event::Apply(bare.clone()), // nothing new
-            Event::Apply(obj("q", None)), // a Job's pod, quiet: nothing
-        ],
-    );
-    assert_eq!(got, ["p"]);
-}
-
-#[test]
 fn a_relist_wakes_what_changed_meanwhile_and_forgets_what_is_gone() {
-    let mut wakes = Wakes::pods();
+    let mut wakes = Wakes::default();
     let before = woken(
         &mut wakes,
         vec![

@@ -4,14 +4,17 @@
 //! Pipeline: the controller observes (Execution, its Jobs summarised as
 //! [`ObservedJob`], the step log of a container that just ended, the Runners), calls
 //! [`plan`] (pure: `now` is an argument), then applies the [`Plan`] in this order:
-//! ConfigMap creates, status (server-side apply), Job creates (409 = already mine),
-//! Job deletes, Events. `lint` and the Playbook reconciler use [`validate_graph`].
+//! ConfigMap creates, Job creates (409 = already mine), status (server-side apply,
+//! with the new Jobs' uids: [`Plan::created`]; before the creates when it claims a
+//! remediation: [`Plan::status_first`]), Job deletes, Events. `lint` and the Playbook reconciler use [`validate_graph`].
 //!
 //! Crash safety comes from the shape, not from care at call sites: the planner is a
 //! function of status + observations, Job names are deterministic per attempt, so
-//! running it again after a crash anywhere re-emits exactly what is missing (a
-//! Running step whose Job is not observed gets its CreateJob again; a Job no step
-//! owns any more gets a DeleteJob again) and never a second Job for one attempt.
+//! running it again after a crash anywhere re-emits exactly what is missing (a step
+//! whose Job exists but whose status does not say so yet starts again, under the
+//! same Job name; a Running step whose Job was never recorded gets its CreateJob
+//! again; a Job no step owns any more gets a DeleteJob again) and never a second Job
+//! for one attempt.
 //!
 //! Decisions a reader would ask about:
 //! - A failed step (without `continueOnError`) fails the run: nothing new starts,

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::health;
 use crate::api::{
-    ExecutionSpec, ExecutionStatus, MainOutcome, PlaybookSpec, RunnerSpec, StepStatus,
+    ExecutionSpec, ExecutionStatus, MainOutcome, PlaybookSpec, RunnerSpec, StepState, StepStatus,
 };
 use crate::engine::access::RunnerAccess;
 use crate::engine::limits::Claim;
@@ -173,8 +173,8 @@ impl Default for Limits {
     }
 }
 
-/// What to do next. Create the ConfigMaps first, then apply `status`, then the other
-/// intents in order.
+/// What to do next: the ConfigMaps first, then the Jobs and `status` in the order
+/// [`Plan::status_first`] says, then the other intents in order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
     /// The complete new status.
@@ -184,6 +184,30 @@ pub struct Plan {
     /// Plan again after this long even if nothing changes (a retry's backoff, a
     /// timeout, a Playbook that does not exist yet).
     pub requeue_after: Option<Duration>,
+}
+
+impl Plan {
+    /// Whether `status` must be written before the Jobs are created, planned from
+    /// `current`: only when it claims a remediation (`limit`), which the other runs
+    /// must be able to count before the step runs. Otherwise the Jobs go first and the
+    /// status that says their steps run also records their uids ([`Plan::created`]):
+    /// one write per hand-off instead of two, and no status ever says a step runs
+    /// whose Job might not exist, so a Job missing under a recorded uid was deleted.
+    pub fn status_first(&self, current: &ExecutionStatus) -> bool {
+        let claimed = |s: &ExecutionStatus| s.remediation.as_ref().is_some_and(|r| r.at.is_some());
+        claimed(&self.status) && !claimed(current)
+    }
+
+    /// The Job `name` of a Running attempt exists with `uid`: recorded in the
+    /// attempt's status (`job_uid`), as the planner records a Job it sees.
+    pub fn created(&mut self, name: &str, uid: &str) {
+        let steps = self.status.steps.iter_mut().chain(&mut self.status.finally);
+        for s in steps.filter(|s| s.state == StepState::Running) {
+            if s.job_name.as_deref() == Some(name) && s.job_uid.is_none() {
+                s.job_uid = Some(uid.to_string());
+            }
+        }
+    }
 }
 
 /// One side effect for the controller.

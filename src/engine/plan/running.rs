@@ -1,10 +1,12 @@
 //! A running attempt in the planner: its Job refused, failed, timed out, gone, or
 //! its pod judged by [`health`]; an ended container goes on to `step`'s `ended`.
 //!
-//! The Job's uid is recorded in status the first time the Job is seen. A Job seen
-//! once and gone now was deleted (never created again under its name: the attempt
-//! fails); a Job never seen may simply not exist yet (the controller stopped between
-//! writing status and creating it), so it is asked for again (409: ours).
+//! The Job's uid is recorded in the status that says its attempt runs (the controller
+//! creates the Job first: `Plan::created`), or else the first time the Job is seen. A
+//! Job recorded and gone now was deleted (never created again under its name: the
+//! attempt fails); a Job never recorded may simply not exist yet (the controller
+//! stopped between writing a remediation claim and creating its Job), so it is asked
+//! for again (409: ours).
 
 use super::health::{self, Health};
 use super::{Planner, seconds};

@@ -87,8 +87,7 @@ fn cases() -> Vec<Case> {
             "a Job deleted while its step ran fails the attempt; the retry is a new Job",
             vec![step("a").retries(1, 0)],
             vec![
-                Plan,
-                Plan, // the Job is seen: its uid is recorded
+                Plan, // the status that says it runs has the Job's uid
                 DeleteJob("a"),
                 Plan,
                 Attempt("a", 2),

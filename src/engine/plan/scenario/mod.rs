@@ -31,6 +31,14 @@ pub use script::{Act, Case, case, run_all};
 
 pub const T0: i64 = 1_700_000_000;
 
+/// How far a plan is applied before the pretend controller stops.
+#[derive(Clone, Copy, PartialEq)]
+enum Upto {
+    ConfigMaps,
+    Jobs,
+    Status,
+}
+
 pub struct Scenario {
     pub input: PlanInput,
     pub now: i64,
@@ -122,16 +130,22 @@ impl Scenario {
 
     /// Plans, checks the planner's promises, and applies the plan like the controller.
     pub fn plan(&mut self) -> &Plan {
-        self.plan_and(true)
+        self.plan_and(Upto::Status)
     }
 
-    /// Plans and creates the ConfigMaps asked for, but dies before writing status
-    /// (the controller's order: ConfigMaps, status, Jobs, Events).
+    /// Plans and creates the ConfigMaps asked for, but dies before creating Jobs and
+    /// writing status (the controller's order: ConfigMaps, Jobs, status, Events).
     pub fn plan_and_crash(&mut self) -> &Plan {
-        self.plan_and(false)
+        self.plan_and(Upto::ConfigMaps)
     }
 
-    fn plan_and(&mut self, apply: bool) -> &Plan {
+    /// Plans and creates the ConfigMaps and Jobs asked for, but dies before writing
+    /// status.
+    pub fn plan_and_crash_after_jobs(&mut self) -> &Plan {
+        self.plan_and(Upto::Jobs)
+    }
+
+    fn plan_and(&mut self, upto: Upto) -> &Plan {
         let now = Timestamp::from_second(self.now).unwrap_or(Timestamp::UNIX_EPOCH);
         let plan = plan(&self.input, now);
         assert_eq!(plan, super::plan(&self.input, now), "same input, same plan");
@@ -149,23 +163,33 @@ impl Scenario {
                 self.config_maps.insert(name, (**cm).clone());
             }
         }
-        if !apply {
+        if upto == Upto::ConfigMaps {
             self.last = Some(plan);
             return self.last.as_ref().expect("just set");
         }
-        self.input.status = plan.status.clone();
-        self.read_spilled();
-        for intent in &plan.intents {
+        let mut plan = plan;
+        for intent in &plan.intents.clone() {
             match intent {
                 Intent::CreateJob(job) => {
                     let name = job.metadata.name.clone().unwrap_or_default();
-                    assert!(
-                        !self.input.jobs.contains_key(&name),
-                        "CreateJob {name} while it is observed"
-                    );
+                    let uid = format!("uid-{name}");
+                    if let Some(seen) = self.input.jobs.get(&name) {
+                        // 409, ours: only after a crash between creating the Job and
+                        // writing the status that says its step runs.
+                        let named = self
+                            .input
+                            .status
+                            .steps
+                            .iter()
+                            .chain(&self.input.status.finally)
+                            .any(|s| s.job_name.as_deref() == Some(name.as_str()));
+                        assert!(!named, "CreateJob {name} while it is observed");
+                        plan.created(&name, seen.uid.as_deref().unwrap_or_default());
+                        continue;
+                    }
                     // As a cluster shows it once its pod runs.
                     let observed = ObservedJob {
-                        uid: Some(format!("uid-{name}")),
+                        uid: Some(uid.clone()),
                         pod: Some(super::health::PodFacts {
                             name: format!("{name}-pod"),
                             phase: "Running".into(),
@@ -175,7 +199,8 @@ impl Scenario {
                     };
                     self.input.jobs.insert(name.clone(), observed);
                     self.created.push(name.clone());
-                    self.jobs.insert(name, (**job).clone());
+                    self.jobs.insert(name.clone(), (**job).clone());
+                    plan.created(&name, &uid);
                 }
                 Intent::DeleteJob { name } => {
                     self.input.jobs.remove(name);
@@ -183,21 +208,15 @@ impl Scenario {
                 Intent::CreateConfigMap(_) | Intent::Event { .. } => {}
             }
         }
+        if upto == Upto::Jobs {
+            self.last = Some(plan);
+            return self.last.as_ref().expect("just set");
+        }
+        self.input.status = plan.status.clone();
+        self.read_spilled();
         // One plan reaches what the next would (the controller skips the reconcile its
-        // own status write causes): planned again on what it applied, nothing changes
-        // but the uid of a Job it created, which the Job's own watch event brings.
-        let mut again = super::plan(&self.input, now);
-        for (a, b) in again.status.steps.iter_mut().zip(&self.input.status.steps) {
-            a.job_uid.clone_from(&b.job_uid);
-        }
-        for (a, b) in again
-            .status
-            .finally
-            .iter_mut()
-            .zip(&self.input.status.finally)
-        {
-            a.job_uid.clone_from(&b.job_uid);
-        }
+        // own status write causes, and a new Job's first sighting wakes nothing).
+        let again = super::plan(&self.input, now);
         assert_eq!(
             again.status, self.input.status,
             "planned again, the status changed"
@@ -293,10 +312,24 @@ impl Scenario {
         data.get("output").cloned().unwrap_or_default()
     }
 
-    /// Forgets a step's Job, as if the controller crashed before creating it.
+    /// Removes a step's Job from the cluster, as someone deleting it would.
+    pub fn delete_job(&mut self, id: &str) {
+        let name = self.status_of(id).job_name.unwrap_or_default();
+        self.input.jobs.remove(&name);
+    }
+
+    /// Forgets a step's Job, as if the controller crashed before creating it, after
+    /// writing a status that names it without its uid (a remediation claim's status
+    /// goes first: `Plan::status_first`).
     pub fn lose_job(&mut self, id: &str) {
         let name = self.status_of(id).job_name.unwrap_or_default();
         self.input.jobs.remove(&name);
+        let steps = self.input.status.steps.iter_mut();
+        for s in steps.chain(&mut self.input.status.finally) {
+            if s.job_name.as_deref() == Some(name.as_str()) {
+                s.job_uid = None;
+            }
+        }
     }
 
     /// The observed Job of a step's current attempt, to change what it shows.

@@ -190,7 +190,7 @@ fn run(case: Case) {
                 s.lose_job(id);
             }
             // Unlike `Lose`, the no-name-created-twice check stays on: that is the point.
-            DeleteJob(id) => s.lose_job(id),
+            DeleteJob(id) => s.delete_job(id),
             ReplaceJob(id) => s.job_of(id).uid = Some("someone-else's".into()),
             Waits(id, reason, message) => {
                 let job = s.job_of(id);
