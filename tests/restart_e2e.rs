@@ -113,8 +113,9 @@ const STEPS: [&str; 4] = ["s1", "s2", "s3", "s4"];
 /// Four steps of about 1.5 s each, each taking the previous one's output in its env.
 /// The operator is SIGKILLed at five moments and restarted each time: just after a
 /// Job was created; down for longer than a pod lives, so a container ends unseen;
-/// while a step's pod runs; between writing a step Running and creating its Job (held
-/// open by an admission webhook that cannot be reached); while it is still starting.
+/// while a step's pod runs; after a step ended and before the status that records its
+/// output (the next step's Job create, which goes first, held failing by an admission
+/// webhook that cannot be reached); while it is still starting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkilled_operator_restarts_and_finishes_with_one_job_per_attempt() {
     let ns = setup("restart").await;
@@ -162,16 +163,23 @@ async fn sigkilled_operator_restarts_and_finishes_with_one_job_per_attempt() {
     operator.kill("while s3's pod runs");
     operator.restart();
 
-    // s4 is written Running (status first), then its create fails at the webhook:
-    // the state a crash between the status write and the Job create leaves behind.
-    wait_status(&ns, "four-1", "s4 Running", Duration::from_secs(90), |s| {
+    // s3 ends, s4's Job create (before the status that records s3's output and says
+    // s4 runs) fails at the webhook: the state a crash between the two leaves behind.
+    // The next incarnation must read s3's log again.
+    operator.wait_log("failed calling webhook").await;
+    operator.kill("with s3 ended, its output not in status, and s4's Job refused");
+    let held = wait_status(&ns, "four-1", "s3 Running", Duration::from_secs(5), |s| {
         s.steps
             .iter()
-            .any(|st| st.id == "s4" && st.state == StepState::Running && st.job_name.is_some())
+            .any(|st| st.id == "s3" && st.state == StepState::Running)
     })
     .await;
-    operator.wait_log("failed calling webhook").await;
-    operator.kill("with s4 Running in status and its Job refused");
+    assert_eq!(
+        step(&held, "s3").outputs,
+        None,
+        "s3's output not recorded yet"
+    );
+    assert_eq!(step(&held, "s4").state, StepState::Pending);
     assert!(
         jobs_of_step(&ns, "s4").await.is_empty(),
         "s4's Job create failed"

@@ -52,8 +52,10 @@ use crate::metrics::{Transitions, transitions};
 const MAX_NOTE: usize = 1024;
 
 /// Applies `plan` for `exec`, whose status was `current` when it was planned, and
-/// records in it the uids of the Jobs created. True when the API server refused a
-/// Job: plan again at once, so its step fails.
+/// records in it the uids of the Jobs created. True when the plan must be made again
+/// at once: the API server refused a Job (its step fails), or a Job existed already
+/// (created before a restart, it may have ended before its step was said to run,
+/// and no change of it will come to say so).
 pub async fn apply(
     ctx: &Context,
     exec: &Execution,
@@ -80,7 +82,7 @@ pub async fn apply(
         write(ctx, exec, current, plan, &changed).await?;
     }
     let mut first_created = None;
-    let mut refused = false;
+    let mut again = false;
     let mut uids = Vec::new();
     for intent in &plan.intents {
         match intent {
@@ -95,10 +97,13 @@ pub async fn apply(
                     first_created.get_or_insert_with(Instant::now);
                     uids.push((job.name_any(), created));
                 }
-                Created::Before(found) => uids.extend(found.map(|u| (job.name_any(), u))),
+                Created::Before(found) => {
+                    uids.extend(found.map(|u| (job.name_any(), u)));
+                    again = true;
+                }
                 Created::Refused(reason) => {
                     ctx.refusals.record(&ns, &job.name_any(), reason);
-                    refused = true;
+                    again = true;
                 }
             },
             Intent::DeleteJob { .. } | Intent::CreateConfigMap(_) | Intent::Event { .. } => {}
@@ -127,7 +132,7 @@ pub async fn apply(
         tracing::info!(reason = %event.reason.as_deref().unwrap_or(""), note = event.note.as_deref().unwrap_or(""), "transition");
         publish(&events, &event).await;
     }
-    Ok(refused)
+    Ok(again)
 }
 
 /// Writes `plan`'s status when it differs from `current` (the status it was planned

@@ -103,6 +103,14 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// A step's recorded Job (or bare Pod) the cache does not show is read from the
+    /// API server before its step is judged deleted: retried.
+    #[error("reading {name}: {source}")]
+    ReadJob {
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
     /// The planning thread did not return (a panic in the engine): retried.
     #[error("planning {name} failed inside the operator: {message}")]
     Plan { name: String, message: String },
@@ -123,6 +131,7 @@ impl Error {
             Self::DeleteJob { .. } => "delete_job",
             Self::DeleteExecution { .. } => "delete_execution",
             Self::ReadExecution { .. } => "read_execution",
+            Self::ReadJob { .. } => "read_job",
             Self::CreateExecution { .. } => "create_execution",
             Self::CancelExecution { .. } => "cancel_execution",
             Self::Plan { .. } => "plan",

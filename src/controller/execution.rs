@@ -19,7 +19,7 @@ use kube::runtime::controller::Action;
 use tracing::Instrument;
 
 use super::error::error_action;
-use super::{Context, Error, apply, dryrun, history, observe, spilled};
+use super::{Context, Error, apply, dryrun, history, observe, spilled, workload};
 use crate::api::Execution;
 use crate::engine::plan::{Plan, PlanInput, parser_inputs_to_check, plan, spilled_refs};
 use crate::engine::slim::{Full, needs_plan};
@@ -103,6 +103,8 @@ async fn reconcile_execution(exec: &Execution, ctx: &Context) -> Result<Action, 
         }
     };
     let (mut input, reads) = observe::from_caches(exec, ctx);
+    // Jobs created by the last reconcile may not be cached yet: not deleted.
+    workload::read_unseen(&ctx.client, &input.execution.namespace.clone(), &mut input).await?;
     if exec.spec.dry_run {
         return dryrun::reconcile(&exec, ctx, input).await;
     }
@@ -132,11 +134,12 @@ async fn reconcile_execution(exec: &Execution, ctx: &Context) -> Result<Action, 
     if let Some(turn) = turn.as_mut() {
         turn.note(&input, &plan);
     }
-    let refused = apply::apply(ctx, &exec, &input.status, &mut plan).await?;
+    let again = apply::apply(ctx, &exec, &input.status, &mut plan).await?;
     drop(turn);
     let ttl = history::enforce(ctx, &exec, &plan.status).await?;
-    // A refused Job fails its step in the next plan, which reads the refusal.
-    let again = refused.then_some(REPLAN);
+    // A refused Job fails its step in the next plan, which reads the refusal; one
+    // found existing is looked at by it, ended or not.
+    let again = again.then_some(REPLAN);
     Ok(
         match plan.requeue_after.into_iter().chain(ttl).chain(again).min() {
             Some(after) => Action::requeue(after),

@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 use super::{Error, FIELD_MANAGER, observe};
 use crate::api::Workload as Kind;
 use crate::engine::job::ANNOTATION_STEP_ID;
-use crate::engine::plan::ObservedJob;
+use crate::engine::plan::{ObservedJob, PlanInput, recorded_unseen};
 use crate::engine::workload;
 
 /// A kind that runs step attempts.
@@ -81,6 +81,37 @@ pub async fn create_planned(client: &Client, ns: &str, job: &Job) -> Result<Crea
         Kind::Job => create::<Job>(client, ns, job).await,
         Kind::Pod => create::<Pod>(client, ns, job).await,
     }
+}
+
+/// Observes, from the API server, the attempts Running steps recorded that the caches
+/// do not show yet (`plan::recorded_unseen`): the Job, else the bare Pod, of that
+/// name. One the API server has not either stays missing: deleted.
+pub async fn read_unseen(client: &Client, ns: &str, input: &mut PlanInput) -> Result<(), Error> {
+    let unseen: Vec<String> = recorded_unseen(input)
+        .into_iter()
+        .map(|(name, _)| name.to_string())
+        .collect();
+    for name in unseen {
+        let observed = match read::<Job>(client, ns, &name).await? {
+            Some(job) => Some(job.observe(&[]).0),
+            None => read::<Pod>(client, ns, &name)
+                .await?
+                .map(|p| p.observe(&[]).0),
+        };
+        if let Some(observed) = observed {
+            tracing::debug!(job = %name, "recorded attempt not cached yet: read from the API server");
+            input.jobs.insert(name, observed);
+        }
+    }
+    Ok(())
+}
+
+async fn read<W: Workload>(client: &Client, ns: &str, name: &str) -> Result<Option<W>, Error> {
+    let api: Api<W> = Api::namespaced(client.clone(), ns);
+    api.get_opt(name).await.map_err(|source| Error::ReadJob {
+        name: format!("{} {ns}/{name}", W::kind(&())),
+        source,
+    })
 }
 
 /// Deletes the attempt `name` of namespace `ns`: the bare Pod when the cache shows

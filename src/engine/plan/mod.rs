@@ -114,6 +114,20 @@ pub fn awaiting_output(status: &ExecutionStatus) -> BTreeSet<&str> {
     current_jobs(status)
 }
 
+/// The Jobs (or bare Pods) that Running steps have recorded (name and uid) but that
+/// `input` does not show: created by this controller just now (its Job cache not
+/// caught up yet) or deleted. The planner fails a step whose recorded Job is gone, so
+/// the controller reads these from the API server before planning, and only the ones
+/// the API server does not have either are missing.
+pub fn recorded_unseen(input: &PlanInput) -> Vec<(&str, &str)> {
+    let steps = input.status.steps.iter().chain(&input.status.finally);
+    steps
+        .filter(|s| s.state == StepState::Running && s.parser.is_none())
+        .filter_map(|s| Some((s.job_name.as_deref()?, s.job_uid.as_deref()?)))
+        .filter(|(name, _)| !input.jobs.contains_key(*name))
+        .collect()
+}
+
 /// The parser-input ConfigMaps whose content the controller must read back before
 /// planning: those of parser runs in status whose Job does not exist yet (the Job
 /// about to be created would mount them).

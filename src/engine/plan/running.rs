@@ -3,8 +3,9 @@
 //!
 //! The Job's uid is recorded in the status that says its attempt runs (the controller
 //! creates the Job first: `Plan::created`), or else the first time the Job is seen. A
-//! Job recorded and gone now was deleted (never created again under its name: the
-//! attempt fails); a Job never recorded may simply not exist yet (the controller
+//! Job recorded and gone now (from the cache and, read again, from the API server:
+//! `recorded_unseen`) was deleted (never created again under its name: the attempt
+//! fails); a Job never recorded may simply not exist yet (the controller
 //! stopped between writing a remediation claim and creating its Job), so it is asked
 //! for again (409: ours).
 

@@ -191,3 +191,21 @@ fn the_status_goes_first_only_for_a_new_remediation_claim() {
         .collect();
     assert_eq!(uids, [Some("uid-a"), None, Some("uid-f")]);
 }
+
+/// What the controller reads from the API server before planning: the Jobs Running
+/// steps recorded that the caches do not show (just created, or deleted).
+#[test]
+fn recorded_jobs_the_caches_do_not_show_are_read_before_planning() {
+    let mut s = Scenario::new(vec![step("a"), step("b").after(&[])]);
+    s.plan();
+    assert!(super::recorded_unseen(&s.input).is_empty(), "both cached");
+    let a = s.status_of("a").job_name.unwrap_or_default();
+    s.input.jobs.remove(&a);
+    let uid = format!("uid-{a}");
+    assert_eq!(
+        super::recorded_unseen(&s.input),
+        [(a.as_str(), uid.as_str())]
+    );
+    s.lose_job("b"); // never recorded: asked for again, nothing to read
+    assert_eq!(super::recorded_unseen(&s.input).len(), 1);
+}
