@@ -24,11 +24,10 @@
 //! Execution's end again, and the running gauge is computed at scrape time from the
 //! controller's Execution cache, so it is right after a restart too.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::{Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::Store;
@@ -60,12 +59,6 @@ const RECONCILE_BUCKETS: [f64; 13] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0,
 ];
 
-/// Most Executions with a recorded container end waiting for their next Job; past
-/// it, new ends are not recorded (so memory stays bounded whatever the cluster does).
-const MAX_PENDING_HANDOFFS: usize = 10_000;
-/// A recorded end older than this is dropped: its Execution was deleted or never
-/// got a next Job (the reconcile that takes an end in runs within seconds).
-const HANDOFF_STALE: Duration = Duration::from_secs(600);
 /// How many counted transitions are remembered to avoid counting one twice (see
 /// [`Recent`]).
 const RECENT_COUNTED: usize = 4096;
@@ -116,7 +109,7 @@ pub struct Metrics {
     standby: std::sync::atomic::AtomicBool,
     /// When the latest step container of each Execution (by uid) was seen ending,
     /// until the controller takes that end in (see [`Metrics::step_container_ended`]).
-    ended: Mutex<HashMap<String, Instant>>,
+    ended: PendingEnds,
     counted: Mutex<Recent>,
     controller: OnceLock<ControllerView>,
 }
@@ -179,128 +172,94 @@ impl Metrics {
             let _ = reconcile_duration.get_or_create(&ControllerLabels { controller });
         }
 
-        let mut registry = Registry::default();
-        let mut names = Vec::new();
+        let mut families = Families::default();
         // prometheus-client appends `_total` to counters.
-        register(
-            &mut registry,
-            &mut names,
+        families.add(
             "playbook_executions",
             "Executions this operator brought to a final phase, by playbook and result (Succeeded, Failed, Cancelled)",
             executions.clone(),
         );
-        register(
-            &mut registry,
-            &mut names,
+        families.add(
             "playbook_executions_running",
             "Executions in the watched namespaces whose phase is not final",
             running.clone(),
         );
-        register(
-            &mut registry,
-            &mut names,
+        families.add(
             "playbook_step_duration_seconds",
             "Duration of steps that ended (from the attempt's start to its end, 1 s resolution), by incident phase",
             step_duration.clone(),
         );
-        register(
-            &mut registry,
-            &mut names,
+        families.add(
             "playbook_step_handoff_seconds",
             "The controller's own latency from seeing a step's container end (the Pod watch event) to creating the next step's Job, measured in process; for parallel branches from the latest end",
             handoff.clone(),
         );
-        register(
-            &mut registry,
-            &mut names,
+        families.add(
             "playbook_reconcile_errors",
             "Failed reconciles, by controller (execution, playbook, runner) and reason",
             reconcile_errors.clone(),
         );
-        register(
-            &mut registry,
-            &mut names,
+        families.add(
             "playbook_reconcile_duration_seconds",
             "Time of one reconcile, by controller (execution, playbook, runner)",
             reconcile_duration.clone(),
         );
-        register(
-            &mut registry,
-            &mut names,
+        families.add(
             "playbook_jobs_created",
             "Step Jobs created (an AlreadyExists answer for a Job this operator created before is not counted)",
             jobs_created.clone(),
         );
-        register(
-            &mut registry,
-            &mut names,
+        families.add(
             "playbook_time_to_phase_seconds",
             "Finished runs: seconds from the run's start to the end of its last step of a phase (Enrich, Triage, Communicate, Remediate), when every step of that phase succeeded or was skipped",
             time_to_phase.clone(),
         );
-        register(
-            &mut registry,
-            &mut names,
+        families.add(
             "playbook_approval_wait_seconds",
             "Finished runs: seconds each approved step waited for a person (waitingSince to start)",
             approval_wait.clone(),
         );
-        register(
-            &mut registry,
-            &mut names,
+        families.add(
             "playbook_executions_automated",
             "Runs this operator brought to a final phase in which no step waited for a person",
             automated.clone(),
         );
-        register(
-            &mut registry,
-            &mut names,
+        families.add(
             "playbook_leader",
             "1 while this replica runs the controller (holds the leader Lease, or runs without leader election)",
             leader.clone(),
         );
-        register(
-            &mut registry,
-            &mut names,
+        families.add(
             "playbook_webhook_requests",
             "Webhook requests answered, by source and HTTP status code",
             webhook_requests.clone(),
         );
-        register(
-            &mut registry,
-            &mut names,
+        families.add(
             "playbook_alerts_matched",
             "Alerts that matched a Trigger, once per (alert, trigger), by source",
             alerts_matched.clone(),
         );
-        register(
-            &mut registry,
-            &mut names,
+        families.add(
             "playbook_webhook_executions_created",
             "Executions created from alerts, by source",
             webhook_created.clone(),
         );
-        register(
-            &mut registry,
-            &mut names,
+        families.add(
             "playbook_webhook_duplicates",
             "Alerts whose Execution existed already (a redelivery or a duplicate notification), by source",
             webhook_duplicates.clone(),
         );
-        register(
-            &mut registry,
-            &mut names,
+        families.add(
             "playbook_remediations_held",
             "Runs whose remediate step the playbook's limits.remediations held for an approval, by namespace and playbook",
             remediations_held.clone(),
         );
-        register(
-            &mut registry,
-            &mut names,
+        families.add(
             "playbook_notify_messages",
             "Chat messages (post or update) delivered or failed, by channel and result (sent, failed); a failure is retried with backoff",
             notify_messages.clone(),
         );
+        let Families { registry, names } = families;
         Self {
             registry,
             names,
@@ -322,7 +281,7 @@ impl Metrics {
             notify_messages,
             leader,
             standby: std::sync::atomic::AtomicBool::new(false),
-            ended: Mutex::default(),
+            ended: PendingEnds::default(),
             counted: Mutex::new(Recent::new(RECENT_COUNTED)),
             controller: OnceLock::new(),
         }
@@ -409,14 +368,7 @@ impl Metrics {
     /// whose step container has terminated. The latest end wins: with parallel
     /// branches the next Job waits for the last of them.
     pub fn step_container_ended(&self, uid: &str, at: Instant) {
-        let mut ended = lock(&self.ended);
-        if ended.len() >= MAX_PENDING_HANDOFFS && !ended.contains_key(uid) {
-            ended.retain(|_, t| at.saturating_duration_since(*t) < HANDOFF_STALE);
-            if ended.len() >= MAX_PENDING_HANDOFFS {
-                return;
-            }
-        }
-        ended.insert(uid.to_string(), at);
+        self.ended.record(uid, at);
     }
 
     /// One Job this process really created (not a 409).
@@ -529,7 +481,7 @@ impl Metrics {
         if !t.took_in_end && !t.is_final {
             return;
         }
-        let end = lock(&self.ended).remove(uid);
+        let end = self.ended.take(uid);
         if t.took_in_end
             && let (Some(end), Some(created)) = (end, first_created)
         {
@@ -545,17 +497,20 @@ pub trait Reason {
     fn reason(&self) -> &'static str;
 }
 
-/// Registers one metric and remembers its family name (prometheus-client exposes
-/// counters with `_total` appended to the sample names, not to the family's).
-fn register(
-    registry: &mut Registry,
-    names: &mut Vec<String>,
-    name: &str,
-    help: &str,
-    metric: impl prometheus_client::registry::Metric,
-) {
-    names.push(name.to_string());
-    registry.register(name, help, metric);
+/// A registry and the names of the families registered in it.
+#[derive(Default)]
+struct Families {
+    registry: Registry,
+    names: Vec<String>,
+}
+
+impl Families {
+    /// Registers one metric and remembers its family name (prometheus-client exposes
+    /// counters with `_total` appended to the sample names, not to the family's).
+    fn add(&mut self, name: &str, help: &str, metric: impl prometheus_client::registry::Metric) {
+        self.names.push(name.to_string());
+        self.registry.register(name, help, metric);
+    }
 }
 
 /// A poisoned lock only means another thread panicked mid-update of a metric
@@ -589,9 +544,11 @@ fn phase_label(phase: Phase) -> &'static str {
     }
 }
 
+mod handoff;
 mod labels;
 mod recent;
 mod transitions;
+use handoff::PendingEnds;
 use labels::*;
 use recent::Recent;
 pub use transitions::{StepEnded, Transitions, running, transitions};
