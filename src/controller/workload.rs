@@ -12,7 +12,7 @@ use std::fmt::Debug;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -106,12 +106,19 @@ pub async fn read_unseen(client: &Client, ns: &str, input: &mut PlanInput) -> Re
     Ok(())
 }
 
+/// The `W` named `name`, read with a list by name rather than a get: the operator's
+/// rights on Jobs (and on Pods, unless bare-Pod Runners are allowed) are list and
+/// watch, never get, and this read is rare (a cache that lags a status).
 async fn read<W: Workload>(client: &Client, ns: &str, name: &str) -> Result<Option<W>, Error> {
     let api: Api<W> = Api::namespaced(client.clone(), ns);
-    api.get_opt(name).await.map_err(|source| Error::ReadJob {
-        name: format!("{} {ns}/{name}", W::kind(&())),
-        source,
-    })
+    let by_name = ListParams::default().fields(&format!("metadata.name={name}"));
+    match api.list(&by_name).await {
+        Ok(list) => Ok(list.items.into_iter().find(|w| w.name_any() == name)),
+        Err(source) => Err(Error::ReadJob {
+            name: format!("{} {ns}/{name}", W::kind(&())),
+            source,
+        }),
+    }
 }
 
 /// Deletes the attempt `name` of namespace `ns`: the bare Pod when the cache shows
@@ -162,7 +169,7 @@ async fn create<W: Workload>(client: &Client, ns: &str, planned: &Job) -> Result
         }
         Err(kube::Error::Api(s)) if s.code == 409 => {
             tracing::debug!(step = %step, job = %name, %kind, "exists already: ours");
-            let found = api.get_opt(&name).await.ok().flatten();
+            let found = read::<W>(client, ns, &name).await.ok().flatten();
             let owner = |o: &W| o.owner_references().first().map(|r| r.uid.clone());
             let ours = found.filter(|f| owner(f).is_some() && owner(f) == owner(&object));
             Ok(Created::Before(ours.and_then(|f| f.uid())))

@@ -84,10 +84,12 @@ fn cluster(method: &str, path: &str) -> (u16, serde_json::Value) {
         ("POST", p) if p.ends_with("/jobs") => {
             (201, json!({"metadata": {"name": "a", "uid": "uid-a"}}))
         }
-        ("GET", p) if p.ends_with("/jobs/a") => {
+        // A list by name (the operator may list Jobs, never get one).
+        ("GET", p) if p.ends_with("/jobs") => {
             let mut found = serde_json::to_value(*job("a")).unwrap();
             found["metadata"]["uid"] = json!("uid-a");
-            (200, found)
+            let list = json!({"apiVersion": "batch/v1", "kind": "JobList", "metadata": {}, "items": [found]});
+            (200, list)
         }
         ("DELETE", p) if p.ends_with("/jobs/c") => (404, status(404, "NotFound")),
         ("PATCH", _) => (200, serde_json::to_value(execution()).unwrap()),
@@ -200,7 +202,7 @@ async fn an_unchanged_status_is_not_written_and_an_existing_job_is_ours() {
         .expect("applies");
     assert_eq!(plan.status.steps[0].job_uid.as_deref(), Some("uid-a"));
     let log = log.lock().unwrap().clone();
-    assert_eq!(log[1], "GET /apis/batch/v1/namespaces/ns/jobs/a", "{log:?}");
+    assert_eq!(log[1], "GET /apis/batch/v1/namespaces/ns/jobs", "{log:?}");
     let mut foreign = plan.clone();
     foreign.status.steps[0].job_uid = None;
     let Intent::CreateJob(planned) = &mut foreign.intents[1] else {
