@@ -202,7 +202,10 @@ async fn an_unchanged_status_is_not_written_and_an_existing_job_is_ours() {
         .expect("applies");
     assert_eq!(plan.status.steps[0].job_uid.as_deref(), Some("uid-a"));
     let log = log.lock().unwrap().clone();
-    assert_eq!(log[1], "GET /apis/batch/v1/namespaces/ns/jobs", "{log:?}");
+    assert_eq!(
+        log[1], "GET /apis/batch/v1/namespaces/ns/jobs",
+        "a list by name: the chart grants no get on Jobs: {log:?}"
+    );
     let mut foreign = plan.clone();
     foreign.status.steps[0].job_uid = None;
     let Intent::CreateJob(planned) = &mut foreign.intents[1] else {
