@@ -242,4 +242,61 @@ mod tests {
             .collect();
         assert_eq!(refusals, [400, 403, 404, 422]);
     }
+
+    /// Step `a` runs Job `a` (recorded with its uid); step `b` runs bare Pod `b`;
+    /// step `c` runs `c`, which the API server has not either.
+    fn input() -> PlanInput {
+        use crate::api::{StepState, StepStatus};
+        let running = |id: &str| StepStatus {
+            id: id.into(),
+            state: StepState::Running,
+            job_name: Some(id.into()),
+            job_uid: Some(format!("uid-{id}")),
+            ..Default::default()
+        };
+        let mut input = PlanInput::default();
+        input.status.steps = vec![running("a"), running("b"), running("c")];
+        input
+    }
+
+    /// A list of the objects of `kind` named in the field selector, when the
+    /// API server has them.
+    fn lists(method: &str, path: &str) -> (u16, serde_json::Value) {
+        let item = |kind: &str, name: &str| {
+            serde_json::json!({"apiVersion": if kind == "Job" { "batch/v1" } else { "v1" },
+                "kind": kind, "metadata": {"name": name, "uid": format!("uid-{name}")}})
+        };
+        let items = match (method, path) {
+            ("GET", "/apis/batch/v1/namespaces/ns/jobs") => vec![item("Job", "a")],
+            ("GET", "/api/v1/namespaces/ns/pods") => vec![item("Pod", "b")],
+            _ => {
+                return (
+                    500,
+                    super::super::apply::tests::status(500, "InternalError"),
+                );
+            }
+        };
+        (200, serde_json::json!({"metadata": {}, "items": items}))
+    }
+
+    #[tokio::test]
+    async fn recorded_attempts_the_caches_lack_are_listed_by_name_and_the_missing_stay_missing() {
+        let (client, log) = super::super::apply::tests::fake_client(lists);
+        let mut input = input();
+        read_unseen(&client, "ns", &mut input).await.expect("reads");
+        let seen: Vec<&str> = input.jobs.keys().map(String::as_str).collect();
+        // The fake lists every object of a kind whatever the selector, so `a` is also
+        // "found" when `b` is asked for: only a name match counts.
+        assert_eq!(
+            seen,
+            ["a", "b"],
+            "c is on no list: it stays missing (deleted)"
+        );
+        let log = log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        assert!(
+            log.iter()
+                .all(|l| l.ends_with("/jobs") || l.ends_with("/pods")),
+            "only lists: the chart grants no get on Jobs, nor on Pods by default: {log:?}"
+        );
+    }
 }
