@@ -23,7 +23,7 @@ use std::time::Duration;
 use common::TestNamespace;
 use common::helm::{Release, cluster_env};
 use common::operator::{
-    create, execution, playbook, playbook_spec, setup, step_log, wait_final, wait_status,
+    create, execution, from_json, playbook, playbook_spec, setup, step_log, wait_final, wait_status,
 };
 use common::process::OperatorProcess;
 use common::service_account::{TokenKubeconfig, client_from, service_account_kubeconfig};
@@ -33,7 +33,7 @@ use k8s_openapi::api::authorization::v1::{
 };
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role};
+use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role, RoleBinding};
 use kube::Client;
 use kube::api::{Api, PostParams};
 use playbook_operator::api::{Execution, ExecutionPhase, Playbook, Runner, StepState};
@@ -319,6 +319,36 @@ async fn exercise(ns: &TestNamespace, mut operator: OperatorProcess, lease: &str
         !body.contains("quick-2"),
         "alice may not see this namespace: {body}"
     );
+
+    // Bob may read this namespace's runs: a finished run's page shows it whole, read
+    // from the API server by the operator (its cache keeps finished runs slimmed).
+    let role: Role = from_json(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "run-reader"},
+        "rules": [{"apiGroups": ["stackpulse.io"], "resources": ["executions"],
+                   "verbs": ["get", "list"]}]
+    }));
+    let binding: RoleBinding = from_json(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "run-reader"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "run-reader"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}]
+    }));
+    ns.api::<Role>()
+        .create(&PostParams::default(), &role)
+        .await
+        .expect("the run-reader Role");
+    ns.api::<RoleBinding>()
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("the run-reader RoleBinding");
+    let bob = common::http::page_sign_in(addr, &common::user_token("bob"))
+        .await
+        .unwrap_or_else(|a| panic!("bob signs in: {} {}", a.status, a.body));
+    let detail = format!("/ui/executions/{}/quick-2", ns.name);
+    let (status, body) = common::http::get_with(addr, &detail, &[("Cookie", &bob)]).await;
+    assert_eq!(status, 200, "bob sees the finished run whole: {body}");
+    assert!(body.contains("check"), "its step is on the page: {body}");
 
     let exited = operator.terminate();
     assert!(exited.success(), "{exited}");

@@ -63,9 +63,11 @@ is denied something), so this list stays the least the operator needs.
 # started (cancelOnResolve). delegate (a custom verb no request uses): the admission
 # policy lets the operator name a Trigger's or Schedule's last writer as the
 # requester of the runs it starts, and nobody else may name anyone but themself.
+# get: the caches keep finished runs slimmed, so the execution page reads a finished
+# run whole (one GET per view), as the controller does before planning one again.
 - apiGroups: [stackpulse.io]
   resources: [executions]
-  verbs: [list, watch, delete, create, patch, delegate]
+  verbs: [get, list, watch, delete, create, patch, delegate]
 # Playbooks and Runners: caches for the planner, and their Ready conditions.
 - apiGroups: [stackpulse.io]
   resources: [playbooks, runners]
