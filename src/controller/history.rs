@@ -45,12 +45,20 @@ pub async fn enforce(
         delete(&api, &ns, &exec.name_any(), exec.uid()).await?;
         return Ok(None);
     }
-    prune(ctx, &api, exec).await?;
+    prune(ctx, &api, exec, status).await?;
     Ok(left)
 }
 
-/// Deletes the finished Executions of `exec`'s Playbook beyond its history limit.
-async fn prune(ctx: &Context, api: &Api<Execution>, exec: &Execution) -> Result<(), Error> {
+/// Deletes the finished Executions of `exec`'s Playbook beyond its history limit,
+/// counting `exec` with `status`, the one just written: the cache may not show that
+/// write yet, and its echo wakes nothing (`super::echo`), so a run that just finished
+/// would otherwise not be counted until something else woke a run of its Playbook.
+async fn prune(
+    ctx: &Context,
+    api: &Api<Execution>,
+    exec: &Execution,
+    status: &ExecutionStatus,
+) -> Result<(), Error> {
     let ns = exec.namespace().unwrap_or_default();
     let playbook = &exec.spec.playbook_ref.name;
     let limit = ctx
@@ -58,11 +66,15 @@ async fn prune(ctx: &Context, api: &Api<Execution>, exec: &Execution) -> Result<
         .get(&ObjectRef::new(playbook).within(&ns))
         .and_then(|pb| pb.0.as_ref().ok()?.spec.history_limit);
     let Some(limit) = limit else { return Ok(()) };
+    let mut current = exec.clone();
+    current.status = Some(status.clone());
     let cached = ctx.executions.state();
     let runs: Vec<&Execution> = cached
         .iter()
         .filter_map(|e| e.0.as_ref().ok())
         .filter(|e| e.namespace().as_deref() == Some(&ns) && &e.spec.playbook_ref.name == playbook)
+        .filter(|e| e.uid() != current.uid())
+        .chain([&current])
         .collect();
     prune_runs(ctx, api, &ns, &runs, &limit, "the Playbook's historyLimit").await
 }
@@ -143,5 +155,68 @@ async fn delete(
             name: format!("{ns}/{name}"),
             source,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::core::DeserializeGuard;
+    use kube::runtime::{reflector, watcher};
+    use serde_json::json;
+
+    use super::*;
+    use crate::api::{ExecutionPhase, Playbook};
+    use crate::controller::apply::tests::{context, fake_client};
+
+    /// A run of Playbook `pb` in namespace `ns`, in `phase`, finished at minute `at`.
+    fn run(name: &str, phase: &str, at: u32) -> Execution {
+        serde_json::from_value(json!({
+            "apiVersion": "stackpulse.io/v1", "kind": "Execution",
+            "metadata": {"name": name, "namespace": "ns", "uid": format!("uid-{name}"),
+                         "creationTimestamp": format!("2026-12-06T10:{at:02}:00Z")},
+            "spec": {"playbookRef": {"name": "pb"}},
+            "status": {"phase": phase, "finishedAt": format!("2026-12-06T10:{at:02}:30Z")}
+        }))
+        .expect("an Execution")
+    }
+
+    fn answer(method: &str, path: &str) -> (u16, serde_json::Value) {
+        match method {
+            "DELETE" => (200, json!({"kind": "Status", "status": "Success"})),
+            _ => (500, json!({"path": path})),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_run_that_just_finished_counts_though_the_cache_shows_it_running() {
+        let (client, log) = fake_client(answer);
+        let mut ctx = context(client);
+        let (playbooks, mut writer) = reflector::store::<DeserializeGuard<Playbook>>();
+        let pb: Playbook = serde_json::from_value(json!({
+            "apiVersion": "stackpulse.io/v1", "kind": "Playbook",
+            "metadata": {"name": "pb", "namespace": "ns"},
+            "spec": {"historyLimit": {"succeeded": 1}, "steps": []}
+        }))
+        .expect("a Playbook");
+        writer.apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(pb))));
+        let (executions, mut writer) = reflector::store::<DeserializeGuard<Execution>>();
+        let cached_running = run("second", "Running", 2);
+        for exec in [run("first", "Succeeded", 1), cached_running.clone()] {
+            writer.apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(exec))));
+        }
+        ctx.playbooks = playbooks;
+        ctx.executions = executions;
+        // The status its reconcile just wrote, which the cache does not show yet.
+        let written = run("second", "Succeeded", 2).status.unwrap_or_default();
+        assert_eq!(written.phase, ExecutionPhase::Succeeded);
+        enforce(&ctx, &cached_running, &written)
+            .await
+            .expect("enforces");
+        let log = log.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        assert_eq!(
+            log,
+            ["DELETE /apis/stackpulse.io/v1/namespaces/ns/executions/first"],
+            "succeeded: 1 keeps the run that just finished, the older goes"
+        );
     }
 }

@@ -36,7 +36,7 @@ pub(in crate::controller) fn fake_client(
     (kube::Client::new(service, "ns"), log)
 }
 
-fn context(client: kube::Client) -> Context {
+pub(in crate::controller) fn context(client: kube::Client) -> Context {
     Context {
         client,
         config: Config::default(),
