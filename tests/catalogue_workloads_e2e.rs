@@ -371,10 +371,26 @@ async fn full_quota_is_raised_after_approval() {
         waits: true,
     };
     let ns = setup_entry("cat-quota", case.entry).await;
+    // The Service only once the quota controller has counted the empty namespace: a
+    // create charged by admission while that first count is in flight can be counted
+    // over by it (from a Service cache that does not show the create yet), and then
+    // only the controller's resync, minutes later, counts the Service.
     apply(
         &ns,
         &[
             json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "services"}, "spec": {"hard": {"services": "1"}}}),
+        ],
+    );
+    wait_object(
+        &ns,
+        &["resourcequota", "services"],
+        Duration::from_secs(60),
+        |q| q["status"]["used"]["services"] == "0",
+    )
+    .await;
+    apply(
+        &ns,
+        &[
             json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}}),
         ],
     );
