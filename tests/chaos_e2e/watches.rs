@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, LogParams, PostParams};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -73,23 +74,39 @@ pub(crate) fn record_jobs(
     (seen, task)
 }
 
-/// When kwok first served each pod's log fixture and when its container was first
-/// seen terminated: a fixture placed after that is the harness's lateness, not the
-/// operator's loss, and is reported apart.
+/// When kwok first served each pod's log fixture and when its container ended: a
+/// fixture placed after that is the harness's lateness, not the operator's loss, and
+/// is reported apart.
 #[derive(Default)]
 pub(crate) struct PodLogs {
-    fixture_at: BTreeMap<String, Instant>,
+    fixture_at: BTreeMap<String, (Instant, Timestamp)>,
+    /// When this harness's watch first saw the container terminated.
     terminated_at: BTreeMap<String, Instant>,
+    /// The container's own `finishedAt` (whole seconds). After an API server restart
+    /// this harness's watch can come back later than the operator's, which then reads
+    /// the log before the harness sees the end: the clock of the end itself decides.
+    finished_at: BTreeMap<String, Timestamp>,
     /// `<execution>/<step>` of each pod.
     step_of: BTreeMap<String, String>,
 }
 
 impl PodLogs {
-    /// The `<execution>/<step>`s whose pod ended before its fixture was in place.
+    /// The `<execution>/<step>`s whose pod ended before its fixture was in place: seen
+    /// ending first, or ending (to the second its `finishedAt` has) no later than the
+    /// fixture was seen served.
     pub(crate) fn late(&self) -> BTreeSet<String> {
         self.terminated_at
             .iter()
-            .filter(|(pod, ended)| self.fixture_at.get(*pod).is_none_or(|at| at > *ended))
+            .filter(|(pod, seen_ended)| {
+                let Some((at, wall)) = self.fixture_at.get(*pod) else {
+                    return true;
+                };
+                let ended_first = self
+                    .finished_at
+                    .get(*pod)
+                    .is_some_and(|finished| wall.as_second() >= finished.as_second());
+                at > *seen_ended || ended_first
+            })
             .filter_map(|(pod, _)| self.step_of.get(pod).cloned())
             .collect()
     }
@@ -117,11 +134,14 @@ pub(crate) fn serve_pod_logs(ns: &TestNamespace) -> (Shared<PodLogs>, tokio::tas
         while let Some(pod) = stream.next().await {
             let Ok(pod) = pod else { continue };
             let name = pod.metadata.name.clone().unwrap_or_default();
-            if terminated(&pod) {
-                lock(&sink)
-                    .terminated_at
+            if let Some(finished) = terminated(&pod) {
+                let mut seen = lock(&sink);
+                seen.terminated_at
                     .entry(name.clone())
                     .or_insert_with(Instant::now);
+                if let Some(at) = finished {
+                    seen.finished_at.insert(name.clone(), at);
+                }
             }
             if !asked.insert(name.clone()) {
                 continue;
@@ -163,7 +183,8 @@ pub(crate) fn serve_pod_logs(ns: &TestNamespace) -> (Shared<PodLogs>, tokio::tas
                 while Instant::now() < give_up {
                     let served = pods.logs(&name, &LogParams::default()).await;
                     if served.is_ok_and(|text| text.contains(&want)) {
-                        lock(&sink).fixture_at.insert(name, Instant::now());
+                        let at = (Instant::now(), Timestamp::now());
+                        lock(&sink).fixture_at.insert(name, at);
                         return;
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -174,15 +195,13 @@ pub(crate) fn serve_pod_logs(ns: &TestNamespace) -> (Shared<PodLogs>, tokio::tas
     (state, task)
 }
 
-fn terminated(pod: &Pod) -> bool {
-    let statuses = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.container_statuses.as_ref());
-    statuses.is_some_and(|cs| {
-        cs.iter()
-            .any(|c| c.state.as_ref().is_some_and(|s| s.terminated.is_some()))
-    })
+/// `Some` once a container of `pod` terminated, with its `finishedAt` if it says.
+fn terminated(pod: &Pod) -> Option<Option<Timestamp>> {
+    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+    statuses
+        .iter()
+        .find_map(|c| c.state.as_ref()?.terminated.as_ref())
+        .map(|t| t.finished_at.as_ref().map(|f| f.0))
 }
 
 /// Runs finished and steps Succeeded so far (from a watch: it drives the chaos).
