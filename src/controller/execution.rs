@@ -19,7 +19,8 @@ use kube::runtime::controller::Action;
 use tracing::Instrument;
 
 use super::error::error_action;
-use super::{Context, Error, apply, dryrun, history, observe, spilled, workload};
+use super::workload::{self, Unseen};
+use super::{Context, Error, apply, dryrun, history, observe, spilled};
 use crate::api::Execution;
 use crate::engine::plan::{Plan, PlanInput, parser_inputs_to_check, plan, spilled_refs};
 use crate::engine::slim::{Full, needs_plan};
@@ -102,9 +103,15 @@ async fn reconcile_execution(exec: &Execution, ctx: &Context) -> Result<Action, 
             full
         }
     };
-    let (mut input, reads) = observe::from_caches(exec, ctx);
-    // Jobs created by the last reconcile may not be cached yet: not deleted.
-    workload::read_unseen(&ctx.client, &input.execution.namespace.clone(), &mut input).await?;
+    let (mut input, mut reads) = observe::from_caches(exec, ctx, &Unseen::default());
+    // A Job the last reconcile created may not be cached yet (not deleted): read from
+    // the API server and observed with the cached Pods, whose end may be what woke
+    // this reconcile (no later change of the Job would).
+    let unseen = workload::read_unseen(&ctx.client, &input.execution.namespace, &input).await?;
+    if !unseen.is_empty() {
+        (input, reads) = observe::from_caches(exec, ctx, &unseen);
+    }
+    observe::take_refusals(ctx, &mut input);
     if exec.spec.dry_run {
         return dryrun::reconcile(&exec, ctx, input).await;
     }

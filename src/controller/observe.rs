@@ -20,7 +20,7 @@ use k8s_openapi::api::core::v1::{ContainerStateTerminated, ContainerStatus, Pod,
 use kube::ResourceExt;
 use kube::api::{Api, LogParams};
 
-use super::workload::Workload;
+use super::workload::{Unseen, Workload};
 use super::{Context, Error};
 use crate::api::{Execution, PlaybookSpec, RunnerSpec};
 use crate::engine::plan::{
@@ -295,8 +295,9 @@ fn find_container<'a>(
     }
 }
 
-/// The cached objects of `exec`, then [`plan_input`].
-pub fn from_caches(exec: Full<'_>, ctx: &Context) -> (PlanInput, Vec<LogRead>) {
+/// The cached objects of `exec` (and `unseen`, the attempts read from the API server
+/// that the caches do not show yet, observed with the cached Pods), then [`plan_input`].
+pub fn from_caches(exec: Full<'_>, ctx: &Context, unseen: &Unseen) -> (PlanInput, Vec<LogRead>) {
     let ns = exec.namespace().unwrap_or_default();
     let (jobs, pods) = attempts_of(&exec, ctx);
     let playbook_ref =
@@ -324,8 +325,8 @@ pub fn from_caches(exec: Full<'_>, ctx: &Context) -> (PlanInput, Vec<LogRead>) {
             }
         })
         .collect();
-    let jobs: Vec<&Job> = jobs.iter().map(AsRef::as_ref).collect();
-    let pods: Vec<&Pod> = pods.iter().map(AsRef::as_ref).collect();
+    let jobs: Vec<&Job> = jobs.iter().map(AsRef::as_ref).chain(&unseen.jobs).collect();
+    let pods: Vec<&Pod> = pods.iter().map(AsRef::as_ref).chain(&unseen.pods).collect();
     let cached = Cached {
         playbook,
         runners,
@@ -333,13 +334,24 @@ pub fn from_caches(exec: Full<'_>, ctx: &Context) -> (PlanInput, Vec<LogRead>) {
         pods: &pods,
     };
     let (mut input, reads) = plan_input(exec, &cached, &ctx.config.limits);
+    input.execution.url = ctx
+        .config
+        .external_url
+        .as_deref()
+        .map(|base| crate::engine::page::execution_url(base, &ns, &exec.name_any()));
+    (input, reads)
+}
+
+/// Takes, into `input`, the refusals of the creates of attempts its status awaits
+/// that no Job or Pod shows (once: a refusal is kept until one plan reads it).
+pub fn take_refusals(ctx: &Context, input: &mut PlanInput) {
     let current: Vec<String> = awaiting_output(&input.status)
         .into_iter()
         .map(String::from)
         .collect();
     for name in current {
         if !input.jobs.contains_key(&name)
-            && let Some(reason) = ctx.refusals.take(&ns, &name)
+            && let Some(reason) = ctx.refusals.take(&input.execution.namespace, &name)
         {
             let refused = ObservedJob {
                 refused: Some(reason),
@@ -348,12 +360,6 @@ pub fn from_caches(exec: Full<'_>, ctx: &Context) -> (PlanInput, Vec<LogRead>) {
             input.jobs.insert(name, refused);
         }
     }
-    input.execution.url = ctx
-        .config
-        .external_url
-        .as_deref()
-        .map(|base| crate::engine::page::execution_url(base, &ns, &exec.name_any()));
-    (input, reads)
 }
 
 /// Reads each log (bounded by `limit_bytes`) into `input.jobs[job].log`.

@@ -83,27 +83,34 @@ pub async fn create_planned(client: &Client, ns: &str, job: &Job) -> Result<Crea
     }
 }
 
-/// Observes, from the API server, the attempts Running steps recorded that the caches
+/// Attempts read from the API server that the caches did not show yet.
+#[derive(Debug, Default)]
+pub struct Unseen {
+    pub jobs: Vec<Job>,
+    /// Bare Pods (`workload: Pod`).
+    pub pods: Vec<Pod>,
+}
+
+impl Unseen {
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty() && self.pods.is_empty()
+    }
+}
+
+/// Reads, from the API server, the attempts Running steps recorded that the caches
 /// do not show yet (`plan::recorded_unseen`): the Job, else the bare Pod, of that
 /// name. One the API server has not either stays missing: deleted.
-pub async fn read_unseen(client: &Client, ns: &str, input: &mut PlanInput) -> Result<(), Error> {
-    let unseen: Vec<String> = recorded_unseen(input)
-        .into_iter()
-        .map(|(name, _)| name.to_string())
-        .collect();
-    for name in unseen {
-        let observed = match read::<Job>(client, ns, &name).await? {
-            Some(job) => Some(job.observe(&[]).0),
-            None => read::<Pod>(client, ns, &name)
-                .await?
-                .map(|p| p.observe(&[]).0),
-        };
-        if let Some(observed) = observed {
-            tracing::debug!(job = %name, "recorded attempt not cached yet: read from the API server");
-            input.jobs.insert(name, observed);
+pub async fn read_unseen(client: &Client, ns: &str, input: &PlanInput) -> Result<Unseen, Error> {
+    let mut unseen = Unseen::default();
+    for (name, _) in recorded_unseen(input) {
+        tracing::debug!(job = %name, "recorded attempt not cached: read from the API server");
+        if let Some(job) = read::<Job>(client, ns, name).await? {
+            unseen.jobs.push(job);
+        } else if let Some(pod) = read::<Pod>(client, ns, name).await? {
+            unseen.pods.push(pod);
         }
     }
-    Ok(())
+    Ok(unseen)
 }
 
 /// The `W` named `name`, read with a list by name rather than a get: the operator's
@@ -282,16 +289,13 @@ mod tests {
     #[tokio::test]
     async fn recorded_attempts_the_caches_lack_are_listed_by_name_and_the_missing_stay_missing() {
         let (client, log) = super::super::apply::tests::fake_client(lists);
-        let mut input = input();
-        read_unseen(&client, "ns", &mut input).await.expect("reads");
-        let seen: Vec<&str> = input.jobs.keys().map(String::as_str).collect();
+        let unseen = read_unseen(&client, "ns", &input()).await.expect("reads");
+        let jobs: Vec<String> = unseen.jobs.iter().map(ResourceExt::name_any).collect();
+        let pods: Vec<String> = unseen.pods.iter().map(ResourceExt::name_any).collect();
         // The fake lists every object of a kind whatever the selector, so `a` is also
         // "found" when `b` is asked for: only a name match counts.
-        assert_eq!(
-            seen,
-            ["a", "b"],
-            "c is on no list: it stays missing (deleted)"
-        );
+        assert_eq!(jobs, ["a"]);
+        assert_eq!(pods, ["b"], "c is on no list: it stays missing (deleted)");
         let log = log.lock().unwrap_or_else(|p| p.into_inner()).clone();
         assert!(
             log.iter()

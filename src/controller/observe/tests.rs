@@ -323,3 +323,48 @@ fn a_slimmed_job_and_pod_are_observed_as_the_whole_ones() {
         "env, other containers and volumes are not kept: {kept}"
     );
 }
+
+/// The Job the last reconcile created, not cached yet, read from the API server: its
+/// Pod, cached and ended (the change that woke this reconcile), is observed with it,
+/// so its log is read now. Observed alone, the end would be missed, and no later
+/// change of the Job wakes the run.
+#[tokio::test]
+async fn an_unseen_job_is_observed_with_its_cached_ended_pod() {
+    use futures::StreamExt;
+    use kube::runtime::{reflector, watcher};
+
+    let (client, _) = crate::controller::apply::tests::fake_client(|_, _| (500, json!({})));
+    let mut ctx = crate::controller::apply::tests::context(client);
+    let mut ended = pod("j-abc", "job-uid", "get-info", Some(0));
+    ended
+        .labels_mut()
+        .insert(LABEL_EXECUTION_UID.into(), "e-uid".into());
+    let (store, writer) = reflector::store::<Pod>();
+    let index = Arc::new(crate::controller::index::ByExecution::default());
+    let events = futures::stream::iter([Ok(watcher::Event::Apply(ended))]);
+    index
+        .reflector(writer, store.clone(), events)
+        .collect::<Vec<_>>()
+        .await;
+    ctx.pods = store;
+    ctx.pod_index = index;
+    let exec = execution("j");
+    let exec = Full::of(&exec).expect("not slimmed");
+
+    let (_, reads) = from_caches(exec, &ctx, &Unseen::default());
+    assert_eq!(reads, [], "without the Job, the ended Pod is nobody's");
+    let unseen = Unseen {
+        jobs: vec![job("j", "job-uid", "get-info", None)],
+        pods: Vec::new(),
+    };
+    let (input, reads) = from_caches(exec, &ctx, &unseen);
+    assert_eq!(
+        reads,
+        [LogRead {
+            job: "j".into(),
+            pod: "j-abc".into(),
+            container: "get-info".into(),
+        }]
+    );
+    assert!(input.jobs["j"].terminated.is_some(), "{:?}", input.jobs);
+}
