@@ -198,6 +198,27 @@ async fn install_and_run_as_the_chart(
 /// historyLimit deletes the older), one cancelled run (its Job deleted), Runners and
 /// Playbooks made Ready, Events for the transitions. Then SIGTERM releases the Lease.
 async fn exercise(ns: &TestNamespace, mut operator: OperatorProcess, lease: &str) {
+    // Bob may read this namespace's runs (granted first: RBAC takes a moment to apply).
+    let role: Role = from_json(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "run-reader"},
+        "rules": [{"apiGroups": ["stackpulse.io"], "resources": ["executions"],
+                   "verbs": ["get", "list"]}]
+    }));
+    let binding: RoleBinding = from_json(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "run-reader"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "run-reader"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}]
+    }));
+    ns.api::<Role>()
+        .create(&PostParams::default(), &role)
+        .await
+        .expect("the run-reader Role");
+    ns.api::<RoleBinding>()
+        .create(&PostParams::default(), &binding)
+        .await
+        .expect("the run-reader RoleBinding");
     ns.set_default_log(&step_log("checking", json!({"ok": true})))
         .await;
     create::<Runner>(
@@ -320,28 +341,8 @@ async fn exercise(ns: &TestNamespace, mut operator: OperatorProcess, lease: &str
         "alice may not see this namespace: {body}"
     );
 
-    // Bob may read this namespace's runs: a finished run's page shows it whole, read
-    // from the API server by the operator (its cache keeps finished runs slimmed).
-    let role: Role = from_json(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-        "metadata": {"name": "run-reader"},
-        "rules": [{"apiGroups": ["stackpulse.io"], "resources": ["executions"],
-                   "verbs": ["get", "list"]}]
-    }));
-    let binding: RoleBinding = from_json(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-        "metadata": {"name": "run-reader"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "run-reader"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}]
-    }));
-    ns.api::<Role>()
-        .create(&PostParams::default(), &role)
-        .await
-        .expect("the run-reader Role");
-    ns.api::<RoleBinding>()
-        .create(&PostParams::default(), &binding)
-        .await
-        .expect("the run-reader RoleBinding");
+    // Bob reads this namespace's runs: a finished run's page shows it whole, read from
+    // the API server by the operator (its cache keeps finished runs slimmed).
     let bob = common::http::page_sign_in(addr, &common::user_token("bob"))
         .await
         .unwrap_or_else(|a| panic!("bob signs in: {} {}", a.status, a.body));
