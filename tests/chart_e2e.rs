@@ -23,7 +23,7 @@ use std::time::Duration;
 use common::TestNamespace;
 use common::helm::{Release, cluster_env};
 use common::operator::{
-    create, execution, from_json, playbook, playbook_spec, setup, step_log, wait_final, wait_status,
+    create, execution, playbook, playbook_spec, setup, step_log, wait_final, wait_status,
 };
 use common::process::OperatorProcess;
 use common::service_account::{TokenKubeconfig, client_from, service_account_kubeconfig};
@@ -33,7 +33,7 @@ use k8s_openapi::api::authorization::v1::{
 };
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role};
 use kube::Client;
 use kube::api::{Api, PostParams};
 use playbook_operator::api::{Execution, ExecutionPhase, Playbook, Runner, StepState};
@@ -199,26 +199,10 @@ async fn install_and_run_as_the_chart(
 /// Playbooks made Ready, Events for the transitions. Then SIGTERM releases the Lease.
 async fn exercise(ns: &TestNamespace, mut operator: OperatorProcess, lease: &str) {
     // Bob may read this namespace's runs (granted first: RBAC takes a moment to apply).
-    let role: Role = from_json(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-        "metadata": {"name": "run-reader"},
-        "rules": [{"apiGroups": ["stackpulse.io"], "resources": ["executions"],
-                   "verbs": ["get", "list"]}]
-    }));
-    let binding: RoleBinding = from_json(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-        "metadata": {"name": "run-reader"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "run-reader"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}]
-    }));
-    ns.api::<Role>()
-        .create(&PostParams::default(), &role)
-        .await
-        .expect("the run-reader Role");
-    ns.api::<RoleBinding>()
-        .create(&PostParams::default(), &binding)
-        .await
-        .expect("the run-reader RoleBinding");
+    let reads_runs = json!([{"apiGroups": ["stackpulse.io"], "resources": ["executions"],
+                             "verbs": ["get", "list"]}]);
+    let bob = json!([common::rbac::user("bob")]);
+    common::rbac::grant(&ns.client, &ns.name, "run-reader", reads_runs, bob).await;
     ns.set_default_log(&step_log("checking", json!({"ok": true})))
         .await;
     create::<Runner>(

@@ -22,7 +22,6 @@ use common::operator::{Operator, from_json, playbook, runner, setup, step_log};
 use common::process::OperatorProcess;
 use common::{TestNamespace, user_client};
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use playbook_operator::api::{Execution, ExecutionPhase, Schedule};
@@ -190,29 +189,13 @@ async fn two_replicas_and_a_killed_leader_start_exactly_one_run_per_minute() {
 
 /// alice may write Schedules and use the default Runner.
 async fn grant_schedules(ns: &TestNamespace) {
-    let role: Role = from_json(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-        "metadata": {"name": "scheduler"},
-        "rules": [
-            {"apiGroups": ["stackpulse.io"], "resources": ["schedules"],
-             "verbs": ["get", "list", "create", "patch"]},
-            {"apiGroups": ["stackpulse.io"], "resources": ["runners"], "verbs": ["use"]}
-        ]
-    }));
-    let binding: RoleBinding = from_json(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-        "metadata": {"name": "scheduler"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "scheduler"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}]
-    }));
-    ns.api::<Role>()
-        .create(&PostParams::default(), &role)
-        .await
-        .expect("Role");
-    ns.api::<RoleBinding>()
-        .create(&PostParams::default(), &binding)
-        .await
-        .expect("RoleBinding");
+    let rules = json!([
+        {"apiGroups": ["stackpulse.io"], "resources": ["schedules"],
+         "verbs": ["get", "list", "create", "patch"]},
+        {"apiGroups": ["stackpulse.io"], "resources": ["runners"], "verbs": ["use"]}
+    ]);
+    let alice = json!([common::rbac::user("alice")]);
+    common::rbac::grant(&ns.client, &ns.name, "scheduler", rules, alice).await;
 }
 
 async fn wait_schedule(

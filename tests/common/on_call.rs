@@ -5,7 +5,6 @@
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, Patch, PostParams};
 use playbook_operator::api::Execution;
 use serde_json::{Value, json};
@@ -18,33 +17,13 @@ use super::operator::{from_json, setup, step, step_log, wait_status};
 /// grant: the default `system:basic-user` ClusterRole allows it to every
 /// authenticated user.
 pub async fn grant_on_call(ns: &TestNamespace) {
-    let role: Role = from_json(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-        "metadata": {"name": "on-call"},
-        "rules": [
-            {"apiGroups": ["stackpulse.io"], "resources": ["executions"],
-             "verbs": ["get", "list", "watch", "create", "patch", "update"]},
-            {"apiGroups": ["stackpulse.io"], "resources": ["playbooks"], "verbs": ["get", "list"]}
-        ]
-    }));
-    let binding: RoleBinding = from_json(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-        "metadata": {"name": "on-call"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "on-call"},
-        "subjects": [
-            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"},
-            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"},
-            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "carol"}
-        ]
-    }));
-    ns.api::<Role>()
-        .create(&PostParams::default(), &role)
-        .await
-        .expect("creating the on-call Role");
-    ns.api::<RoleBinding>()
-        .create(&PostParams::default(), &binding)
-        .await
-        .expect("creating the on-call RoleBinding");
+    let rules = json!([
+        {"apiGroups": ["stackpulse.io"], "resources": ["executions"],
+         "verbs": ["get", "list", "watch", "create", "patch", "update"]},
+        {"apiGroups": ["stackpulse.io"], "resources": ["playbooks"], "verbs": ["get", "list"]}
+    ]);
+    let people = json!(["alice", "bob", "carol"].map(super::rbac::user));
+    super::rbac::grant(&ns.client, &ns.name, "on-call", rules, people).await;
 }
 
 /// `user`'s view of the namespace's Executions.
