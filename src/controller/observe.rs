@@ -4,7 +4,8 @@
 //! but [`read_logs`] is a pure function of the Execution and the cached objects, so
 //! what the controller *saw* is testable without a cluster. [`read_logs`] is the only
 //! API call: one bounded `pods/log` read per step container that ended while its
-//! step still waits for the output (`engine::plan::awaiting_output`).
+//! step still waits for the output (`engine::plan::awaiting_output`), unless the
+//! container handed it over in its termination message (`Terminated::handed_over`).
 //!
 //! Job-specific knowledge stays here and in the Job builder: which Pod is a Job's,
 //! which container is the step's, and what a Job's `Failed` condition means. A step
@@ -119,8 +120,13 @@ fn observe_attempts<W: Workload>(
     for attempt in attempts {
         let name = attempt.name_any();
         let (observed, container) = attempt.observe(pods);
+        // A container that handed its output (or its failure) over in its termination
+        // message costs no log read.
         if awaiting.contains(name.as_str())
-            && observed.terminated.is_some()
+            && observed
+                .terminated
+                .as_ref()
+                .is_some_and(|t| t.handed_over().is_none())
             && let Some((pod, container)) = container
         {
             reads.push(LogRead {

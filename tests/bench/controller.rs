@@ -25,7 +25,13 @@
 //! steps as Jobs beside bare Job chains, then with steps as bare Pods beside bare
 //! Pod chains (the same chains, each link a Pod the bench creates itself).
 //!
-//! Env: `BENCH_EXECUTIONS` (default 200), `BENCH_WORKLOADS` (default `Job,Pod`).
+//! Each step hands its output over in its termination message, as a step image that
+//! writes `/dev/termination-log` does (kwok sets it from the pod annotation
+//! `kwok.stackpulse.io/message`, on the floor's pods too); `BENCH_OUTPUTS=log` leaves
+//! the message empty, so the operator reads each step's log instead.
+//!
+//! Env: `BENCH_EXECUTIONS` (default 200), `BENCH_WORKLOADS` (default `Job,Pod`),
+//! `BENCH_OUTPUTS` (`message` by default, or `log`).
 //! Needs a cluster: `make bench` starts one (and a second at upstream's
 //! kube-controller-manager defaults, `make bench-stock`).
 
@@ -58,6 +64,11 @@ const STEPS: usize = 4;
 /// not become N open connections.
 const CREATE_CONCURRENCY: usize = 32;
 const RUN_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+/// What every step prints, or writes as its termination message: the next step's
+/// env reads `n`.
+const OUTPUT: &str = "{\"n\": 1, \"ok\": true}";
+/// The kwok annotation that becomes a pod's termination message (`tests/cluster/kwok`).
+const MESSAGE_ANNOTATION: &str = "kwok.stackpulse.io/message";
 /// Single runs timed on the idle operator after the storm.
 const IDLE_RUNS: usize = 20;
 
@@ -72,6 +83,16 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?
         .block_on(bench(n))
+}
+
+/// The annotations of every step pod: the output as termination message, unless
+/// `BENCH_OUTPUTS=log`.
+fn step_annotations() -> anyhow::Result<serde_json::Value> {
+    match std::env::var("BENCH_OUTPUTS").as_deref() {
+        Err(_) | Ok("message") => Ok(json!({MESSAGE_ANNOTATION: OUTPUT})),
+        Ok("log") => Ok(json!({})),
+        Ok(other) => bail!("BENCH_OUTPUTS: {other:?} is neither message nor log"),
+    }
 }
 
 /// The workloads to bench, from `BENCH_WORKLOADS` (`Job,Pod` by default).
@@ -89,6 +110,12 @@ fn workloads() -> anyhow::Result<Vec<Workload>> {
 async fn bench(n: usize) -> anyhow::Result<()> {
     let client = common::client().await;
     common::install_crds(&client).await;
+    let annotations = step_annotations()?;
+    let outputs = match annotations.as_object().is_some_and(|a| a.is_empty()) {
+        true => "read from each step's log",
+        false => "handed over in each step's termination message",
+    };
+    eprintln!("[bench] step outputs: {outputs}");
     for workload in workloads()? {
         let kind = workload.kind();
         eprintln!("[bench] floor: {n} bare chains of {STEPS} {kind}s");
@@ -134,7 +161,11 @@ fn chain_job(chain: usize, step: usize) -> Job {
         "spec": {
             "backoffLimit": 0,
             "template": {
-                "metadata": {"labels": {"bench/chain": chain.to_string(), "bench/step": step.to_string()}},
+                "metadata": {
+                    "labels": {"bench/chain": chain.to_string(), "bench/step": step.to_string()},
+                    // Checked by `bench` before the first create.
+                    "annotations": step_annotations().unwrap_or_default(),
+                },
                 "spec": {
                     "restartPolicy": "Never",
                     "containers": [{"name": "step", "image": "busybox"}]
@@ -290,14 +321,14 @@ async fn operator_run(client: &kube::Client, n: usize, workload: Workload) -> an
     let runner: Runner = serde_json::from_value(json!({
         "apiVersion": "stackpulse.io/v1", "kind": "Runner",
         "metadata": {"name": "default"},
-        "spec": {"workload": workload.kind()}
+        "spec": {"workload": workload.kind(), "annotations": step_annotations()?}
     }))?;
     ns.api::<Runner>()
         .create(&PostParams::default(), &runner)
         .await
         .context("creating the Runner")?;
     // Every step prints the same JSON; the default parser takes it as the output.
-    ns.set_default_log("{\"n\": 1, \"ok\": true}\n").await;
+    ns.set_default_log(&format!("{OUTPUT}\n")).await;
     let steps: Vec<_> = (1..=STEPS)
         .map(|i| match i {
             1 => json!({"id": "s1", "image": "busybox"}),

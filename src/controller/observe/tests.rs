@@ -128,6 +128,41 @@ fn logs_are_read_only_for_the_current_job_of_a_running_step() {
 }
 
 #[test]
+fn a_container_that_handed_over_a_termination_message_costs_no_log_read() {
+    let j = job("j", "job-uid", "get-info", None);
+    let mut p = pod("j-abc", "job-uid", "get-info", Some(0));
+    let cases = [
+        (Some("{\"ok\": true}"), false),
+        (Some("  \n"), true),
+        (None, true),
+    ];
+    for (message, read) in cases {
+        let state = p
+            .status
+            .as_mut()
+            .and_then(|s| s.container_statuses.as_mut());
+        let terminated = state.and_then(|cs| cs[0].state.as_mut()?.terminated.as_mut());
+        terminated.expect("terminated").message = message.map(String::from);
+        let cached = Cached {
+            playbook: None,
+            runners: BTreeMap::new(),
+            jobs: &[&j],
+            pods: &[&p],
+        };
+        let exec = execution("j");
+        let (input, reads) =
+            plan_input(Full::of(&exec).expect("whole"), &cached, &Limits::default());
+        assert_eq!(!reads.is_empty(), read, "message {message:?}");
+        let t = input.jobs["j"].terminated.as_ref().expect("terminated");
+        assert_eq!(
+            t.message.as_deref(),
+            message,
+            "the planner gets the message"
+        );
+    }
+}
+
+#[test]
 fn the_live_playbook_is_passed_only_before_the_snapshot() {
     let pb = PlaybookSpec::default();
     let cached = Cached {

@@ -94,9 +94,10 @@ pub struct ObservedJob {
     /// The API server refused to create this Job, for good (a 4xx other than 409
     /// and 429): its reason. Such a Job does not exist; the step fails.
     pub refused: Option<String>,
-    /// The container log. Read it (bounded, `limitBytes`) when `terminated` is set and
-    /// the status still shows this Job as a Running step's; the planner waits until
-    /// it is `Read` or `Unreadable`.
+    /// The container log. Read it (bounded, `limitBytes`) when `terminated` is set,
+    /// handed nothing over ([`Terminated::handed_over`]), and the status still shows
+    /// this Job as a Running step's; the planner waits until it is `Read` or
+    /// `Unreadable`.
     pub log: StepLog,
 }
 
@@ -109,6 +110,20 @@ pub struct Terminated {
     /// The termination message (with `FallbackToLogsOnError`, the log's last lines).
     pub message: Option<String>,
     pub finished_at: Option<Timestamp>,
+}
+
+/// Most bytes of a termination message the kubelet keeps (`k8s.io/api/core/v1`):
+/// a longer one is cut there, so it cannot be parsed whole.
+pub const TERMINATION_MESSAGE_MAX: usize = 4096;
+
+impl Terminated {
+    /// The text the container handed over in its termination message, if any: its
+    /// output when it exited 0 (it wrote `/dev/termination-log`: with
+    /// `FallbackToLogsOnError` the kubelet fills in the log's end only on failure),
+    /// its failure's detail otherwise. Either way its log need not be read.
+    pub fn handed_over(&self) -> Option<&str> {
+        self.message.as_deref().filter(|m| !m.trim().is_empty())
+    }
 }
 
 /// A Job-level failure (a `Failed` condition).

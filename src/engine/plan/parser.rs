@@ -88,17 +88,20 @@ impl Planner<'_> {
                 self.attempt_failed(i, message, Some(0), at);
                 return true;
             }
-            match &log {
-                StepLog::NotRead => return false,
-                StepLog::Unreadable(reason) => {
+            let text = match (t.handed_over(), &log) {
+                (Some(message), _) => message,
+                (None, StepLog::NotRead) => return false,
+                (None, StepLog::Unreadable(reason)) => {
                     let message =
                         format!("{what} exited 0, but its log could not be read: {reason}");
                     self.attempt_failed(i, message, Some(0), at);
+                    return true;
                 }
-                StepLog::Read(text) => match parse::parse_image_output(&run.image, text) {
-                    Ok(value) => self.succeed(i, value, at, run.input_truncated.then(cut_note)),
-                    Err(e) => self.attempt_failed(i, format!("output: {e}"), Some(0), at),
-                },
+                (None, StepLog::Read(text)) => text,
+            };
+            match parse::parse_image_output(&run.image, text) {
+                Ok(value) => self.succeed(i, value, at, run.input_truncated.then(cut_note)),
+                Err(e) => self.attempt_failed(i, format!("output: {e}"), Some(0), at),
             }
             return true;
         }

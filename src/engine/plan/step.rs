@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::gate::needs_approval;
 use super::health;
+use super::model::TERMINATION_MESSAGE_MAX;
 use super::{EventType, Planner, StepLog, Terminated, output, seconds, time};
 use crate::api::{Approval, Retries, RunnerSpec, Step, StepState};
 use crate::engine::access;
@@ -21,6 +22,9 @@ use crate::engine::template;
 
 /// In the message of a step whose retry was called off because another step failed.
 pub(super) const NOT_RETRIED: &str = "; not retried: step '";
+
+/// After the parse error of an output that filled the kubelet's termination message.
+const CUT_MESSAGE: &str = "; the termination message is cut at 4 KiB by the kubelet: print a larger output to the log and leave /dev/termination-log empty";
 
 /// Longest wait between two attempts.
 const MAX_BACKOFF_SECONDS: i64 = 3600;
@@ -258,9 +262,11 @@ impl Planner<'_> {
             self.attempt_failed(i, message, Some(t.exit_code), at);
             return true;
         }
-        let text = match log {
-            StepLog::NotRead => return false,
-            StepLog::Unreadable(reason) => {
+        // A termination message is the output: the container wrote it for that.
+        let text = match (t.handed_over(), log) {
+            (Some(message), _) => message,
+            (None, StepLog::NotRead) => return false,
+            (None, StepLog::Unreadable(reason)) => {
                 self.attempt_failed(
                     i,
                     format!("exit code 0, but the log could not be read: {reason}"),
@@ -269,7 +275,7 @@ impl Planner<'_> {
                 );
                 return true;
             }
-            StepLog::Read(text) => text,
+            (None, StepLog::Read(text)) => text,
         };
         // The marker is only known here when it is literal; a templated one is rare
         // and the parser falls back to the default marker or the whole output.
@@ -295,7 +301,13 @@ impl Planner<'_> {
         };
         match parsed {
             Ok(value) => self.succeed(i, value, at, None),
-            Err(e) => self.attempt_failed(i, format!("output: {e}"), Some(0), at),
+            Err(e) => {
+                let cut = t
+                    .handed_over()
+                    .filter(|m| m.len() >= TERMINATION_MESSAGE_MAX)
+                    .map_or("", |_| CUT_MESSAGE);
+                self.attempt_failed(i, format!("output: {e}{cut}"), Some(0), at);
+            }
         }
         true
     }

@@ -17,6 +17,9 @@ pub enum Act {
     Plan,
     /// Ends a step's current container: id, exit code, log.
     Exit(&'static str, i32, &'static str),
+    /// Ends a step's current container with exit code 0, having written this
+    /// termination message; its log is never read.
+    Hands(&'static str, &'static str),
     Wait(i64),
     /// A user approves the plan a step instance shows now.
     Approve(&'static str, &'static str),
@@ -150,6 +153,14 @@ fn run(case: Case) {
             }
             ConfigMapsExist(count) => assert_eq!(s.config_maps.len(), count, "{at}"),
             Exit(id, code, log) => s.exit(id, code, log),
+            Hands(id, message) => {
+                s.exit(id, 0, "");
+                let job = s.job_of(id);
+                job.log = StepLog::NotRead;
+                if let Some(t) = job.terminated.as_mut() {
+                    t.message = Some(message.into());
+                }
+            }
             Wait(seconds) => s.now += seconds,
             Approve(step, user) => s.approve(step, user),
             ApproveInGroup(step, user, group) => {

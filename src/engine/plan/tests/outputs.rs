@@ -20,8 +20,41 @@ const BIG_OUTPUT: &str = concat!(
     r#""}"#
 );
 
+/// A termination message the kubelet cut at its 4 KiB: JSON that never closes.
+fn cut_message() -> &'static str {
+    let text = format!(r#"{{"pods": "{}"#, "p".repeat(4096 - 10));
+    Box::leak(text.into_boxed_str())
+}
+
 pub(super) fn cases() -> Vec<Case> {
     vec![
+        case(
+            "a termination message is the output: no log is needed",
+            vec![step("a"), step("b").env("N", "{{ .steps.a.outputs.n }}")],
+            vec![
+                Plan,
+                Hands("a", r#"{"n": 2}"#),
+                Plan,
+                States("a=Succeeded b=Running"),
+                Output("a", r#"{"n": 2}"#),
+                Env("b", "N", "2"),
+            ],
+        ),
+        case(
+            "a termination message cut at the kubelet's 4 KiB fails the step and says so",
+            vec![step("a").parser("json")],
+            vec![
+                Plan,
+                Hands("a", cut_message()),
+                Plan,
+                States("a=Failed"),
+                Msg("a", "output: "),
+                Msg(
+                    "a",
+                    "cut at 4 KiB by the kubelet: print a larger output to the log",
+                ),
+            ],
+        ),
         case(
             "output that does not parse with an explicit json parser fails the step",
             vec![step("a").parser("json")],
