@@ -89,6 +89,49 @@ async fn a_real_containers_exit_code_and_log_become_the_steps_result() {
     ns.cleanup().await;
 }
 
+/// A real container that writes its JSON to `/dev/termination-log` hands it over
+/// there: its chatter on stdout is not the output, the next step reads the JSON, and
+/// one longer than the kubelet keeps (4 KiB) fails its step saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_containers_termination_message_is_its_output() {
+    let ns = setup("real-message").await;
+    realnode::runner(&ns, "real", json!({})).await;
+    let hands = r#"echo 'checking replicas'; printf '{"replicas": 3}' > /dev/termination-log"#;
+    let uses = r#"echo "got $R"; printf '{"got": %s}' "$R" > /dev/termination-log"#;
+    // 5,000 bytes of JSON: the kubelet keeps the first 4,096.
+    let big = r#"printf '{"pad": "%05000d"}' 0 > /dev/termination-log"#;
+    playbook(
+        &ns,
+        "message",
+        json!([
+            {"id": "hands", "image": BUSYBOX, "runner": "real", "command": ["/bin/sh", "-c", hands]},
+            {"id": "uses", "image": BUSYBOX, "runner": "real", "command": ["/bin/sh", "-c", uses],
+             "env": {"R": "{{ .steps.hands.outputs.replicas }}"}},
+            {"id": "big", "image": BUSYBOX, "runner": "real", "command": ["/bin/sh", "-c", big],
+             "outputParser": {"name": "json"}}
+        ]),
+    )
+    .await;
+    let operator = Operator::start(&ns);
+    execution(&ns, "message-1", "message", json!({})).await;
+    let status = wait_final(&ns, "message-1").await;
+    let hands = step(&status, "hands");
+    assert_eq!(hands.state, StepState::Succeeded, "{hands:?}");
+    assert_eq!(hands.outputs, Some(json!({"replicas": 3})), "{hands:?}");
+    let uses = step(&status, "uses");
+    assert_eq!(uses.outputs, Some(json!({"got": 3})), "{uses:?}");
+    let big = step(&status, "big");
+    assert_eq!(big.state, StepState::Failed, "{big:?}");
+    assert!(
+        big.message
+            .as_deref()
+            .is_some_and(|m| m.contains("cut at 4 KiB by the kubelet")),
+        "{big:?}"
+    );
+    operator.stop().await;
+    ns.cleanup().await;
+}
+
 /// `{{ secret "Redis_Secret" }}` in an env value reaches the real container expanded,
 /// and the value is nowhere the operator writes: status, Events, its log, the Job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

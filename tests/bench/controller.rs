@@ -67,8 +67,6 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 /// What every step prints, or writes as its termination message: the next step's
 /// env reads `n`.
 const OUTPUT: &str = "{\"n\": 1, \"ok\": true}";
-/// The kwok annotation that becomes a pod's termination message (`tests/cluster/kwok`).
-const MESSAGE_ANNOTATION: &str = "kwok.stackpulse.io/message";
 /// Single runs timed on the idle operator after the storm.
 const IDLE_RUNS: usize = 20;
 
@@ -89,7 +87,7 @@ fn main() -> anyhow::Result<()> {
 /// `BENCH_OUTPUTS=log`.
 fn step_annotations() -> anyhow::Result<serde_json::Value> {
     match std::env::var("BENCH_OUTPUTS").as_deref() {
-        Err(_) | Ok("message") => Ok(json!({MESSAGE_ANNOTATION: OUTPUT})),
+        Err(_) | Ok("message") => Ok(json!({common::MESSAGE_ANNOTATION: OUTPUT})),
         Ok("log") => Ok(json!({})),
         Ok(other) => bail!("BENCH_OUTPUTS: {other:?} is neither message nor log"),
     }

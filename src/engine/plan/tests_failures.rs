@@ -68,7 +68,7 @@ fn cases() -> Vec<Case> {
                 Plan,
                 States("a=Failed | f=Running"),
                 Msg("a", "couldn't find key token in Secret prod/slack): create the Secret or the key it names"),
-                Events(&["StepFailed", "FinallyStarted", "StepStarted"]),
+                Events(&["StepFailed", "FinallyStarted"]),
             ],
         )
         .finally(vec![step("f")]),

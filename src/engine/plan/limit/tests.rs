@@ -88,7 +88,7 @@ fn cases() -> Vec<Case> {
                 Exit("check", 0, "{}"),
                 Plan,
                 States("check=Succeeded restart=Running"),
-                Events(&["StepSucceeded", "StepStarted"]),
+                Events(&["StepSucceeded"]),
                 Remediation(Some(("shop", true))),
             ],
         ),

@@ -112,7 +112,7 @@ pub(super) fn cases() -> Vec<Case> {
                 Plan,
                 States("a=Succeeded b=Running"),
                 Output("a", r#"{"up": 3, "load": 0.5}"#),
-                Events(&["StepSucceeded", "StepStarted"]),
+                Events(&["StepSucceeded"]),
                 Env("b", "UP", "3 0.5"),
             ],
         ),
