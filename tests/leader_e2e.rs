@@ -97,12 +97,12 @@ async fn only_the_leader_reconciles_and_a_killed_leader_is_replaced_within_the_l
     wait_status(
         &ns,
         "run-1",
-        "step one running",
+        "step two running",
         Duration::from_secs(30),
         |s| {
             s.steps
                 .iter()
-                .any(|st| st.id == "one" && st.state == StepState::Running && st.job_name.is_some())
+                .any(|st| st.id == "two" && st.state == StepState::Running && st.job_name.is_some())
         },
     )
     .await;
@@ -111,16 +111,22 @@ async fn only_the_leader_reconciles_and_a_killed_leader_is_replaced_within_the_l
         "the standby reconciled:\n{}",
         b.log()
     );
+    // Step one's end is an Event, written just after the status that ends it.
+    let mut written = Vec::new();
+    for _ in 0..50 {
+        written = reporters(&ns, "run-1").await;
+        if !written.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert!(
-        reporters(&ns, "run-1")
-            .await
-            .iter()
-            .all(|r| r == "replica-a"),
-        "only the leader writes Events"
+        !written.is_empty() && written.iter().all(|r| r == "replica-a"),
+        "only the leader writes Events: {written:?}"
     );
 
     // SIGKILL: the Lease is not released; the standby takes it once it expires.
-    a.kill("while step one runs");
+    a.kill("while step two runs");
     let killed = Instant::now();
     b.wait_log("became the leader").await;
     let took = killed.elapsed();
