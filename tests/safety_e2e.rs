@@ -12,7 +12,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::operator::*;
 use common::process::OperatorProcess;
@@ -230,5 +230,27 @@ async fn finally_runs_once_when_the_operator_is_killed_as_the_main_steps_end() {
         Some("Succeeded")
     );
     operator.terminate();
+    ns.cleanup().await;
+}
+
+/// SIGTERM while the operator is still starting, before its caches are filled (a
+/// rollout, or an API server that cannot be listed): it exits within its shutdown
+/// grace (5 s) instead of waiting for caches that nothing fills any more (it hung
+/// until SIGKILL, 4 times in 5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_while_starting_stops_the_operator_within_the_grace() {
+    let ns = setup("safe-start").await;
+    for attempt in 1..=3 {
+        let mut operator = OperatorProcess::start(&ns, &[]);
+        operator.wait_log("serving HTTP").await;
+        let asked = Instant::now();
+        let exited = operator.terminate();
+        let took = asked.elapsed();
+        assert!(exited.success(), "attempt {attempt}: {exited}");
+        assert!(
+            took < Duration::from_secs(10),
+            "attempt {attempt}: exited {took:?} after SIGTERM"
+        );
+    }
     ns.cleanup().await;
 }

@@ -48,6 +48,7 @@ mod remediation;
 mod runner;
 mod schedule;
 mod spilled;
+mod stop;
 mod wake;
 mod workload;
 
@@ -356,6 +357,7 @@ pub async fn run_with(
         echoes,
     });
     let shutdown = shutdown.shared();
+    let stopping = shutdown.clone();
 
     let pod_to_execution = {
         let jobs = jobs.clone();
@@ -394,12 +396,15 @@ pub async fn run_with(
         .graceful_shutdown_on(shutdown)
         .run(execution::reconcile, execution::error_policy, ctx)
         .for_each(log_stream_error);
-    futures::join!(
-        execution_controller,
-        playbook_controller,
-        runner_controller,
-        schedule_controller
-    );
+    let controllers = async {
+        futures::join!(
+            execution_controller,
+            playbook_controller,
+            runner_controller,
+            schedule_controller
+        );
+    };
+    stop::within(controllers, stopping, stop::GRACE).await;
     tracing::info!("controller stopped");
 }
 
