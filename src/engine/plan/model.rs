@@ -124,6 +124,18 @@ impl Terminated {
     pub fn handed_over(&self) -> Option<&str> {
         self.message.as_deref().filter(|m| !m.trim().is_empty())
     }
+
+    /// The text a container that exited 0 gave as its output: what it
+    /// [handed over](Self::handed_over), else its log. `None` while the log is not
+    /// read yet; `Err` with the reason when it cannot be read.
+    pub fn output<'a>(&'a self, log: &'a StepLog) -> Option<Result<&'a str, &'a str>> {
+        match (self.handed_over(), log) {
+            (Some(message), _) => Some(Ok(message)),
+            (None, StepLog::NotRead) => None,
+            (None, StepLog::Unreadable(reason)) => Some(Err(reason)),
+            (None, StepLog::Read(text)) => Some(Ok(text)),
+        }
+    }
 }
 
 /// A Job-level failure (a `Failed` condition).

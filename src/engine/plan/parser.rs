@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 
-use super::{EventType, Planner, StepLog, output, seconds, sha256_hex, time};
+use super::{EventType, Planner, output, seconds, sha256_hex, time};
 use crate::api::{ParserRun, Step};
 use crate::engine::context::InstanceId;
 use crate::engine::job::{self, JobInput, MAX_OUTPUT_BYTES, RenderedStep};
@@ -88,16 +88,15 @@ impl Planner<'_> {
                 self.attempt_failed(i, message, Some(0), at);
                 return true;
             }
-            let text = match (t.handed_over(), &log) {
-                (Some(message), _) => message,
-                (None, StepLog::NotRead) => return false,
-                (None, StepLog::Unreadable(reason)) => {
+            let text = match t.output(&log) {
+                None => return false,
+                Some(Err(reason)) => {
                     let message =
                         format!("{what} exited 0, but its log could not be read: {reason}");
                     self.attempt_failed(i, message, Some(0), at);
                     return true;
                 }
-                (None, StepLog::Read(text)) => text,
+                Some(Ok(text)) => text,
             };
             match parse::parse_image_output(&run.image, text) {
                 Ok(value) => self.succeed(i, value, at, run.input_truncated.then(cut_note)),

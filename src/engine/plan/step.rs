@@ -268,11 +268,9 @@ impl Planner<'_> {
             self.attempt_failed(i, message, Some(t.exit_code), at);
             return true;
         }
-        // A termination message is the output: the container wrote it for that.
-        let text = match (t.handed_over(), log) {
-            (Some(message), _) => message,
-            (None, StepLog::NotRead) => return false,
-            (None, StepLog::Unreadable(reason)) => {
+        let text = match t.output(log) {
+            None => return false,
+            Some(Err(reason)) => {
                 self.attempt_failed(
                     i,
                     format!("exit code 0, but the log could not be read: {reason}"),
@@ -281,7 +279,7 @@ impl Planner<'_> {
                 );
                 return true;
             }
-            (None, StepLog::Read(text)) => text,
+            Some(Ok(text)) => text,
         };
         // The marker is only known here when it is literal; a templated one is rare
         // and the parser falls back to the default marker or the whole output.
